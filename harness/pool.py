@@ -1,0 +1,163 @@
+"""A pool of long-lived sandboxes that runs jobs concurrently and survives sandbox failures.
+
+Each slot is a thread that owns one sandbox at a time (Docker's attach sockets are blocking and
+the work is in the containers, so threads are enough).  Slots are spread over the backends, so a
+pool can span several Docker hosts.  A job whose sandbox fails is retried on a fresh sandbox; after
+``retries`` failed attempts it is reported as an infrastructure error, never as a verdict.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+from .execution import ExecutionJob, run_job
+from .sandbox import Sandbox, SandboxBackend, SandboxError
+from .verdicts import SampleResult, SampleStatus
+
+log = logging.getLogger(__name__)
+
+_STOP = object()
+
+
+@dataclass(frozen=True)
+class PoolStats:
+    jobs: int
+    sandbox_failures: int
+    sandboxes_started: int
+
+
+class SandboxPool:
+    def __init__(self, backends: SandboxBackend | Sequence[SandboxBackend], size: int | None = None, retries: int = 3):
+        self.backends = [backends] if not isinstance(backends, Sequence) else list(backends)
+        if not self.backends:
+            raise ValueError("a pool needs at least one backend")
+        capacity = sum(b.capacity for b in self.backends)
+        self.size = size or capacity
+        self.retries = retries
+        self._jobs: queue.Queue = queue.Queue()
+        self._lock = threading.Lock()
+        self._closed = False
+        self._sandboxes: dict[int, Sandbox] = {}
+        self._failures = 0
+        self._started = 0
+        self._done = 0
+        # Slot i runs on backend i mod len(backends), weighted by capacity.
+        plan = [b for b in self.backends for _ in range(b.capacity)] or self.backends
+        self._threads = [
+            threading.Thread(target=self._slot, args=(i, plan[i % len(plan)]), name=f"sandbox-slot-{i}", daemon=True)
+            for i in range(self.size)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    # -- public API ------------------------------------------------------------------------
+    def submit(self, job: ExecutionJob) -> "queue.Queue[SampleResult]":
+        """Queue *job*; its result arrives on the returned queue."""
+        reply: queue.Queue = queue.Queue(maxsize=1)
+        self._enqueue(job, lambda result: reply.put(result))
+        return reply
+
+    def run(self, job: ExecutionJob) -> SampleResult:
+        return self.submit(job).get()
+
+    def map_unordered(self, jobs: Iterable[ExecutionJob]) -> Iterator[tuple[int, SampleResult]]:
+        """Run all *jobs* concurrently; yield (index, result) as each finishes."""
+        results: queue.Queue = queue.Queue()
+        count = 0
+        for index, job in enumerate(jobs):
+            self._enqueue(job, lambda result, index=index: results.put((index, result)))
+            count += 1
+        for _ in range(count):
+            yield results.get()
+
+    def map(self, jobs: Iterable[ExecutionJob]) -> list[SampleResult]:
+        jobs = list(jobs)
+        out: list[SampleResult | None] = [None] * len(jobs)
+        for index, result in self.map_unordered(jobs):
+            out[index] = result
+        return out  # type: ignore[return-value]
+
+    def stats(self) -> PoolStats:
+        with self._lock:
+            return PoolStats(jobs=self._done, sandbox_failures=self._failures, sandboxes_started=self._started)
+
+    def close(self) -> None:
+        """Stop all slots and remove every sandbox (safe to call twice, and from Ctrl-C handling)."""
+        if self._closed:
+            return
+        self._closed = True
+        for _ in self._threads:
+            self._jobs.put(_STOP)
+        with self._lock:
+            sandboxes = list(self._sandboxes.values())
+            self._sandboxes.clear()
+        for sandbox in sandboxes:  # running jobs see their sandbox vanish and end
+            _close_quietly(sandbox)
+        for thread in self._threads:
+            thread.join(timeout=30)
+
+    def __enter__(self) -> "SandboxPool":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- internals ---------------------------------------------------------------------------
+    def _enqueue(self, job: ExecutionJob, deliver) -> None:
+        if self._closed:
+            raise RuntimeError("pool is closed")
+        self._jobs.put((job, deliver))
+
+    def _slot(self, slot: int, backend: SandboxBackend) -> None:
+        sandbox: Sandbox | None = None
+        try:
+            while True:
+                item = self._jobs.get()
+                if item is _STOP:
+                    return
+                job, deliver = item
+                result = None
+                error = ""
+                for _attempt in range(self.retries):
+                    if self._closed:
+                        break
+                    try:
+                        if sandbox is None:
+                            sandbox = backend.start()
+                            with self._lock:
+                                self._started += 1
+                                self._sandboxes[slot] = sandbox
+                        result = run_job(sandbox, job)
+                        break
+                    except Exception as exc:  # SandboxError, or a daemon/API hiccup below it
+                        error = str(exc)
+                        if not isinstance(exc, SandboxError):
+                            log.exception("unexpected error while running a job")
+                        log.warning("sandbox failure (retrying on a fresh sandbox): %s", exc)
+                        with self._lock:
+                            self._failures += 1
+                            self._sandboxes.pop(slot, None)
+                        if sandbox is not None:
+                            _close_quietly(sandbox)
+                        sandbox = None
+                if result is None:
+                    result = SampleResult(SampleStatus.INFRA_ERROR, (), detail=error or "pool closed")
+                with self._lock:
+                    self._done += 1
+                deliver(result)
+        finally:
+            if sandbox is not None:
+                with self._lock:
+                    self._sandboxes.pop(slot, None)
+                _close_quietly(sandbox)
+
+
+def _close_quietly(sandbox: Sandbox) -> None:
+    try:
+        sandbox.close()
+    except Exception as exc:  # removal problems must not mask the real outcome
+        log.warning("could not remove sandbox %s: %s", getattr(sandbox, "name", "?"), exc)
