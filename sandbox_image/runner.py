@@ -52,17 +52,36 @@ WARM_IMPORTS = (
 )
 
 
+class _LazyNumpy(types.ModuleType):
+    """Stands in for numpy until a program first touches an attribute, then becomes it.
+
+    importlib.util.LazyLoader is not usable here: the import statement itself reads ``__spec__``,
+    which would load numpy in every program.  This stub carries the real spec, so ``import numpy as
+    np`` is free; the first missing attribute imports the real numpy and copies its namespace in.
+    """
+
+    def __getattr__(self, name):
+        if sys.modules.get("numpy") is self:
+            del sys.modules["numpy"]
+        import importlib
+
+        real = importlib.import_module("numpy")
+        self.__dict__.update(real.__dict__)
+        return getattr(real, name)
+
+
 def register_lazy_numpy():
-    """Put a lazily-executed numpy into sys.modules; the first attribute access really imports it."""
     import importlib.util
 
     spec = importlib.util.find_spec("numpy")
     if spec is None:
         return
-    spec.loader = importlib.util.LazyLoader(spec.loader)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["numpy"] = module
-    spec.loader.exec_module(module)
+    stub = _LazyNumpy("numpy")
+    stub.__spec__ = spec
+    stub.__file__ = spec.origin
+    stub.__loader__ = spec.loader
+    stub.__package__ = "numpy"
+    sys.modules["numpy"] = stub
 
 
 SCRATCH = os.environ.get("TACO_RUNNER_SCRATCH", "/tmp")
@@ -243,14 +262,13 @@ def _finish_like_interpreter(status):
         atexit._run_exitfuncs()
     except BaseException:
         pass
-    try:
-        sys.stdout.flush()
-    except BaseException:
-        status = 120  # CPython: failing to flush stdout at exit turns the status into 120
-    try:
-        sys.stderr.flush()
-    except BaseException:
-        pass
+    for stream, failing_status in ((sys.stdout, 120), (sys.stderr, None)):
+        try:  # CPython skips closed streams; failing to flush stdout turns the status into 120
+            if stream is not None and not getattr(stream, "closed", False):
+                stream.flush()
+        except BaseException:
+            if failing_status is not None:
+                status = failing_status
     os._exit(status)
 
 

@@ -16,7 +16,8 @@ QUIRKS = [
     ("1 2\n3 4\n", "1 2\n3 4", True),
     ("1 2 \n3 4\n", "1 2\n3 4", False),  # interior trailing space counts
     ("a\r\nb\r\n", "a\nb", True),  # text mode turns \r\n into \n
-    ("a\nb\n", "a\r\nb", False),  # the expected text is not normalised
+    ("ab\ncd\n", "ab\r\ncd", False),  # the expected text is not normalised
+    ("a\nb\n", "a\r\nb", True),  # ...but single-character tokens pass through the set quirk
     ("12", "1\n2", True),  # per-character float quirk
     ("5", "5.0", True),
     ("0.5\n", "0.50000", False),  # no float tolerance
