@@ -632,6 +632,13 @@ def compile_and_serve(program, mode, fn_name, cmd_fd, res_fd, output_limit):
     send(res_fd, ok)
     if mode != "call":
         exit_now(0)
+    # TACO imported numpy (its header) before the guard disabled os functions numpy's import needs.
+    numpy_stub = sys.modules.get("numpy")
+    if isinstance(numpy_stub, _LazyNumpy):
+        try:
+            numpy_stub.ndarray
+        except Exception:
+            pass
     _reliability_guard()
     loads, dumps, EncodeError = valuecodec.loads, valuecodec.dumps, valuecodec.EncodeError
     while True:
