@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import select
-import socket
 import struct
 import time
 import uuid
@@ -208,4 +207,4 @@ def sandbox_containers(client: docker.DockerClient, session: str | None = None) 
     return client.containers.list(all=True, filters={"label": label})
 
 
-__all__ = ["ContainerLimits", "DockerBackend", "DockerSandbox", "DockerUnavailable", "connect", "prune", "socket"]
+__all__ = ["ContainerLimits", "DockerBackend", "DockerSandbox", "DockerUnavailable", "connect", "prune"]

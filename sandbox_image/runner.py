@@ -217,7 +217,8 @@ def wipe_dir(path):
 
 def clean_scratch(workdir):
     wipe_dir(workdir)
-    wipe_dir("/dev/shm") if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+    if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK):
+        wipe_dir("/dev/shm")
 
 
 # --------------------------------------------------------------------------------------------
