@@ -5,16 +5,21 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
 
 from .docker_backend import ContainerLimits, DockerBackend, DockerUnavailable, connect, prune
-from .evaluate import EvaluationSettings, GenerationsError, evaluate, join_by_task_id, load_generations, write_outputs
+from .evaluate import JUDGES, EvaluationSettings, Progress, evaluate, write_outputs
 from .execution import RunLimits
-from .image import ImageBuildError, ensure_image
+from .generations import GenerationsError, join_by_task_id, load_generations
+from .image import DEFAULT_BASE_IMAGE, ImageBuildError, ensure_image, image_tag
+from .journal import Journal
 from .pool import SandboxPool
-from .problems import DatasetError, load_problems
+from .problems import DatasetError, Selection, load_split, select
+from .verdict_cache import VerdictCache
 
 
 def _say(message: str) -> None:
@@ -57,35 +62,152 @@ def sandbox_prune() -> None:
         raise _Fail(str(exc)) from exc
 
 
+def dataset_options(command):
+    """The dataset and its filters, shared by every command that reads problems."""
+    options = [
+        click.option("--dataset", required=True, help="Hub id, save_to_disk/arrow/parquet directory, or .json/.jsonl/.parquet file."),
+        click.option("--split", default="test", show_default=True, help="Dataset split."),
+        click.option("--difficulty", "difficulties", multiple=True, help="Keep this difficulty (repeatable)."),
+        click.option("--skill", "skills", multiple=True, help="Keep problems with this skill_types entry (repeatable)."),
+        click.option("--indices", default=None, help="Keep these task ids: '0,5,10-20'."),
+        click.option("--limit", type=click.IntRange(min=1), default=None, help="Keep the first N problems after filtering."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def parse_indices(text: str | None) -> tuple[int, ...] | None:
+    if text is None:
+        return None
+    ids: list[int] = []
+    try:
+        for part in filter(None, (p.strip() for p in text.split(","))):
+            if "-" in part[1:]:
+                low, high = part.split("-", 1)
+                ids.extend(range(int(low), int(high) + 1))
+            else:
+                ids.append(int(part))
+    except ValueError:
+        raise _Fail(f"--indices: expected numbers and ranges like '0,5,10-20', got {text!r}") from None
+    return tuple(ids)
+
+
+def selection_from(difficulties, skills, indices, limit) -> Selection:
+    return Selection(tuple(difficulties), tuple(skills), parse_indices(indices), limit)
+
+
 @main.command("evaluate")
-@click.option("--dataset", "dataset", required=True, type=click.Path(path_type=Path), help="TACO-format .jsonl or .json rows.")
-@click.option("--generations", required=True, type=click.Path(path_type=Path), help="Official generations.json (or JSONL).")
-@click.option("--output", required=True, type=click.Path(path_type=Path), help="Directory for results.json and metrics.json.")
+@dataset_options
+@click.option("--generations", required=True, type=click.Path(path_type=Path), help="Official generations.json, or JSONL of the same objects.")
+@click.option("--output", required=True, type=click.Path(path_type=Path), help="Directory for results.json, metrics.json and the journal.")
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="Sandbox containers (default: CPU count).")
 @click.option("--timeout", type=click.FloatRange(min=0.1), default=4.0, show_default=True, help="Seconds per test.")
-@click.option("--all-tests", is_flag=True, help="Run every test (no early exit at the first failure).")
+@click.option("--judge", type=click.Choice(JUDGES), default="taco", show_default=True, help="Verdict semantics.")
+@click.option("--all-tests", is_flag=True, help="Run every test (no early exit at a sample's first failure).")
 @click.option("--no-dedup", is_flag=True, help="Execute identical programs of a task separately.")
-@click.option("--allow-partial", is_flag=True, help="Allow dataset tasks without generations.")
+@click.option("--no-cache", is_flag=True, help="Neither read nor write the persistent verdict cache.")
+@click.option("--restart", is_flag=True, help="Discard OUTPUT's journal instead of resuming from it.")
+@click.option("--allow-partial", is_flag=True, help="Allow selected tasks without generations and ids outside the dataset.")
 @click.option("--memory-mb", type=click.IntRange(min=64), default=2048, show_default=True, help="Memory per container.")
-def evaluate_command(dataset, generations, output, workers, timeout, all_tests, no_dedup, allow_partial, memory_mb):
-    """Evaluate TACO generations; write TACO-format results.json and metrics.json to OUTPUT."""
+def evaluate_command(
+    dataset, split, difficulties, skills, indices, limit, generations, output, workers, timeout, judge,
+    all_tests, no_dedup, no_cache, restart, allow_partial, memory_mb,
+):
+    """Evaluate TACO generations; write results.json and metrics.json (TACO formats) to OUTPUT.
+
+    Rerunning the same command resumes from OUTPUT/journal.jsonl.
+    """
+    selection = selection_from(difficulties, skills, indices, limit)
     try:
-        problems = load_problems(dataset)
-        pairs = join_by_task_id(problems, load_generations(generations), allow_partial)
-        client = connect()
-        image = ensure_image(client, say=_say)
-    except (DatasetError, GenerationsError, DockerUnavailable, ImageBuildError) as exc:
+        split_problems = load_split(dataset, split)
+        problems = select(split_problems, selection, dataset)
+        tasks = join_by_task_id(
+            problems, load_generations(generations), allow_partial, {p.task_id for p in split_problems}
+        )
+    except (DatasetError, GenerationsError) as exc:
         raise _Fail(str(exc)) from exc
-    settings = EvaluationSettings(RunLimits(timeout_s=timeout), early_exit=not all_tests, dedup=not no_dedup)
-    backend = DockerBackend(image, client=client, limits=ContainerLimits(memory_mb=memory_mb), capacity=workers or os.cpu_count())
-    total = sum(len(g.outputs) for _, g in pairs)
+    if output.exists() and not output.is_dir():
+        raise _Fail(f"--output must be a directory: {output} is a file")
+    base_image = os.environ.get("TACO_HARNESS_BASE_IMAGE") or DEFAULT_BASE_IMAGE
+    image = image_tag(base_image)
+    settings = EvaluationSettings(
+        RunLimits(timeout_s=timeout),
+        early_exit=not all_tests,
+        dedup=not no_dedup,
+        judge=judge,
+        sandbox_id=f"{image} memory={memory_mb}MB",
+    )
+
+    def open_pool() -> SandboxPool:
+        client = connect()
+        ensure_image(client, base_image, say=_say)
+        limits = ContainerLimits(memory_mb=memory_mb)
+        return SandboxPool(DockerBackend(image, client=client, limits=limits, capacity=workers or os.cpu_count() or 1))
+
+    journal_path = output / "journal.jsonl"
+    if restart and journal_path.exists():
+        journal_path.unlink()
+    total = sum(len(t.outputs) for t in tasks)
     from tqdm import tqdm
 
-    with SandboxPool(backend) as pool, tqdm(total=total, unit="sample", desc="evaluate", file=sys.stderr) as bar:
-        outcome = evaluate(pairs, pool, settings, on_result=lambda *_: bar.update(1))
+    meter = _TestsMeter()
+    try:
+        with Journal(journal_path) as journal, _maybe_cache(not no_cache) as cache, tqdm(
+            total=total, unit="sample", desc="evaluate", file=sys.stderr, dynamic_ncols=True
+        ) as bar:
+
+            def on_progress(progress: Progress) -> None:
+                bar.update(progress.samples)
+                meter.add(progress)
+                bar.set_postfix_str(meter.text(), refresh=False)
+
+            outcome = evaluate(tasks, open_pool, settings, journal, cache, on_progress)
+    except (DockerUnavailable, ImageBuildError) as exc:
+        raise _Fail(f"{exc} (finished samples are kept in {journal_path})") from exc
+    except KeyboardInterrupt:
+        raise _Fail(f"interrupted; rerun the same command to resume from {journal_path}") from None
     write_outputs(outcome, output)
     shown = {k: round(v, 4) for k, v in outcome.metrics.items() if k.startswith("pass@")}
-    click.echo(f"{shown}  ({outcome.metrics['counts']['samples']} samples, {outcome.seconds:.1f}s) -> {output}")
+    click.echo(
+        f"{shown}  {total} samples, {outcome.jobs} distinct programs "
+        f"({outcome.executed} run, {outcome.from_cache} cached, {outcome.from_journal} resumed) "
+        f"in {outcome.seconds:.1f}s -> {output}"
+    )
+    if outcome.infra_errors:
+        _say(f"{outcome.infra_errors} sample(s) hit sandbox failures on every retry and are not scored "
+             f"(null in results.json); rerun the same command to retry them")
+        sys.exit(3)
+
+
+class _TestsMeter:
+    """tests/s over the tests actually executed (journal and cache hits are not work)."""
+
+    def __init__(self) -> None:
+        self.started: float | None = None
+        self.tests = 0
+
+    def add(self, progress: Progress) -> None:
+        if progress.source != "run":
+            return
+        if self.started is None:
+            self.started = time.monotonic()
+        self.tests += progress.tests
+
+    def text(self) -> str:
+        if self.started is None:
+            return ""
+        elapsed = max(time.monotonic() - self.started, 1e-6)
+        return f"{self.tests / elapsed:.0f} tests/s"
+
+
+@contextmanager
+def _maybe_cache(enabled: bool):
+    if not enabled:
+        yield None
+        return
+    with VerdictCache() as cache:
+        yield cache
 
 
 if __name__ == "__main__":

@@ -65,3 +65,23 @@ class SampleResult:
 
     def taco(self) -> list[bool | int]:
         return [v.taco for v in self.verdicts]
+
+
+def result_record(result: SampleResult) -> dict:
+    """A JSON-ready form of *result* for the journal and the verdict cache."""
+    record: dict = {"status": result.status.value, "verdicts": [v.value for v in result.verdicts]}
+    if result.stopped_early:
+        record["stopped_early"] = True
+    if result.detail:
+        record["detail"] = result.detail[:2000]
+    return record
+
+
+def result_from_record(record: dict) -> SampleResult:
+    """Inverse of ``result_record``; raises ValueError/KeyError/TypeError on a damaged record."""
+    return SampleResult(
+        status=SampleStatus(record["status"]),
+        verdicts=tuple(Verdict(v) for v in record["verdicts"]),
+        stopped_early=bool(record.get("stopped_early", False)),
+        detail=str(record.get("detail", "")),
+    )

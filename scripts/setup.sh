@@ -13,7 +13,12 @@ if [ ! -x .venv/bin/python ]; then
     python3 -m venv --system-site-packages .venv
   fi
 fi
-.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]' 2>&1 | grep -v -E "^WARNING: (Location|Running pip)" || true
+# torch==2.13.0 resolves to the CPU wheel these machines carry; any other spec would pull GBs of CUDA.
+# A torch that is already importable (a GPU machine's) is kept.
+if ! .venv/bin/python -c "import torch" 2>/dev/null; then
+  .venv/bin/python -m pip install -q --disable-pip-version-check torch==2.13.0 2>&1 | grep -v -E "^WARNING: (Location|Running pip)" || true
+fi
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test,gpu]' 2>&1 | grep -v -E "^WARNING: (Location|Running pip)" || true
 .venv/bin/python -c "import harness, docker, click, numpy, tqdm" \
   || { echo "setup: the package did not install" >&2; exit 1; }
 .venv/bin/harness sandbox build >/dev/null
