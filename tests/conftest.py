@@ -15,6 +15,14 @@ from harness.pool import SandboxPool
 SHARED_DATA = Path(os.environ.get("TACO_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_verdict_cache(tmp_path_factory):
+    """Tests never read (or fill) the user's verdict cache: a cached verdict would hide the sandbox."""
+    os.environ["TACO_HARNESS_CACHE_DIR"] = str(tmp_path_factory.mktemp("verdict-cache"))
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+
 @pytest.fixture(scope="session")
 def docker_client():
     return connect()
