@@ -26,6 +26,9 @@ class ExecutionJob:
     code: str
     limits: RunLimits = RunLimits()
     early_exit: bool = False
+    # Run each stdin test in a new interpreter, as the official harness does (benchmarks and
+    # fidelity checks only: it is what the warm forks replace).
+    fresh_interpreter: bool = False
 
 
 _job_ids = itertools.count(1)
@@ -40,6 +43,8 @@ def job_message(job: ExecutionJob, job_id: int, compile_only: bool = False) -> d
         "output_limit": job.limits.output_limit_bytes,
         "compile_only": compile_only,
     }
+    if job.fresh_interpreter:
+        message["fresh_interpreter"] = True
     if job.suite.mode is Mode.STDIN:
         programs = stdin_programs(job.code)
         message.update(

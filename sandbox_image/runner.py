@@ -225,13 +225,22 @@ def clean_scratch(workdir):
 # the forked program: behave like `python script.py` run fresh
 
 
+def _std_stream(fd, name, mode, errors, line_buffering):
+    # Built the way CPython's create_stdio builds them, down to the attributes programs read
+    # (fast-I/O templates test ``"r" in file.mode``; some print ``sys.stdout.buffer.name``).
+    raw = io.FileIO(fd, mode + "b", closefd=False)
+    raw.name = name
+    buffered = io.BufferedReader(raw) if mode == "r" else io.BufferedWriter(raw)
+    text = io.TextIOWrapper(buffered, encoding="utf-8", errors=errors, newline="\n", line_buffering=line_buffering)
+    text.mode = mode
+    return text
+
+
 def _std_streams():
     """Fresh sys.stdin/stdout/stderr over fds 0-2, configured like a new interpreter's."""
-    stdin = io.TextIOWrapper(io.open(0, "rb", closefd=False), encoding="utf-8", errors="strict", newline="\n")
-    stdout = io.TextIOWrapper(io.open(1, "wb", closefd=False), encoding="utf-8", errors="strict", newline="\n")
-    stderr = io.TextIOWrapper(
-        io.open(2, "wb", closefd=False), encoding="utf-8", errors="backslashreplace", newline="\n", line_buffering=True
-    )
+    stdin = _std_stream(0, "<stdin>", "r", "strict", False)
+    stdout = _std_stream(1, "<stdout>", "w", "strict", False)
+    stderr = _std_stream(2, "<stderr>", "w", "backslashreplace", True)
     sys.stdin, sys.stdout, sys.stderr = stdin, stdout, stderr
     sys.__stdin__, sys.__stdout__, sys.__stderr__ = stdin, stdout, stderr
 
@@ -339,7 +348,7 @@ class RunResult:
         self.seconds = 0.0
 
 
-def run_stdin_program(source, workdir, stdin_data, stdin_path, capture, timeout, output_limit):
+def run_stdin_program(source, workdir, stdin_data, stdin_path, capture, timeout, output_limit, fresh=False):
     """Fork and run *source* like ``subprocess.run(['python', path], ..., timeout=timeout)``.
 
     stdin comes from the bytes *stdin_data* on a pipe, or from the file *stdin_path*, or /dev/null.
@@ -370,6 +379,14 @@ def run_stdin_program(source, workdir, stdin_data, stdin_path, capture, timeout,
         try:
             _prepare_child(workdir, timeout)
             _redirect(child_in, child_out, child_err)
+        except BaseException:
+            os._exit(126)
+        try:  # the script exists on disk, as the official one does (``open(__file__)`` works)
+            with open(path, "w", encoding="utf-8", errors="surrogatepass") as f:
+                f.write(source)
+            if fresh:
+                # The official procedure, for benchmarks and fidelity checks: a new interpreter per run.
+                os.execv(sys.executable, [sys.executable, path])
         except BaseException:
             os._exit(126)
         run_program_child(source, workdir, path)
@@ -498,7 +515,7 @@ def _text(data):
     return data.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")
 
 
-def stdin_test(source, stdin_text, workdir, timeout, output_limit):
+def stdin_test(source, stdin_text, workdir, timeout, output_limit, fresh=False):
     """One TACO stdin test (execute_std_code's body for one input).  Returns an outcome dict.
 
     Outcomes: {"k": "out", "text"}  -> the host compares text with the expected output;
@@ -512,7 +529,7 @@ def stdin_test(source, stdin_text, workdir, timeout, output_limit):
         data = stdin_text.encode("utf-8")
     except UnicodeEncodeError:
         return {"k": "error", "why": "input is not encodable"}
-    first = run_stdin_program(source, workdir, data, None, True, timeout, output_limit)
+    first = run_stdin_program(source, workdir, data, None, True, timeout, output_limit, fresh)
     if first.status == "timeout":
         return {"k": "timeout"}
     if first.status == "overflow":
@@ -527,7 +544,7 @@ def stdin_test(source, stdin_text, workdir, timeout, output_limit):
     feed = os.path.join(SCRATCH, ".stdin-feed")
     with open(feed, "wb") as f:
         f.write(data)
-    retry = run_stdin_program(source, workdir, None, feed, True, timeout, output_limit)
+    retry = run_stdin_program(source, workdir, None, feed, True, timeout, output_limit, fresh)
     os.unlink(feed)
     if retry.status == "overflow":
         return {"k": "overflow"}
@@ -538,7 +555,7 @@ def stdin_test(source, stdin_text, workdir, timeout, output_limit):
     # Retry B: input.txt in the working directory, stdin from /dev/null, output read from output.txt.
     with open(os.path.join(workdir, "input.txt"), "wb") as f:
         f.write(data)
-    third = run_stdin_program(source, workdir, None, None, False, timeout, output_limit)
+    third = run_stdin_program(source, workdir, None, None, False, timeout, output_limit, fresh)
     if third.status == "exit":
         last_rc = third.returncode
         if third.returncode == 0:
@@ -787,11 +804,12 @@ class Job:
             if status != "ok" or m.get("compile_only"):
                 return
             passes = [m["exec_program"], m["second_program"]]
+            fresh = bool(m.get("fresh_interpreter"))
             outcomes = []
             for index, text in enumerate(m["inputs"]):
                 self.check_stop()
                 started = time.monotonic()
-                outcome = stdin_test(passes[0], text, self.runner.workdir, self.timeout, self.output_limit)
+                outcome = stdin_test(passes[0], text, self.runner.workdir, self.timeout, self.output_limit, fresh)
                 outcome["ms"] = round((time.monotonic() - started) * 1000, 3)
                 outcomes.append(outcome)
                 self.emit({"ev": "test", "pass": 1, "i": index, "outcome": outcome})
@@ -800,7 +818,7 @@ class Job:
                 for index, text in enumerate(m["inputs"]):
                     self.check_stop()
                     started = time.monotonic()
-                    outcome = stdin_test(passes[1], text, self.runner.workdir, self.timeout, self.output_limit)
+                    outcome = stdin_test(passes[1], text, self.runner.workdir, self.timeout, self.output_limit, fresh)
                     outcome["ms"] = round((time.monotonic() - started) * 1000, 3)
                     self.emit({"ev": "test", "pass": 2, "i": index, "outcome": outcome})
         else:
