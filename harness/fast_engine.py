@@ -1,0 +1,363 @@
+"""The fast engine: slot-refill decoding around an unmodified Hugging Face model.
+
+The batch is a fixed set of *slots*, each with its own KV cache row, position and sample.  A decode
+step runs the model on one token per slot (each at its own position), picks the next tokens with the
+hash-seeded sampler, and records them; ``chunk_steps`` steps are captured once as a CUDA graph and
+replayed, so the host launches one graph per chunk instead of ~1,000 kernels per step.  Between
+chunks the host reads the new tokens, ends samples (EOS, budget, an official EOF string), and refills
+the freed slots with waiting samples: the prompt is prefilled once and its KV copied into every slot
+that takes one of its samples.  The host handles chunk c while the GPU already runs chunk c+1, so
+the GPU does not wait for it; a finished slot therefore idles one extra chunk before its refill.
+
+The model code is used as is: the cache is an object with the ``update`` method the attention layers
+call, and attention is a function registered with transformers' ``AttentionInterface`` (see
+``decode_attention``).  Models with sliding-window or other non-standard attention are refused
+(``unsupported_reason``); the ``hf`` engine handles them.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .decode_attention import decode_attention
+from .engine import (
+    FinishReason,
+    SampleSink,
+    SampleTracker,
+    eos_token_ids,
+    finish,
+    hit_eof_strings,
+    kv_bytes_per_token,
+    prompt_token_ids,
+    rows_that_fit,
+    run_shrinking_on_oom,
+)
+from .generation_plan import PromptJob, SampleSpec, SamplingSettings
+from .sampling import choose_tokens
+
+ATTENTION_NAME = "taco_slots"
+SUPPORTED_MODEL_TYPES = ("llama", "qwen2", "qwen3", "mistral")
+MAX_AUTO_SLOTS = 512
+
+
+@dataclass(frozen=True)
+class FastEngineOptions:
+    slots: int | None = None  # None: as many as fit in free GPU memory (at most MAX_AUTO_SLOTS)
+    chunk_steps: int = 16  # decode steps between two looks at the tokens
+    cuda_graphs: bool = True  # on CUDA devices; the CPU always runs the same steps eagerly
+    attention_kernel: str = "auto"  # "auto" (Triton on CUDA when possible), "triton" or "torch"
+
+
+def unsupported_reason(model: Any) -> str | None:
+    """Why the fast engine cannot run this model, or None if it can."""
+    config = model.config
+    model_type = getattr(config, "model_type", "?")
+    if model_type not in SUPPORTED_MODEL_TYPES:
+        return f"model type {model_type!r} is not one of {', '.join(SUPPORTED_MODEL_TYPES)}"
+    if not getattr(model, "_supports_attention_backend", False):
+        return f"{type(model).__name__} does not take custom attention functions"
+    layer_types = getattr(config, "layer_types", None) or ()
+    if any(kind != "full_attention" for kind in layer_types):
+        return "the model has sliding-window or other non-full attention layers"
+    if getattr(config, "sliding_window", None) is not None and getattr(config, "use_sliding_window", True):
+        return "the model uses sliding-window attention"
+    return None
+
+
+def _slot_attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None, slot_lengths=None, slot_kernel="auto", **kwargs):
+    """The attention function registered as ATTENTION_NAME.  With ``slot_lengths`` (decode) it attends
+    each slot's query to that slot's cache prefix; without (a prompt's prefill) causal SDPA."""
+    if kwargs.get("sliding_window") is not None or kwargs.get("softcap") is not None:
+        raise NotImplementedError("sliding-window and soft-capped attention are not supported by the fast engine")
+    scale = scaling if scaling is not None else query.shape[-1] ** -0.5
+    if slot_lengths is None:
+        out = F.scaled_dot_product_attention(query, key, value, is_causal=True, scale=scale, enable_gqa=key.shape[1] != query.shape[1])
+        return out.transpose(1, 2).contiguous(), None
+    return decode_attention(query, key, value, slot_lengths, scale, slot_kernel), None
+
+
+def _register_attention() -> None:
+    from transformers import AttentionInterface
+
+    AttentionInterface.register(ATTENTION_NAME, _slot_attention)
+
+
+class _SlotCache:
+    """Per-slot K/V rows.  Decode writes each slot's new K/V at that slot's own position and hands the
+    whole rows to attention (which reads only each slot's prefix)."""
+
+    def __init__(self, keys: list[torch.Tensor], values: list[torch.Tensor], positions: torch.Tensor):
+        self.keys, self.values, self.positions = keys, values, positions
+        self.rows = torch.arange(positions.shape[0], device=positions.device)
+
+    def update(self, key_states, value_states, layer_idx, *args, **kwargs):
+        keys, values = self.keys[layer_idx], self.values[layer_idx]
+        keys[self.rows, :, self.positions] = key_states[:, :, 0]
+        values[self.rows, :, self.positions] = value_states[:, :, 0]
+        return keys, values
+
+
+class _PromptCapture:
+    """Collects one prompt's K/V during its prefill (batch 1), to be copied into slots."""
+
+    def __init__(self):
+        self.keys: dict[int, torch.Tensor] = {}
+        self.values: dict[int, torch.Tensor] = {}
+
+    def update(self, key_states, value_states, layer_idx, *args, **kwargs):
+        self.keys[layer_idx], self.values[layer_idx] = key_states, value_states
+        return key_states, value_states
+
+
+@dataclass
+class _Active:
+    tracker: SampleTracker
+    first_chunk: int  # the first chunk whose tokens belong to this sample
+
+
+class FastEngine:
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        sampling: SamplingSettings,
+        options: FastEngineOptions = FastEngineOptions(),
+        say: Callable[[str], None] | None = None,
+    ):
+        reason = unsupported_reason(model)
+        if reason is not None:
+            raise ValueError(f"the fast engine cannot run this model: {reason}")
+        self.model, self.tokenizer, self.sampling, self.options, self.say = model, tokenizer, sampling, options, say
+        self.eos_ids = eos_token_ids(model)
+        self.slots_used: int | None = None  # the slot count the last run completed with
+
+    def run(self, jobs: Sequence[PromptJob], on_sample: SampleSink) -> None:
+        if not jobs:
+            return
+        prompts = prompt_token_ids(self.tokenizer, jobs)
+        capacity = _round_up(max(len(p) + max(s.max_new_tokens for s in job.samples) for p, job in zip(prompts, jobs)), 64)
+        slots = self.options.slots or self._auto_slots(capacity, sum(len(job.samples) for job in jobs))
+        by_task = {job.task_id: ids for job, ids in zip(jobs, prompts)}
+
+        def attempt(remaining: Sequence[PromptJob], slot_count: int, sink: SampleSink) -> None:
+            _SlotRun(self, remaining, [by_task[job.task_id] for job in remaining], capacity, slot_count).run(sink)
+
+        previous = self.model.config._attn_implementation
+        _register_attention()
+        self.model.set_attn_implementation(ATTENTION_NAME)
+        try:
+            with torch.inference_mode():
+                self.slots_used = run_shrinking_on_oom(attempt, jobs, slots, on_sample, self.say)
+        finally:
+            self.model.set_attn_implementation(previous)
+
+    def _auto_slots(self, capacity: int, samples: int) -> int:
+        device = next(self.model.parameters()).device
+        if device.type != "cuda":
+            return max(1, min(64, samples))
+        config = self.model.config
+        free, _ = torch.cuda.mem_get_info(device)
+        vocab = config.vocab_size
+        # Per slot: its K/V rows, plus the step's logits in float32 and the sampler's copies of them.
+        per_slot = kv_bytes_per_token(config, self.model.dtype) * capacity + 6 * 4 * vocab
+        # Headroom: one prompt's prefill activations and the CUDA graph's activations, with margin.
+        reserved = 4 * 2**30 + 16 * capacity * config.intermediate_size * self.model.dtype.itemsize
+        return min(samples, rows_that_fit(int(free * 0.92), per_slot, reserved, MAX_AUTO_SLOTS))
+
+
+class _SlotRun:
+    """One pass over the jobs with a fixed number of slots (allocated here, freed with the object)."""
+
+    def __init__(self, engine: FastEngine, jobs: Sequence[PromptJob], prompts: list[list[int]], capacity: int, slots: int):
+        self.engine, self.jobs, self.capacity, self.slot_count = engine, jobs, capacity, slots
+        model, options = engine.model, engine.options
+        self.model = model
+        self.prompts = prompts
+        self.device = next(model.parameters()).device
+        self.chunk_steps = options.chunk_steps
+        self.kernel = options.attention_kernel
+        self.use_graphs = options.cuda_graphs and self.device.type == "cuda"
+        config = model.config
+        heads = config.num_attention_heads
+        kv_heads = getattr(config, "num_key_value_heads", None) or heads
+        head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+        shape = (slots, kv_heads, capacity, head_dim)
+        on = {"device": self.device}
+        self.positions = torch.zeros(slots, dtype=torch.int64, **on)
+        self.cache = _SlotCache(
+            [torch.zeros(shape, dtype=model.dtype, **on) for _ in range(config.num_hidden_layers)],
+            [torch.zeros(shape, dtype=model.dtype, **on) for _ in range(config.num_hidden_layers)],
+            self.positions,
+        )
+        self.tokens = torch.zeros(slots, dtype=torch.int64, **on)
+        self.steps = torch.zeros(slots, dtype=torch.int64, **on)
+        self.seed_high = torch.zeros(slots, dtype=torch.int64, **on)
+        self.seed_low = torch.zeros(slots, dtype=torch.int64, **on)
+        self.recent = torch.zeros((slots, self.chunk_steps), dtype=torch.int64, **on)
+        pin = self.device.type == "cuda"
+        self.recent_host = [torch.zeros((slots, self.chunk_steps), dtype=torch.int64, pin_memory=pin) for _ in range(2)]
+        self.recent_ready = [torch.cuda.Event() if pin else None for _ in range(2)]
+        # transformers renamed the forward argument past_key_values to cache (5.2x).
+        self.cache_argument = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+        self.graph = None
+        self.active: list[_Active | None] = [None] * slots
+        self.pending: deque[tuple[int, SampleSpec]] = deque((j, spec) for j, job in enumerate(jobs) for spec in job.samples)
+        self.prefix: tuple[int, _PromptCapture | None] | None = None  # the last prefilled job's K/V
+
+    # --- GPU work ---------------------------------------------------------------------------------
+
+    def _decode_step(self, column: int) -> None:
+        out = self.model(
+            input_ids=self.tokens[:, None],
+            position_ids=self.positions[:, None],
+            use_cache=True,
+            slot_lengths=self.positions + 1,
+            slot_kernel=self.kernel,
+            **{self.cache_argument: self.cache},
+        )
+        logits = out.logits[:, -1].float()
+        chosen = choose_tokens(logits, self.engine.sampling, self.seed_high, self.seed_low, self.steps)
+        self.recent[:, column] = chosen
+        self.tokens.copy_(chosen)
+        # A finished slot runs on until its refill; clamping keeps its writes inside the cache row.
+        self.positions.add_(1).clamp_(max=self.capacity - 1)
+        self.steps.add_(1)
+
+    def _chunk(self) -> None:
+        for column in range(self.chunk_steps):
+            self._decode_step(column)
+
+    def _capture(self) -> None:
+        side = torch.cuda.Stream(self.device)
+        side.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(side):
+            self._chunk()  # warm-up: kernel selection, Triton compilation, workspace allocation
+        torch.cuda.current_stream(self.device).wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self._chunk()
+        for state in (self.positions, self.tokens, self.steps):
+            state.zero_()
+
+    def _launch(self, chunk: int) -> None:
+        if self.graph is not None:
+            self.graph.replay()
+        else:
+            self._chunk()
+        buffer = chunk % 2
+        self.recent_host[buffer].copy_(self.recent, non_blocking=self.recent_ready[buffer] is not None)
+        if self.recent_ready[buffer] is not None:
+            self.recent_ready[buffer].record()
+
+    def _prefill(self, job_index: int) -> _PromptCapture | None:
+        ids = self.prompts[job_index][:-1]  # the last prompt token is fed by the first decode step
+        if not ids:
+            return None
+        capture = _PromptCapture()
+        self.model(
+            input_ids=torch.tensor([ids], device=self.device),
+            position_ids=torch.arange(len(ids), device=self.device)[None],
+            use_cache=True,
+            logits_to_keep=1,
+            **{self.cache_argument: capture},
+        )
+        return capture
+
+    def _refill(self, first_chunk: int) -> None:
+        free = [slot for slot, active in enumerate(self.active) if active is None]
+        taken: list[int] = []
+        values: list[tuple[int, int, int, int]] = []  # token, position, seed high/low per taken slot
+        eos = self.engine.eos_ids
+        while free and self.pending:
+            job_index = self.pending[0][0]
+            group: list[int] = []
+            while free and self.pending and self.pending[0][0] == job_index:
+                _, spec = self.pending.popleft()
+                slot = free.pop(0)
+                group.append(slot)
+                self.active[slot] = _Active(SampleTracker(job_index, spec, eos), first_chunk)
+            if self.prefix is None or self.prefix[0] != job_index:
+                self.prefix = (job_index, self._prefill(job_index))
+            capture = self.prefix[1]
+            prompt = self.prompts[job_index]
+            if capture is not None:
+                rows = torch.tensor(group, device=self.device)
+                for layer, keys in enumerate(self.cache.keys):
+                    keys[rows, :, : len(prompt) - 1] = capture.keys[layer][0]
+                    self.cache.values[layer][rows, :, : len(prompt) - 1] = capture.values[layer][0]
+            taken.extend(group)
+            for slot in group:
+                seed = self.active[slot].tracker.spec.seed
+                values.append((prompt[-1], len(prompt) - 1, seed >> 32, seed & 0xFFFFFFFF))
+        # Idle slots restart at position 0 so that their (discarded) attention stays cheap.
+        taken.extend(free)
+        values.extend((0, 0, 0, 0) for _ in free)
+        if not taken:
+            return
+        rows = _to_device(torch.tensor(taken), self.device)
+        table = _to_device(torch.tensor(values, dtype=torch.int64), self.device)
+        self.tokens.index_copy_(0, rows, table[:, 0])
+        self.positions.index_copy_(0, rows, table[:, 1])
+        self.seed_high.index_copy_(0, rows, table[:, 2])
+        self.seed_low.index_copy_(0, rows, table[:, 3])
+        self.steps.index_fill_(0, rows, 0)
+
+    # --- host loop --------------------------------------------------------------------------------
+
+    def run(self, on_sample: SampleSink) -> None:
+        if self.use_graphs:
+            self._capture()
+        self._refill(first_chunk=0)
+        self._launch(0)
+        launched, handled = 1, 0
+        while True:
+            busy = self.pending or any(a is not None for a in self.active)
+            if busy:
+                self._launch(launched)  # keep the GPU one chunk ahead of the host
+                launched += 1
+            self._handle(handled, on_sample)
+            handled += 1
+            self._refill(first_chunk=launched)
+            if not busy and handled == launched:
+                break
+
+    def _handle(self, chunk: int, on_sample: SampleSink) -> None:
+        buffer = chunk % 2
+        if self.recent_ready[buffer] is not None:
+            self.recent_ready[buffer].synchronize()
+        block = self.recent_host[buffer].numpy()
+        ended: list[tuple[SampleTracker, FinishReason]] = []
+        running: list[int] = []
+        for slot, active in enumerate(self.active):
+            if active is None or active.first_chunk > chunk:
+                continue
+            reason = active.tracker.extend(block[slot])
+            if reason is None:
+                running.append(slot)
+            else:
+                ended.append((active.tracker, reason))
+                self.active[slot] = None
+        for slot, stopped in zip(running, hit_eof_strings(self.engine.tokenizer, [self.active[s].tracker for s in running])):
+            if stopped:
+                ended.append((self.active[slot].tracker, FinishReason.STOP))
+                self.active[slot] = None
+        finish(self.engine.tokenizer, self.jobs, ended, on_sample)
+
+
+def _to_device(values: torch.Tensor, device: torch.device) -> torch.Tensor:
+    # Pinned + non_blocking: the copy queues behind the chunk already launched instead of waiting for it.
+    if device.type == "cuda":
+        return values.pin_memory().to(device, non_blocking=True)
+    return values.to(device)
+
+
+def _round_up(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple

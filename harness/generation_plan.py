@@ -1,0 +1,123 @@
+"""What to generate (pure): sampling settings, per-sample seeds, the prompt jobs, and how they are
+split between worker processes.
+
+A sample is identified by (task_id, sample index).  Its seed depends only on (run seed, task_id,
+index), so which process, batch or slot it lands in does not change the random numbers it uses.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    """``model.generate``'s sampling knobs, applied in its order: temperature, then top-k, then top-p.
+    A temperature of 0 means greedy decoding."""
+
+    temperature: float = 0.2
+    top_k: int = 50  # generate's default; 0 turns it off
+    top_p: float = 0.95  # 1.0 turns it off
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if self.top_k < 0:
+            raise ValueError(f"top_k must be >= 0, got {self.top_k}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """Everything that decides which samples come out (and so must match when a run is resumed)."""
+
+    model: str
+    n: int
+    max_new_tokens: int
+    sampling: SamplingSettings = field(default_factory=SamplingSettings)
+    dtype: str = "bfloat16"
+
+    def __post_init__(self) -> None:
+        if self.n < 1:
+            raise ValueError(f"n must be >= 1, got {self.n}")
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+
+    def fingerprint(self) -> dict:
+        s = self.sampling
+        return {
+            "model": self.model,
+            "n": self.n,
+            "max_new_tokens": self.max_new_tokens,
+            "temperature": s.temperature,
+            "top_k": s.top_k,
+            "top_p": s.top_p,
+            "seed": s.seed,
+            "dtype": self.dtype,
+        }
+
+
+@dataclass(frozen=True)
+class SampleSpec:
+    index: int  # position in the task's output list
+    seed: int  # 63-bit, from sample_seed()
+    max_new_tokens: int  # the token budget of this sample
+
+
+@dataclass(frozen=True)
+class PromptJob:
+    """One prompt and the samples still to draw from it (all of them, or the ones a resume lacks)."""
+
+    task_id: int
+    prompt: str
+    samples: tuple[SampleSpec, ...]
+
+
+def sample_seed(seed: int, task_id: int, index: int) -> int:
+    """A 63-bit seed for one sample, from the run seed and the sample's identity only."""
+    digest = hashlib.blake2b(f"{seed}/{task_id}/{index}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") & (2**63 - 1)
+
+
+def plan_jobs(prompts: Sequence[tuple[int, str]], settings: GenerationSettings) -> list[PromptJob]:
+    """One job per (task_id, prompt), in the given (task) order, with all n samples."""
+    seed = settings.sampling.seed
+    return [
+        PromptJob(
+            task_id,
+            prompt,
+            tuple(SampleSpec(i, sample_seed(seed, task_id, i), settings.max_new_tokens) for i in range(settings.n)),
+        )
+        for task_id, prompt in prompts
+    ]
+
+
+def without_samples(jobs: Iterable[PromptJob], done: set[tuple[int, int]]) -> list[PromptJob]:
+    """The jobs with the samples in ``done`` (task_id, index) removed; jobs left empty are dropped."""
+    remaining = []
+    for job in jobs:
+        samples = tuple(s for s in job.samples if (job.task_id, s.index) not in done)
+        if samples:
+            remaining.append(PromptJob(job.task_id, job.prompt, samples))
+    return remaining
+
+
+def shard_jobs(jobs: Sequence[PromptJob], workers: int) -> list[list[PromptJob]]:
+    """Split jobs between workers, each job (all its samples) whole.  Jobs are dealt round-robin by
+    descending prompt length so every worker gets a similar mix of long and short prompts; each
+    shard keeps task order."""
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    order = sorted(range(len(jobs)), key=lambda i: (-len(jobs[i].prompt), i))
+    shards: list[list[int]] = [[] for _ in range(workers)]
+    for turn, position in enumerate(order):
+        shards[turn % workers].append(position)
+    return [[jobs[i] for i in sorted(shard)] for shard in shards]
