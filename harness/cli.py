@@ -210,5 +210,102 @@ def _maybe_cache(enabled: bool):
         yield cache
 
 
+
+def _devices(spec: str) -> tuple[str, ...]:
+    """--gpus: 'all' (every visible GPU, or the CPU without CUDA), 'cpu', a count 'N', or indices '0,2'."""
+    import torch
+
+    available = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    spec = spec.strip().lower()
+    if spec == "cpu" or (spec == "all" and available == 0):
+        return ("cpu",)
+    if spec == "all":
+        return tuple(f"cuda:{i}" for i in range(available))
+    try:
+        indices = list(range(int(spec))) if spec.isdigit() else [int(part) for part in spec.split(",") if part.strip()]
+    except ValueError:
+        raise _Fail(f"--gpus: expected 'all', 'cpu', a count or indices like '0,2', got {spec!r}") from None
+    if not indices or max(indices) >= available or min(indices) < 0:
+        raise _Fail(f"--gpus {spec}: {available} CUDA device(s) visible")
+    return tuple(f"cuda:{i}" for i in dict.fromkeys(indices))
+
+
+@main.command("generate")
+@click.option("--model", required=True, help="Local Hugging Face model directory (a hub id works if it is cached or reachable).")
+@dataset_options
+@click.option("--n", "n", type=click.IntRange(min=1), default=20, show_default=True, help="Samples per problem.")
+@click.option("--temperature", type=click.FloatRange(min=0), default=0.2, show_default=True, help="0 means greedy.")
+@click.option("--top-p", type=click.FloatRange(min=0, max=1, min_open=True), default=0.95, show_default=True)
+@click.option("--top-k", type=click.IntRange(min=0), default=50, show_default=True, help="generate's default; 0 turns it off.")
+@click.option("--max-new-tokens", type=click.IntRange(min=1), default=2048, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Per-sample seeds derive from (seed, task_id, sample index).")
+@click.option("--dtype", type=click.Choice(["bfloat16", "float16", "float32"]), default="bfloat16", show_default=True)
+@click.option("--batch-size", default="auto", show_default=True, help="Rows (fast engine: slots) per device, or 'auto' from free GPU memory.")
+@click.option("--gpus", default="all", show_default=True, help="'all', 'cpu', a count N, or device indices '0,2': one worker process each.")
+@click.option("--engine", type=click.Choice(["auto", "fast", "hf"]), default="auto", show_default=True, help="auto: fast where the model is supported, else hf (model.generate).")
+@click.option("--check-every", type=click.IntRange(min=1), default=16, show_default=True, help="Decode steps between checks for EOS and the EOF strings.")
+@click.option("--output", required=True, type=click.Path(path_type=Path), help="generations.json to write (journal: OUTPUT.journal/).")
+def generate_command(model, dataset, split, difficulties, skills, indices, limit, n, temperature, top_p, top_k, max_new_tokens, seed, dtype, batch_size, gpus, engine, check_every, output):
+    """Sample N programs per TACO problem with the official prompt; write the official generations.json."""
+    from .engine import ModelError
+    from .generate import GenerationError, ModelEngineFactory, generate
+    from .generation_plan import GenerationSettings, SamplingSettings
+    from .problems import load_problems
+    from .prompts import PromptError, build_prompt
+
+    if batch_size == "auto":
+        rows = None
+    elif batch_size.isdigit() and int(batch_size) > 0:
+        rows = int(batch_size)
+    else:
+        raise _Fail(f"--batch-size: expected 'auto' or a positive integer, got {batch_size!r}")
+    if Path(model).is_dir():
+        if not (Path(model) / "config.json").exists():
+            raise _Fail(f"{model}: not a Hugging Face model directory (no config.json)")
+    elif Path(model).exists() or model.startswith((".", "/", "~")) or model.count("/") != 1:
+        raise _Fail(f"model not found: {model} (expected a local model directory or a hub id)")
+    try:
+        problems = load_problems(dataset, split, selection_from(difficulties, skills, indices, limit), require_tests=False)
+        prompts = [(p.task_id, build_prompt(p.row)) for p in problems]
+    except DatasetError as exc:
+        raise _Fail(str(exc)) from exc
+    except PromptError as exc:
+        raise _Fail(f"{dataset}: {exc}") from exc
+    settings = GenerationSettings(model, n, max_new_tokens, SamplingSettings(temperature, top_k, top_p, seed), dtype)
+    factory = ModelEngineFactory(settings, engine, rows, check_every)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    import time
+
+    from tqdm import tqdm
+
+    class _Bar:  # samples/s from tqdm itself, tokens/s in the postfix
+        def __init__(self):
+            self.bar, self.tokens, self.started = None, 0, 0.0
+
+        def begin(self, samples: int) -> None:
+            self.started = time.monotonic()
+            if samples:
+                self.bar = tqdm(total=samples, unit="sample", desc="generate", file=sys.stderr, smoothing=0.05)
+
+        def sample(self, n_tokens: int) -> None:
+            self.tokens += n_tokens
+            self.bar.update(1)
+            self.bar.set_postfix_str(f"{self.tokens / max(1e-9, time.monotonic() - self.started):,.0f} tok/s", refresh=False)
+
+    bar = _Bar()
+    try:
+        summary = generate(prompts, settings, output, factory, _devices(gpus), bar, _say)
+    except (GenerationError, ModelError) as exc:
+        raise _Fail(str(exc)) from exc
+    finally:
+        if bar.bar is not None:
+            bar.bar.close()
+    rate = summary.new_tokens / summary.seconds if summary.seconds else 0.0
+    click.echo(
+        f"{summary.tasks} tasks x {n} samples ({summary.resumed} resumed, {summary.generated} generated: "
+        f"{summary.new_tokens} tokens, {rate:,.0f} tok/s, {summary.seconds:.1f}s) -> {output}"
+    )
+
+
 if __name__ == "__main__":
     main()
