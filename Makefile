@@ -17,6 +17,7 @@ test: setup
 
 bench: setup
 	$(VENV)/python bench/sandbox_overhead.py --markdown docs/BENCHMARKS.md
+	$(VENV)/python bench/evaluation_corpus.py --official-fraction 0.2 --markdown docs/BENCHMARKS.md
 
 prune: setup
 	$(VENV)/harness sandbox prune

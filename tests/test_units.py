@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from decimal import Decimal
 from fractions import Fraction
 
@@ -90,3 +91,50 @@ def test_expected_outputs_never_enter_the_sandbox():
     assert secret_stdin not in repr(job_message(ExecutionJob(suite, "print(1)"), 1))
     suite = parse_input_output({"fn_name": "f", "inputs": [[1]], "outputs": [["SECRET-RETURN-9191"]]})
     assert "SECRET-RETURN-9191" not in repr(job_message(ExecutionJob(suite, "def f(x): return x"), 1))
+
+
+def test_journal_survives_a_torn_last_line(tmp_path):
+    from harness.journal import Journal
+    from harness.verdicts import SampleResult, SampleStatus, Verdict
+
+    passed = SampleResult(SampleStatus.JUDGED, (Verdict.PASSED, Verdict.PASSED))
+    failed = SampleResult(SampleStatus.JUDGED, (Verdict.TIMEOUT,), stopped_early=True, detail="slow")
+    path = tmp_path / "journal.jsonl"
+    with Journal(path) as journal:
+        journal.append("a", passed)
+        journal.append("b", failed)
+    path.write_bytes(path.read_bytes() + b'{"key": "c", "result": {"status": "jud')  # killed mid-write
+    assert Journal(path).load() == {"a": passed, "b": failed}
+    with Journal(path) as journal:
+        journal.append("d", passed)
+    assert Journal(path).load() == {"a": passed, "b": failed, "d": passed}
+
+
+def test_verdict_cache_keeps_judged_results_only(tmp_path):
+    from harness.verdict_cache import VerdictCache
+    from harness.verdicts import SampleResult, SampleStatus, Verdict
+
+    judged = SampleResult(SampleStatus.JUDGED, (Verdict.COMPILE_ERROR,), detail="SyntaxError")
+    infra = SampleResult(SampleStatus.INFRA_ERROR, (), detail="container died")
+    with VerdictCache(tmp_path) as cache:
+        cache.put("k1", judged)
+        cache.put("k2", infra)
+    with VerdictCache(tmp_path) as cache:  # persisted across instances
+        assert cache.get_many(["k1", "k2", "k3"]) == {"k1": judged}
+
+
+def test_job_keys_dedup_and_separate_what_decides_verdicts():
+    from harness.evaluate import EvaluationSettings, plan_jobs
+    from harness.execution import RunLimits
+    from harness.generations import TaskSamples
+    from harness.problems import load_problems
+
+    problems = load_problems(Path(__file__).resolve().parents[1] / "samples" / "problems.jsonl")
+    tasks = [TaskSamples(problems[0], ("a", "b", "a")), TaskSamples(problems[1], ("a",))]
+    plan = plan_jobs(tasks, EvaluationSettings())
+    assert sorted(p.owners for p in plan) == sorted([((0, 0), (0, 2)), ((0, 1),), ((1, 0),)])
+    assert len(plan_jobs(tasks, EvaluationSettings(dedup=False))) == 4
+    keys = {p.key for p in plan}
+    for other in (EvaluationSettings(limits=RunLimits(timeout_s=2)), EvaluationSettings(early_exit=False),
+                  EvaluationSettings(sandbox_id="other image")):
+        assert keys.isdisjoint(p.key for p in plan_jobs(tasks, other))
