@@ -18,6 +18,7 @@ call, and attention is a function registered with transformers' ``AttentionInter
 from __future__ import annotations
 
 import inspect
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .decode_attention import decode_attention
+from .decode_attention import decode_attention, triton_applies
 from .engine import (
     FinishReason,
     SampleSink,
@@ -54,6 +55,7 @@ class FastEngineOptions:
     chunk_steps: int = 16  # decode steps between two looks at the tokens
     cuda_graphs: bool = True  # on CUDA devices; the CPU always runs the same steps eagerly
     attention_kernel: str = "auto"  # "auto" (Triton on CUDA when possible), "triton" or "torch"
+    compile: bool = False  # torch.compile the decode step (fuses the many small kernels; slow to start)
 
 
 def unsupported_reason(model: Any) -> str | None:
@@ -117,6 +119,13 @@ class _PromptCapture:
         return key_states, value_states
 
 
+@dataclass(frozen=True)
+class RunStats:
+    slots: int
+    decode_steps: int  # steps every slot went through (busy or not)
+    setup_seconds: float  # cache allocation and CUDA-graph capture
+
+
 @dataclass
 class _Active:
     tracker: SampleTracker
@@ -137,7 +146,7 @@ class FastEngine:
             raise ValueError(f"the fast engine cannot run this model: {reason}")
         self.model, self.tokenizer, self.sampling, self.options, self.say = model, tokenizer, sampling, options, say
         self.eos_ids = eos_token_ids(model)
-        self.slots_used: int | None = None  # the slot count the last run completed with
+        self.last_run: RunStats | None = None  # of the attempt that completed the last run
 
     def run(self, jobs: Sequence[PromptJob], on_sample: SampleSink) -> None:
         if not jobs:
@@ -148,14 +157,17 @@ class FastEngine:
         by_task = {job.task_id: ids for job, ids in zip(jobs, prompts)}
 
         def attempt(remaining: Sequence[PromptJob], slot_count: int, sink: SampleSink) -> None:
-            _SlotRun(self, remaining, [by_task[job.task_id] for job in remaining], capacity, slot_count).run(sink)
+            started = time.perf_counter()
+            slot_run = _SlotRun(self, remaining, [by_task[job.task_id] for job in remaining], capacity, slot_count)
+            slot_run.run(sink, started)
+            self.last_run = RunStats(slot_count, slot_run.launched * slot_run.chunk_steps, slot_run.setup_seconds)
 
         previous = self.model.config._attn_implementation
         _register_attention()
         self.model.set_attn_implementation(ATTENTION_NAME)
         try:
             with torch.inference_mode():
-                self.slots_used = run_shrinking_on_oom(attempt, jobs, slots, on_sample, self.say)
+                run_shrinking_on_oom(attempt, jobs, slots, on_sample, self.say)
         finally:
             self.model.set_attn_implementation(previous)
 
@@ -184,6 +196,10 @@ class _SlotRun:
         self.device = next(model.parameters()).device
         self.chunk_steps = options.chunk_steps
         self.kernel = options.attention_kernel
+        if self.kernel == "auto":  # decided once, outside the (possibly compiled) step
+            probe = torch.empty(1, 1, 1, getattr(model.config, "head_dim", None) or model.config.hidden_size // model.config.num_attention_heads, dtype=model.dtype, device=self.device)
+            self.kernel = "triton" if triton_applies(probe) else "torch"
+        self.forward_and_choose = torch.compile(self._forward_and_choose, dynamic=False) if options.compile else self._forward_and_choose
         self.use_graphs = options.cuda_graphs and self.device.type == "cuda"
         config = model.config
         heads = config.num_attention_heads
@@ -208,13 +224,15 @@ class _SlotRun:
         # transformers renamed the forward argument past_key_values to cache (5.2x).
         self.cache_argument = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
         self.graph = None
+        self.launched = 0
+        self.setup_seconds = 0.0
         self.active: list[_Active | None] = [None] * slots
         self.pending: deque[tuple[int, SampleSpec]] = deque((j, spec) for j, job in enumerate(jobs) for spec in job.samples)
         self.prefix: tuple[int, _PromptCapture | None] | None = None  # the last prefilled job's K/V
 
     # --- GPU work ---------------------------------------------------------------------------------
 
-    def _decode_step(self, column: int) -> None:
+    def _forward_and_choose(self) -> torch.Tensor:
         out = self.model(
             input_ids=self.tokens[:, None],
             position_ids=self.positions[:, None],
@@ -224,7 +242,10 @@ class _SlotRun:
             **{self.cache_argument: self.cache},
         )
         logits = out.logits[:, -1].float()
-        chosen = choose_tokens(logits, self.engine.sampling, self.seed_high, self.seed_low, self.steps)
+        return choose_tokens(logits, self.engine.sampling, self.seed_high, self.seed_low, self.steps)
+
+    def _decode_step(self, column: int) -> None:
+        chosen = self.forward_and_choose()
         self.recent[:, column] = chosen
         self.tokens.copy_(chosen)
         # A finished slot runs on until its refill; clamping keeps its writes inside the cache row.
@@ -312,21 +333,24 @@ class _SlotRun:
 
     # --- host loop --------------------------------------------------------------------------------
 
-    def run(self, on_sample: SampleSink) -> None:
+    def run(self, on_sample: SampleSink, started: float) -> None:
         if self.use_graphs:
             self._capture()
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self.setup_seconds = time.perf_counter() - started
         self._refill(first_chunk=0)
         self._launch(0)
-        launched, handled = 1, 0
+        self.launched, handled = 1, 0
         while True:
             busy = self.pending or any(a is not None for a in self.active)
             if busy:
-                self._launch(launched)  # keep the GPU one chunk ahead of the host
-                launched += 1
+                self._launch(self.launched)  # keep the GPU one chunk ahead of the host
+                self.launched += 1
             self._handle(handled, on_sample)
             handled += 1
-            self._refill(first_chunk=launched)
-            if not busy and handled == launched:
+            self._refill(first_chunk=self.launched)
+            if not busy and handled == self.launched:
                 break
 
     def _handle(self, chunk: int, on_sample: SampleSink) -> None:

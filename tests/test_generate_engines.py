@@ -182,7 +182,7 @@ def test_out_of_memory_halves_the_slots_and_loses_nothing(tiny, monkeypatch):
     jobs = plan_jobs(PROMPTS, GenerationSettings("tiny", n=2, max_new_tokens=20, sampling=GREEDY))
     engine = FastEngine(model, tokenizer, GREEDY, FastEngineOptions(slots=9, chunk_steps=4), say=messages.append)
     found = _run(engine, jobs)
-    assert engine.slots_used == 2 and len(messages) == 2 and "batch size 2" in messages[-1]
+    assert engine.last_run.slots == 2 and len(messages) == 2 and "batch size 2" in messages[-1]
     for task_id, prompt in PROMPTS:
         assert list(found[(task_id, 0)].token_ids) == _reference(model, tokenizer, prompt, 20)
 
