@@ -74,6 +74,7 @@ def run_job(sandbox: Sandbox, job: ExecutionJob) -> SampleResult:
     broken = job.suite.mode is Mode.STDIN and broken_stdin_tests(job.suite)
     sandbox.send(job_message(job, job_id, compile_only=broken))
     stop_sent = False
+    program_ms = 0.0
     wait = _reply_timeout(job)
     while True:
         event = sandbox.recv(wait)
@@ -87,6 +88,7 @@ def run_job(sandbox: Sandbox, job: ExecutionJob) -> SampleResult:
         elif kind == "test":
             if stop_sent:
                 continue
+            program_ms += float(event["outcome"].get("ms", 0.0))
             settled = judgement.on_test(event["pass"], event["outcome"])
             if settled:
                 sandbox.send({"op": "stop", "id": job_id})
@@ -97,4 +99,4 @@ def run_job(sandbox: Sandbox, job: ExecutionJob) -> SampleResult:
             raise SandboxError(f"unexpected runner event {kind!r}")
     if broken and judgement.compiled == "ok":
         return SampleResult(SampleStatus.JUDGED, (Verdict.CRASHED,) * len(job.suite), detail="test data cannot be joined")
-    return judgement.result(stopped_early=stop_sent)
+    return judgement.result(stopped_early=stop_sent).with_program_seconds(program_ms / 1000)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from enum import Enum
 
 
@@ -57,6 +57,11 @@ class SampleResult:
     verdicts: tuple[Verdict, ...]
     stopped_early: bool = False
     detail: str = ""  # first error text, for humans
+    # Seconds the program's runs took inside the sandbox (all tests and retries), for reports only.
+    program_seconds: float = field(default=0.0, compare=False)
+
+    def with_program_seconds(self, seconds: float) -> "SampleResult":
+        return replace(self, program_seconds=seconds)
 
     @property
     def passed(self) -> bool:
