@@ -15,6 +15,7 @@ import docker.errors
 from .sandbox import FrameDecoder, SandboxError, encode_frame
 
 LABEL = "taco-harness.sandbox"
+RUNNER_CAPABILITIES = ("SETUID", "SETGID", "KILL", "DAC_OVERRIDE", "FOWNER")
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,7 @@ class DockerSandbox:
         self._frames = FrameDecoder()
         self._stderr_tail = bytearray()
         self.closed = False
+        self.retire = ""  # set when the runner asks to be replaced after its job (see runner.leftovers)
 
     def send(self, message: dict) -> None:
         try:
@@ -140,6 +142,10 @@ class DockerBackend:
                 pids_limit=lim.pids,
                 nano_cpus=int(lim.cpus * 1e9),
                 cap_drop=["ALL"],
+                # The runner (PID 1, uid 0 of the container) keeps only what it needs to run each
+                # program as uid 65534 with no capabilities at all, kill its leftovers and wipe its
+                # files; programs then cannot signal, ptrace, prlimit or read /proc/1 of the runner.
+                cap_add=list(RUNNER_CAPABILITIES),
                 security_opt=["no-new-privileges"],
                 ulimits=[docker.types.Ulimit(name="core", soft=0, hard=0)],
             )
@@ -149,7 +155,7 @@ class DockerBackend:
                 stdin_open=True,
                 detach=False,  # with stdin_open this sets StdinOnce: host gone -> stdin EOF -> runner exits -> container removed
                 tty=False,
-                user="65534:65534",
+                user="0:0",
                 network_disabled=True,
                 labels={LABEL: "1", f"{LABEL}.session": self.session},
                 host_config=host_config,

@@ -94,6 +94,10 @@ def run_job(sandbox: Sandbox, job: ExecutionJob) -> SampleResult:
                 sandbox.send({"op": "stop", "id": job_id})
                 stop_sent = True
         elif kind == "done":
+            if event.get("retire"):
+                # The program left state the runner cannot clean (e.g. SysV IPC objects): the verdict
+                # stands, and the pool replaces this sandbox before its next job.
+                sandbox.retire = str(event["retire"])
             break
         else:
             raise SandboxError(f"unexpected runner event {kind!r}")

@@ -28,6 +28,7 @@ class PoolStats:
     jobs: int
     sandbox_failures: int
     sandboxes_started: int
+    sandboxes_retired: int = 0  # replaced at the runner's request after a job (not failures)
 
 
 class SandboxPool:
@@ -44,6 +45,7 @@ class SandboxPool:
         self._sandboxes: dict[int, Sandbox] = {}
         self._failures = 0
         self._started = 0
+        self._retired = 0
         self._done = 0
         # Slot i runs on backend i mod len(backends), weighted by capacity.
         plan = [b for b in self.backends for _ in range(b.capacity)] or self.backends
@@ -83,7 +85,12 @@ class SandboxPool:
 
     def stats(self) -> PoolStats:
         with self._lock:
-            return PoolStats(jobs=self._done, sandbox_failures=self._failures, sandboxes_started=self._started)
+            return PoolStats(
+                jobs=self._done,
+                sandbox_failures=self._failures,
+                sandboxes_started=self._started,
+                sandboxes_retired=self._retired,
+            )
 
     def close(self) -> None:
         """Stop all slots and remove every sandbox (safe to call twice, and from Ctrl-C handling)."""
@@ -132,6 +139,13 @@ class SandboxPool:
                                 self._started += 1
                                 self._sandboxes[slot] = sandbox
                         result = run_job(sandbox, job)
+                        if getattr(sandbox, "retire", ""):
+                            log.info("replacing sandbox %s: %s", sandbox.name, sandbox.retire)
+                            with self._lock:
+                                self._retired += 1
+                                self._sandboxes.pop(slot, None)
+                            _close_quietly(sandbox)
+                            sandbox = None
                         break
                     except Exception as exc:  # SandboxError, or a daemon/API hiccup below it
                         error = str(exc)

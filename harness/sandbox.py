@@ -19,6 +19,7 @@ class SandboxError(RuntimeError):
 
 class Sandbox(Protocol):
     name: str
+    retire: str  # non-empty once the runner asked to be replaced after its current job
 
     def send(self, message: dict) -> None: ...
 

@@ -30,6 +30,7 @@ import resource
 import select
 import shutil
 import signal
+import stat
 import struct
 import sys
 import time
@@ -85,6 +86,18 @@ def register_lazy_numpy():
 
 
 SCRATCH = os.environ.get("TACO_RUNNER_SCRATCH", "/tmp")
+# The runner's own corner of the scratch space (the stdin feed of retry A): programs cannot touch it
+# when they run under another uid.
+PRIVATE = os.path.join(SCRATCH, ".runner")
+# Scratch places besides SCRATCH that a program can write and that outlive it; wiped after every run.
+SHARED_SCRATCH = ("/dev/shm", "/dev/mqueue")
+# Privilege separation: started as root (with only the capabilities it needs: SETUID, SETGID, KILL,
+# DAC_OVERRIDE, FOWNER), the runner drops every program to this uid/gid, so a program can neither
+# signal, ptrace, prlimit nor open /proc/1/* of the runner.  Started as any other user it runs
+# programs as itself (and is then only as safe as PR_SET_DUMPABLE makes it).
+PROGRAM_UID = int(os.environ.get("TACO_RUNNER_PROGRAM_UID", "65534"))
+PROGRAM_GID = int(os.environ.get("TACO_RUNNER_PROGRAM_GID", "65534"))
+SEPARATED = os.getuid() == 0
 STDERR_KEEP = 4096  # bytes of a program's stderr kept for diagnostics
 READ_CHUNK = 1 << 16
 # Extra wall time allowed after the deadline for a killed process group to disappear.
@@ -197,28 +210,167 @@ def kill_tree(pid):
         pass
 
 
-def wipe_dir(path):
+def _make_writable(function, path, _exc_info):
+    """rmtree's error hook: a program may leave directories it made unreadable (mode 000)."""
+    try:
+        os.chmod(os.path.dirname(path), 0o700)
+        os.chmod(path, 0o700)
+    except OSError:
+        pass
+    try:
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            os.unlink(path)
+    except OSError:
+        pass
+
+
+def remove_path(full):
+    try:
+        if os.path.isdir(full) and not os.path.islink(full):
+            shutil.rmtree(full, onerror=_make_writable)
+        else:
+            os.unlink(full)
+    except OSError:
+        pass
+
+
+def wipe_dir(path, keep=()):
     """Remove everything below *path* (files a program left behind), keeping *path* itself."""
     try:
         entries = os.listdir(path)
     except FileNotFoundError:
         os.makedirs(path, exist_ok=True)
         return
+    except OSError:
+        return
     for name in entries:
         full = os.path.join(path, name)
-        try:
-            if os.path.isdir(full) and not os.path.islink(full):
-                shutil.rmtree(full, ignore_errors=True)
-            else:
-                os.unlink(full)
-        except OSError:
-            pass
+        if full not in keep:
+            remove_path(full)
+
+
+def _own_dir(path, mode):
+    """*path* as a real directory of ours with *mode* (recreated if a program replaced it)."""
+    try:
+        info = os.lstat(path)
+        if stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid():
+            if stat.S_IMODE(info.st_mode) != mode:
+                os.chmod(path, mode)
+            return
+        remove_path(path)
+    except FileNotFoundError:
+        pass
+    os.mkdir(path)
+    os.chmod(path, mode)
 
 
 def clean_scratch(workdir):
+    """Everything a program can write is reset: all of SCRATCH (not just its working directory),
+    /dev/shm and the POSIX message queues."""
+    in_container = os.getpid() == 1  # elsewhere (tests of the runner itself) only the work dir is ours
+    if in_container:
+        wipe_dir(SCRATCH, keep=(workdir, PRIVATE))
+    _own_dir(workdir, 0o777 if SEPARATED else 0o755)
     wipe_dir(workdir)
-    if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK):
-        wipe_dir("/dev/shm")
+    if SEPARATED:
+        _own_dir(PRIVATE, 0o700)
+    for path in SHARED_SCRATCH if in_container else ():
+        if os.path.isdir(path) and os.access(path, os.W_OK):
+            wipe_dir(path)
+
+
+def leftovers():
+    """What a program left that the runner could not remove (reasons to retire this sandbox)."""
+    found = []
+    me = str(os.getpid())
+    try:
+        others = [p for p in os.listdir("/proc") if p.isdigit() and p != me]
+    except OSError:
+        others = []
+    if os.getpid() == 1 and others:
+        found.append(f"processes {others[:5]}")
+    for kind in ("shm", "msg", "sem"):  # SysV IPC objects outlive processes; only CAP_SYS_ADMIN removes others'
+        try:
+            with open(f"/proc/sysvipc/{kind}") as f:
+                if len(f.read().splitlines()) > 1:
+                    found.append(f"sysv {kind}")
+        except OSError:
+            pass
+    for path in (SCRATCH,) + SHARED_SCRATCH:
+        try:
+            names = set(os.listdir(path)) - {"work", ".runner"}
+        except OSError:
+            continue
+        if names:
+            found.append(f"files in {path}")
+    if _rlimits() != _RLIMITS_AT_START:
+        found.append("runner limits changed")
+    return found
+
+
+def _rlimits():
+    return [resource.getrlimit(getattr(resource, name)) for name in dir(resource) if name.startswith("RLIMIT_")]
+
+
+_RLIMITS_AT_START = None
+
+
+def _prctl(option, value):
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(option, value, 0, 0, 0) == 0
+    except Exception:
+        return False
+
+
+PR_SET_DUMPABLE = 4
+
+
+def _write_private_file(path, data, mode=0o600):
+    """Create *path* afresh with *data*: whatever a program put there (a FIFO, a symlink) is removed
+    first, and the open neither follows links nor blocks."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except IsADirectoryError:
+        remove_path(path)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_NONBLOCK, mode)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
+    os.chmod(path, mode)
+
+
+def _read_program_file(path, limit):
+    """Read a file the program wrote (output.txt) as the program could: a regular file, not through
+    a symlink, readable by the program's uid, without blocking; at most *limit* + 1 bytes."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(f"{path} is not a regular file")
+        if SEPARATED:
+            bit = stat.S_IRUSR if info.st_uid == PROGRAM_UID else stat.S_IROTH
+            if not info.st_mode & bit:
+                raise PermissionError(f"{path} is not readable by the program")
+        chunks, size = [], 0
+        while size <= limit:
+            chunk = os.read(fd, min(READ_CHUNK * 16, limit + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
 
 
 # --------------------------------------------------------------------------------------------
@@ -321,6 +473,17 @@ def _prepare_child(workdir, cpu_seconds):
         os.setpgid(0, 0)
     soft = max(1, int(cpu_seconds) + 1)
     resource.setrlimit(resource.RLIMIT_CPU, (soft, soft + 1))
+    if SEPARATED:
+        os.setgroups([])
+        os.setresgid(PROGRAM_GID, PROGRAM_GID, PROGRAM_GID)
+        os.setresuid(PROGRAM_UID, PROGRAM_UID, PROGRAM_UID)  # drops every capability
+    # The runner is not dumpable (its /proc entries are closed to programs); a program is, as usual.
+    _prctl(PR_SET_DUMPABLE, 1)
+    try:  # under memory pressure the kernel kills the program, never the runner
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write("1000")
+    except OSError:
+        pass
     os.chdir(workdir)
 
 
@@ -540,28 +703,38 @@ def stdin_test(source, stdin_text, workdir, timeout, output_limit, fresh=False):
         return {"k": "out", "text": _text(first.stdout)}
     last_rc = first.returncode
     stderr_tail = first.stderr_tail
-    # Retry A: stdin from a regular file (rescues os.read(0, fstat(0).st_size) idioms).
-    feed = os.path.join(SCRATCH, ".stdin-feed")
-    with open(feed, "wb") as f:
-        f.write(data)
-    retry = run_stdin_program(source, workdir, None, feed, True, timeout, output_limit, fresh)
-    os.unlink(feed)
-    if retry.status == "overflow":
-        return {"k": "overflow"}
-    if retry.status == "exit" and retry.stdout_ok and retry.stderr_ok:
-        last_rc = retry.returncode
-        if retry.returncode == 0:
-            return {"k": "out", "text": _text(retry.stdout)}
+    # Retry A: stdin from a regular file (rescues os.read(0, fstat(0).st_size) idioms).  The file is
+    # opened here and handed over as fd 0; if it cannot be written (a program filled /tmp), retry A
+    # fails as the official temp-file write would, and retry B follows.
+    feed = os.path.join(PRIVATE if SEPARATED else SCRATCH, ".stdin-feed")
+    try:
+        _write_private_file(feed, data)
+        retry = run_stdin_program(source, workdir, None, feed, True, timeout, output_limit, fresh)
+    except OSError:
+        retry = None
+    finally:
+        try:
+            os.unlink(feed)
+        except OSError:
+            pass
+    if retry is not None:
+        if retry.status == "overflow":
+            return {"k": "overflow"}
+        if retry.status == "exit" and retry.stdout_ok and retry.stderr_ok:
+            last_rc = retry.returncode
+            if retry.returncode == 0:
+                return {"k": "out", "text": _text(retry.stdout)}
     # Retry B: input.txt in the working directory, stdin from /dev/null, output read from output.txt.
-    with open(os.path.join(workdir, "input.txt"), "wb") as f:
-        f.write(data)
+    try:
+        _write_private_file(os.path.join(workdir, "input.txt"), data, 0o666)
+    except OSError:
+        return {"k": "rc", "rc": last_rc, "stderr": stderr_tail[-1000:].decode("utf-8", "replace")}
     third = run_stdin_program(source, workdir, None, None, False, timeout, output_limit, fresh)
     if third.status == "exit":
         last_rc = third.returncode
         if third.returncode == 0:
             try:
-                with open(os.path.join(workdir, "output.txt"), "rb") as f:
-                    produced = f.read(output_limit + 1)
+                produced = _read_program_file(os.path.join(workdir, "output.txt"), output_limit)
                 if len(produced) > output_limit:
                     return {"k": "overflow"}
                 return {"k": "out", "text": _text(produced), "via": "output.txt"}
@@ -680,6 +853,28 @@ def compile_and_serve(program, mode, fn_name, cmd_fd, res_fd, output_limit):
         send(res_fd, b'{"k":"value","v":' + encoded + b"}")
 
 
+def _call_outcome(reply):
+    """The outcome of one call, rebuilt from the child's reply with only known fields and types;
+    anything else (the program wrote to the result pipe itself) counts as the checker dying."""
+    if not isinstance(reply, dict):
+        return {"k": "died"}
+    kind = reply.get("k")
+    if kind == "value" and "v" in reply:
+        outcome = {"k": "value", "v": reply["v"]}
+        try:
+            json.dumps(outcome)  # must survive the trip to the host
+        except (ValueError, TypeError, RecursionError):
+            return {"k": "died"}
+        return outcome
+    if kind == "raised":
+        return {"k": "raised", "exc": str(reply.get("exc", ""))[:1000]}
+    if kind == "uncomparable":
+        return {"k": "uncomparable", "why": str(reply.get("why", ""))[:500]}
+    if kind == "overflow":
+        return {"k": "overflow"}
+    return {"k": "died"}
+
+
 class ServedProgram:
     """A forked child holding one compiled program (TACO's checker process for one sample)."""
 
@@ -709,17 +904,30 @@ class ServedProgram:
         self.pidfd = os.pidfd_open(self.pid)
         self.buf = bytearray()
         self.dead = False
+        self.max_frame = output_limit + (1 << 16)
 
     def read_message(self, timeout):
-        """The child's next message; "timeout" if none within *timeout*; "died" if it ended."""
+        """The child's next message (a dict); "timeout" if none within *timeout*; "died" if it ended
+        or sent something that is not a message (the child is the program's own process, so a
+        program can write to the result pipe: nothing it sends is trusted)."""
         deadline = time.monotonic() + timeout
         while True:
             if len(self.buf) >= 4:
                 (size,) = struct.unpack(">I", self.buf[:4])
+                if size > self.max_frame:
+                    self.dead = True
+                    return "died"
                 if len(self.buf) >= 4 + size:
                     payload = bytes(self.buf[4 : 4 + size])
                     del self.buf[: 4 + size]
-                    return json.loads(payload)
+                    try:
+                        message = json.loads(payload)
+                    except (ValueError, RecursionError, MemoryError):
+                        message = None
+                    if not isinstance(message, dict):
+                        self.dead = True
+                        return "died"
+                    return message
             left = deadline - time.monotonic()
             if left <= 0:
                 return "timeout"
@@ -790,10 +998,10 @@ class Job:
                 served.close()
         if reply == "timeout":
             return "error", "compile step timed out", None
-        if reply == "died":
+        if reply == "died" or not isinstance(reply.get("ok"), bool):
             return "died", "process died while compiling", None
-        if not reply.get("ok"):
-            return "error", reply.get("error", ""), None
+        if not reply["ok"]:
+            return "error", str(reply.get("error", ""))[:2000], None
         return "ok", "", (served if self.mode == "call" else None)
 
     def run(self):
@@ -845,10 +1053,8 @@ class Job:
                     served.close()
                     served = None
                     outcome = {"k": "timeout"}
-                elif reply == "died":
-                    outcome = {"k": "died"}
                 else:
-                    outcome = reply
+                    outcome = _call_outcome(reply)
                 outcome["ms"] = ms
                 self.emit({"ev": "test", "pass": 1, "i": index, "outcome": outcome})
                 if outcome["k"] == "died":
@@ -863,7 +1069,7 @@ class Runner:
         self.channel = Channel(0, 1)
         self.backlog = []
         self.workdir = os.path.join(SCRATCH, "work")
-        os.makedirs(self.workdir, exist_ok=True)
+        clean_scratch(self.workdir)
 
     def next_message(self):
         if self.backlog:
@@ -887,7 +1093,13 @@ class Runner:
                     stopped = True
                 sweep_processes()
                 clean_scratch(self.workdir)
-                self.channel.send({"ev": "done", "id": job.id, "stopped": stopped})
+                done = {"ev": "done", "id": job.id, "stopped": stopped}
+                left = leftovers()
+                if left:  # state a program left that cannot be cleaned here: ask for a fresh sandbox
+                    done["retire"] = "; ".join(left)
+                self.channel.send(done)
+                if left:
+                    return
             elif op == "stop":
                 continue  # a stop that arrived after its job finished
             else:
@@ -900,6 +1112,10 @@ _RUNNER_STDOUT = None
 def main():
     # Python installs a SIGINT handler at start-up; the runner wants none at all.
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+    # Not dumpable: /proc/1/{mem,environ,fd,...} and ptrace are closed to every unprivileged process.
+    _prctl(PR_SET_DUMPABLE, 0)
+    global _RLIMITS_AT_START
+    _RLIMITS_AT_START = _rlimits()
     # Frames go straight to fd 1; nothing may sit in a stdout buffer that a forked child would flush.
     # The object is kept referenced forever: if a forked child dropped it, closing it would close
     # whatever that child has at the same fd number by then.
