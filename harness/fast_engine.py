@@ -55,7 +55,6 @@ class FastEngineOptions:
     chunk_steps: int = 16  # decode steps between two looks at the tokens
     cuda_graphs: bool = True  # on CUDA devices; the CPU always runs the same steps eagerly
     attention_kernel: str = "auto"  # "auto" (Triton on CUDA when possible), "triton" or "torch"
-    compile: bool = False  # torch.compile the decode step (fuses the many small kernels; slow to start)
 
 
 def unsupported_reason(model: Any) -> str | None:
@@ -185,34 +184,43 @@ class FastEngine:
         return min(samples, rows_that_fit(int(free * 0.92), per_slot, reserved, MAX_AUTO_SLOTS))
 
 
+class _Bank:
+    """The per-slot state the decode step reads and writes, for the first ``size`` slots: the full set,
+    or (for the end of a run, when few samples are left) a small prefix of it, as views of the same
+    storage.  Each bank has its own CUDA graph."""
+
+    def __init__(self, run: "_SlotRun", size: int):
+        self.size = size
+        self.tokens, self.positions, self.steps = run.tokens[:size], run.positions[:size], run.steps[:size]
+        self.seed_high, self.seed_low = run.seed_high[:size], run.seed_low[:size]
+        self.recent = run.recent[:size]
+        self.cache = _SlotCache([k[:size] for k in run.keys], [v[:size] for v in run.values], self.positions)
+        self.graph: torch.cuda.CUDAGraph | None = None
+
+
 class _SlotRun:
     """One pass over the jobs with a fixed number of slots (allocated here, freed with the object)."""
 
     def __init__(self, engine: FastEngine, jobs: Sequence[PromptJob], prompts: list[list[int]], capacity: int, slots: int):
-        self.engine, self.jobs, self.capacity, self.slot_count = engine, jobs, capacity, slots
+        self.engine, self.jobs, self.prompts, self.capacity = engine, jobs, prompts, capacity
         model, options = engine.model, engine.options
         self.model = model
-        self.prompts = prompts
         self.device = next(model.parameters()).device
         self.chunk_steps = options.chunk_steps
-        self.kernel = options.attention_kernel
-        if self.kernel == "auto":  # decided once, outside the (possibly compiled) step
-            probe = torch.empty(1, 1, 1, getattr(model.config, "head_dim", None) or model.config.hidden_size // model.config.num_attention_heads, dtype=model.dtype, device=self.device)
-            self.kernel = "triton" if triton_applies(probe) else "torch"
-        self.forward_and_choose = torch.compile(self._forward_and_choose, dynamic=False) if options.compile else self._forward_and_choose
-        self.use_graphs = options.cuda_graphs and self.device.type == "cuda"
         config = model.config
         heads = config.num_attention_heads
         kv_heads = getattr(config, "num_key_value_heads", None) or heads
         head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+        self.kernel = options.attention_kernel
+        if self.kernel == "auto":
+            probe = torch.empty(1, 1, 1, head_dim, dtype=model.dtype, device=self.device)
+            self.kernel = "triton" if triton_applies(probe) else "torch"
+        self.use_graphs = options.cuda_graphs and self.device.type == "cuda"
         shape = (slots, kv_heads, capacity, head_dim)
         on = {"device": self.device}
+        self.keys = [torch.zeros(shape, dtype=model.dtype, **on) for _ in range(config.num_hidden_layers)]
+        self.values = [torch.zeros(shape, dtype=model.dtype, **on) for _ in range(config.num_hidden_layers)]
         self.positions = torch.zeros(slots, dtype=torch.int64, **on)
-        self.cache = _SlotCache(
-            [torch.zeros(shape, dtype=model.dtype, **on) for _ in range(config.num_hidden_layers)],
-            [torch.zeros(shape, dtype=model.dtype, **on) for _ in range(config.num_hidden_layers)],
-            self.positions,
-        )
         self.tokens = torch.zeros(slots, dtype=torch.int64, **on)
         self.steps = torch.zeros(slots, dtype=torch.int64, **on)
         self.seed_high = torch.zeros(slots, dtype=torch.int64, **on)
@@ -221,9 +229,13 @@ class _SlotRun:
         pin = self.device.type == "cuda"
         self.recent_host = [torch.zeros((slots, self.chunk_steps), dtype=torch.int64, pin_memory=pin) for _ in range(2)]
         self.recent_ready = [torch.cuda.Event() if pin else None for _ in range(2)]
+        self.full = _Bank(self, slots)
+        # A run ends with few samples left (the long ones): decoding them in a quarter-size bank
+        # makes those steps cheaper than dragging all the idle slots along.
+        self.small = _Bank(self, slots // 4) if slots >= 8 else None
+        self.bank = self.full
         # transformers renamed the forward argument past_key_values to cache (5.2x).
         self.cache_argument = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
-        self.graph = None
         self.launched = 0
         self.setup_seconds = 0.0
         self.active: list[_Active | None] = [None] * slots
@@ -232,47 +244,43 @@ class _SlotRun:
 
     # --- GPU work ---------------------------------------------------------------------------------
 
-    def _forward_and_choose(self) -> torch.Tensor:
+    def _decode_step(self, bank: _Bank, column: int) -> None:
         out = self.model(
-            input_ids=self.tokens[:, None],
-            position_ids=self.positions[:, None],
+            input_ids=bank.tokens[:, None],
+            position_ids=bank.positions[:, None],
             use_cache=True,
-            slot_lengths=self.positions + 1,
+            slot_lengths=bank.positions + 1,
             slot_kernel=self.kernel,
-            **{self.cache_argument: self.cache},
+            **{self.cache_argument: bank.cache},
         )
-        logits = out.logits[:, -1].float()
-        return choose_tokens(logits, self.engine.sampling, self.seed_high, self.seed_low, self.steps)
-
-    def _decode_step(self, column: int) -> None:
-        chosen = self.forward_and_choose()
-        self.recent[:, column] = chosen
-        self.tokens.copy_(chosen)
+        chosen = choose_tokens(out.logits[:, -1].float(), self.engine.sampling, bank.seed_high, bank.seed_low, bank.steps)
+        bank.recent[:, column] = chosen
+        bank.tokens.copy_(chosen)
         # A finished slot runs on until its refill; clamping keeps its writes inside the cache row.
-        self.positions.add_(1).clamp_(max=self.capacity - 1)
-        self.steps.add_(1)
+        bank.positions.add_(1).clamp_(max=self.capacity - 1)
+        bank.steps.add_(1)
 
-    def _chunk(self) -> None:
+    def _chunk(self, bank: _Bank) -> None:
         for column in range(self.chunk_steps):
-            self._decode_step(column)
+            self._decode_step(bank, column)
 
-    def _capture(self) -> None:
+    def _capture(self, bank: _Bank) -> None:
         side = torch.cuda.Stream(self.device)
         side.wait_stream(torch.cuda.current_stream(self.device))
         with torch.cuda.stream(side):
-            self._chunk()  # warm-up: kernel selection, Triton compilation, workspace allocation
+            self._chunk(bank)  # warm-up: kernel selection, Triton compilation, workspace allocation
         torch.cuda.current_stream(self.device).wait_stream(side)
-        self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
-            self._chunk()
+        bank.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(bank.graph):
+            self._chunk(bank)
         for state in (self.positions, self.tokens, self.steps):
             state.zero_()
 
     def _launch(self, chunk: int) -> None:
-        if self.graph is not None:
-            self.graph.replay()
+        if self.bank.graph is not None:
+            self.bank.graph.replay()
         else:
-            self._chunk()
+            self._chunk(self.bank)
         buffer = chunk % 2
         self.recent_host[buffer].copy_(self.recent, non_blocking=self.recent_ready[buffer] is not None)
         if self.recent_ready[buffer] is not None:
@@ -311,9 +319,9 @@ class _SlotRun:
             prompt = self.prompts[job_index]
             if capture is not None:
                 rows = torch.tensor(group, device=self.device)
-                for layer, keys in enumerate(self.cache.keys):
+                for layer, keys in enumerate(self.keys):
                     keys[rows, :, : len(prompt) - 1] = capture.keys[layer][0]
-                    self.cache.values[layer][rows, :, : len(prompt) - 1] = capture.values[layer][0]
+                    self.values[layer][rows, :, : len(prompt) - 1] = capture.values[layer][0]
             taken.extend(group)
             for slot in group:
                 seed = self.active[slot].tracker.spec.seed
@@ -331,24 +339,42 @@ class _SlotRun:
         self.seed_low.index_copy_(0, rows, table[:, 3])
         self.steps.index_fill_(0, rows, 0)
 
+    def _shrink(self) -> None:
+        """Move the samples still running into the small bank's slots (only when none is in flight)."""
+        moving = [slot for slot in range(self.small.size, len(self.active)) if self.active[slot] is not None]
+        free = [slot for slot in range(self.small.size) if self.active[slot] is None]
+        if moving:
+            source = torch.tensor(moving, device=self.device)
+            target = torch.tensor(free[: len(moving)], device=self.device)
+            for tensor in (*self.keys, *self.values, self.tokens, self.positions, self.steps, self.seed_high, self.seed_low):
+                tensor.index_copy_(0, target, tensor.index_select(0, source))
+            for old, new in zip(moving, free):
+                self.active[new], self.active[old] = self.active[old], None
+        self.bank = self.small
+
     # --- host loop --------------------------------------------------------------------------------
 
     def run(self, on_sample: SampleSink, started: float) -> None:
         if self.use_graphs:
-            self._capture()
-        if self.device.type == "cuda":
+            for bank in filter(None, (self.full, self.small)):
+                self._capture(bank)
             torch.cuda.synchronize(self.device)
         self.setup_seconds = time.perf_counter() - started
         self._refill(first_chunk=0)
         self._launch(0)
         self.launched, handled = 1, 0
         while True:
-            busy = self.pending or any(a is not None for a in self.active)
-            if busy:
+            running = sum(a is not None for a in self.active)
+            busy = bool(self.pending) or running > 0
+            shrink = self.bank is self.full and self.small is not None and not self.pending and 0 < running <= self.small.size
+            while busy and not shrink and self.launched - handled < 2:
                 self._launch(self.launched)  # keep the GPU one chunk ahead of the host
                 self.launched += 1
-            self._handle(handled, on_sample)
-            handled += 1
+            if handled < self.launched:
+                self._handle(handled, on_sample)
+                handled += 1
+            if shrink and handled == self.launched:
+                self._shrink()
             self._refill(first_chunk=self.launched)
             if not busy and handled == self.launched:
                 break

@@ -220,3 +220,28 @@ def test_sliding_window_models_are_refused(tiny):
     config = model.config.__class__.from_dict({**model.config.to_dict(), "layer_types": ["sliding_attention", "full_attention"]})
     with_sliding_layers = type("Model", (), {"config": config, "_supports_attention_backend": True})()
     assert "sliding" in unsupported_reason(with_sliding_layers)
+
+
+def test_end_of_run_moves_the_last_samples_into_the_small_bank(tiny, monkeypatch):
+    model, tokenizer = tiny
+    moved = []
+    original = fast_module._SlotRun._shrink
+
+    def shrink(self):
+        moved.append([slot for slot in range(self.small.size, len(self.active)) if self.active[slot] is not None])
+        original(self)
+
+    monkeypatch.setattr(fast_module._SlotRun, "_shrink", shrink)
+    monkeypatch.setattr(model.generation_config, "eos_token_id", None)  # budgets alone decide the lengths
+    monkeypatch.setattr(model.config, "eos_token_id", None)
+    budgets = [2, 3, 2, 3, 2, 40, 2, 30]  # task 0's longest sample sits in slot 5, above the small bank
+    jobs = [PromptJob(task_id, prompt, tuple(SampleSpec(i, i, b) for i, b in enumerate(budgets))) for task_id, prompt in PROMPTS[:2]]
+    found = _run(FastEngine(model, tokenizer, GREEDY, FastEngineOptions(slots=12, chunk_steps=4)), jobs)
+    assert len(moved) == 1 and moved[0], "the run should end in the small bank, after moving samples there"
+    for task_id, prompt in PROMPTS[:2]:
+        expected = _reference(model, tokenizer, prompt, 40)
+        for index, budget in enumerate(budgets):
+            tokens = list(found[(task_id, index)].token_ids)
+            assert tokens == expected[: len(tokens)] and len(tokens) <= budget
+            if found[(task_id, index)].finish_reason is FinishReason.LENGTH:
+                assert len(tokens) == budget
