@@ -121,7 +121,8 @@ class _PromptCapture:
 @dataclass(frozen=True)
 class RunStats:
     slots: int
-    decode_steps: int  # steps every slot went through (busy or not)
+    decode_steps: int  # decode steps run
+    row_steps: int  # slot-steps computed, busy or idle (the small bank at a run's end counts its own size)
     setup_seconds: float  # cache allocation and CUDA-graph capture
 
 
@@ -159,7 +160,7 @@ class FastEngine:
             started = time.perf_counter()
             slot_run = _SlotRun(self, remaining, [by_task[job.task_id] for job in remaining], capacity, slot_count)
             slot_run.run(sink, started)
-            self.last_run = RunStats(slot_count, slot_run.launched * slot_run.chunk_steps, slot_run.setup_seconds)
+            self.last_run = RunStats(slot_count, slot_run.launched * slot_run.chunk_steps, slot_run.row_steps, slot_run.setup_seconds)
 
         previous = self.model.config._attn_implementation
         _register_attention()
@@ -236,7 +237,7 @@ class _SlotRun:
         self.bank = self.full
         # transformers renamed the forward argument past_key_values to cache (5.2x).
         self.cache_argument = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
-        self.launched = 0
+        self.launched = self.row_steps = 0
         self.setup_seconds = 0.0
         self.active: list[_Active | None] = [None] * slots
         self.pending: deque[tuple[int, SampleSpec]] = deque((j, spec) for j, job in enumerate(jobs) for spec in job.samples)
@@ -277,6 +278,7 @@ class _SlotRun:
             state.zero_()
 
     def _launch(self, chunk: int) -> None:
+        self.row_steps += self.bank.size * self.chunk_steps
         if self.bank.graph is not None:
             self.bank.graph.replay()
         else:
