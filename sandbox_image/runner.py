@@ -20,6 +20,7 @@ one process per sample so state persists across tests, as in TACO.
 Standard library only (plus the numpy the TACO header imports).
 """
 
+import atexit
 import builtins
 import codecs
 import gc
@@ -328,6 +329,9 @@ def _prctl(option, value):
 
 
 PR_SET_DUMPABLE = 4
+# Bound once: a program may replace os._exit in its own process; its forked child must still leave
+# through here, never fall back into the runner's code.
+_exit = os._exit
 
 
 def _write_private_file(path, data, mode=0o600):
@@ -410,8 +414,9 @@ def _exit_status(code):
     return 1
 
 
-def _finish_like_interpreter(status):
-    """Interpreter shutdown as CPython does it: threads, atexit, flush; then leave."""
+def _finish_like_interpreter(status, BaseException=BaseException, getattr=getattr, atexit=atexit, sys=sys):
+    """Interpreter shutdown as CPython does it: threads, atexit, flush; then leave.  (Names are
+    bound at definition: the program may have emptied builtins, as CPython's own C shutdown ignores.)"""
     threading = sys.modules.get("threading")
     if threading is not None:  # only a program that imported threading can have threads to wait for
         try:
@@ -419,8 +424,6 @@ def _finish_like_interpreter(status):
         except BaseException:
             pass
     try:
-        import atexit
-
         atexit._run_exitfuncs()
     except BaseException:
         pass
@@ -431,7 +434,7 @@ def _finish_like_interpreter(status):
         except BaseException:
             if failing_status is not None:
                 status = failing_status
-    os._exit(status)
+    _exit(status)
 
 
 def run_program_child(source, workdir, path):
@@ -543,7 +546,7 @@ def run_stdin_program(source, workdir, stdin_data, stdin_path, capture, timeout,
             _prepare_child(workdir, timeout)
             _redirect(child_in, child_out, child_err)
         except BaseException:
-            os._exit(126)
+            _exit(126)
         try:  # the script exists on disk, as the official one does (``open(__file__)`` works)
             with open(path, "w", encoding="utf-8", errors="surrogatepass") as f:
                 f.write(source)
@@ -551,9 +554,11 @@ def run_stdin_program(source, workdir, stdin_data, stdin_path, capture, timeout,
                 # The official procedure, for benchmarks and fidelity checks: a new interpreter per run.
                 os.execv(sys.executable, [sys.executable, path])
         except BaseException:
-            os._exit(126)
-        run_program_child(source, workdir, path)
-        os._exit(1)  # not reached
+            _exit(126)
+        try:
+            run_program_child(source, workdir, path)
+        finally:
+            _exit(1)  # reached only if the program broke the normal way out
     for fd in (in_r, out_w, err_w):
         if fd is not None:
             os.close(fd)
@@ -792,14 +797,14 @@ def _child_recv(fd):
     while len(header) < 4:
         chunk = os.read(fd, 4 - len(header))
         if not chunk:
-            os._exit(0)
+            _exit(0)
         header += chunk
     (size,) = struct.unpack(">I", header)
     body = bytearray()
     while len(body) < size:
         chunk = os.read(fd, min(READ_CHUNK, size - len(body)))
         if not chunk:
-            os._exit(0)
+            _exit(0)
         body += chunk
     return bytes(body)
 
@@ -807,7 +812,7 @@ def _child_recv(fd):
 def compile_and_serve(program, mode, fn_name, cmd_fd, res_fd, output_limit):
     """Child body: TACO's compile step, then (call mode) answer calls until the runner stops us."""
     send = _child_send
-    exit_now = os._exit
+    exit_now = _exit
     try:
         module = _exec_as_runtime_module(program)
         if mode == "call" and "class Solution" in program:
@@ -895,9 +900,8 @@ class ServedProgram:
                 os.closerange(5, 65536)
                 _std_streams()
                 compile_and_serve(program, mode, fn_name, 3, 4, output_limit)
-            except BaseException:
-                pass
-            os._exit(1)
+            finally:
+                _exit(1)
         os.close(cmd_r)
         os.close(res_w)
         os.close(devnull)
