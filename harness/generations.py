@@ -15,6 +15,12 @@ class GenerationsError(ValueError):
     pass
 
 
+# A .json file is parsed whole (several times its size in memory); larger ones must be JSONL.
+MAX_JSON_BYTES = 1 << 30
+# One JSONL line holds one task's samples: 200 samples of 2048 tokens are ~5 MB.
+MAX_JSONL_LINE = 256 << 20
+
+
 @dataclass(frozen=True)
 class Generations:
     task_id: int
@@ -35,12 +41,21 @@ def load_generations(path: Path) -> list[Generations]:
         raise GenerationsError(f"generations file not found: {path}")
     if path.is_dir():
         raise GenerationsError(f"generations path is a directory, expected a file: {path}")
+    size = path.stat().st_size
+    jsonl = path.suffix == ".jsonl"
+    if not jsonl and size > MAX_JSON_BYTES:
+        raise GenerationsError(
+            f"{path}: {size / 2**30:.1f} GiB is too large for a .json generations file (limit {MAX_JSON_BYTES / 2**30:.0f} GiB: "
+            "it is parsed whole); write JSONL (one {task_id, output} object per line), which is read line by line"
+        )
     try:
         with path.open(encoding="utf-8") as handle:
-            if path.suffix == ".jsonl":
-                items = [_jsonl_item(path, number, line) for number, line in enumerate(handle, 1) if line.strip()]
+            if jsonl:
+                items = [_jsonl_item(path, number, line) for number, line in _lines(path, handle) if line.strip()]
             else:
                 items = json.load(handle)
+    except GenerationsError:
+        raise
     except UnicodeDecodeError as exc:
         raise GenerationsError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
     except ValueError as exc:
@@ -58,6 +73,20 @@ def load_generations(path: Path) -> list[Generations]:
     if not out:
         raise GenerationsError(f"{path}: no generations in the file")
     return out
+
+
+def _lines(path: Path, handle) -> Any:
+    """(number, line) of a JSONL file, refusing a line longer than MAX_JSONL_LINE characters before
+    it is held in memory (a file that is one huge line is not JSONL)."""
+    number = 0
+    while True:
+        line = handle.readline(MAX_JSONL_LINE + 1)
+        if not line:
+            return
+        number += 1
+        if len(line) > MAX_JSONL_LINE and not line.endswith("\n"):
+            raise GenerationsError(f"{path}:{number}: line longer than {MAX_JSONL_LINE >> 20} MB (one task's samples per line expected)")
+        yield number, line
 
 
 def _jsonl_item(path: Path, number: int, line: str) -> Any:
