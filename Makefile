@@ -3,7 +3,7 @@
 VENV := .venv/bin
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test bench prune clean
+.PHONY: setup demo test soak bench prune clean
 
 setup:
 	@bash scripts/setup.sh
@@ -14,6 +14,11 @@ demo: setup
 
 test: setup
 	$(VENV)/python -m pytest -q $(PYTEST_ARGS)
+
+# Reliability soak at full size (10,000 executions under container kills, 100,000 sustained, 3 runs x
+# {1,2,8} workers on ../shared/data); `make test` runs the same tests at SOAK_SCALE=0.1.
+soak: setup
+	SOAK_SCALE=$${SOAK_SCALE:-1} $(VENV)/python -m pytest -q -s -m soak tests/test_soak.py
 
 bench: setup
 	$(VENV)/python bench/sandbox_overhead.py --markdown docs/BENCHMARKS.md
