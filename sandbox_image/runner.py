@@ -318,6 +318,21 @@ def _rlimits():
 _RLIMITS_AT_START = None
 
 
+def _can_drop_privileges():
+    """Whether a forked child can become the program user (checked once, before serving)."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.setgroups([])
+            os.setresgid(PROGRAM_GID, PROGRAM_GID, PROGRAM_GID)
+            os.setresuid(PROGRAM_UID, PROGRAM_UID, PROGRAM_UID)
+            _exit(0 if os.getresuid() == (PROGRAM_UID,) * 3 else 1)
+        finally:
+            _exit(1)
+    _, status = os.waitpid(pid, 0)
+    return status == 0
+
+
 def _prctl(option, value):
     try:
         import ctypes
@@ -1118,6 +1133,11 @@ def main():
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     # Not dumpable: /proc/1/{mem,environ,fd,...} and ptrace are closed to every unprivileged process.
     _prctl(PR_SET_DUMPABLE, 0)
+    if SEPARATED and not _can_drop_privileges():
+        # Never run programs that would all fail in _prepare_child: that would read as verdicts.
+        sys.stderr.write(f"runner: cannot switch programs to uid {PROGRAM_UID} (needs CAP_SETUID and CAP_SETGID)\n")
+        sys.stderr.flush()
+        sys.exit(2)
     global _RLIMITS_AT_START
     _RLIMITS_AT_START = _rlimits()
     # Frames go straight to fd 1; nothing may sit in a stdout buffer that a forked child would flush.
