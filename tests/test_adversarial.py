@@ -153,3 +153,16 @@ def test_pool_keeps_serving_through_attacks(docker_client, sandbox_image):
         assert (not result.passed) if want == FAIL else result.taco() == want, (result.taco(), want)
     assert stats.sandbox_failures == 0
     assert stats.sandboxes_retired >= 1
+
+
+def test_runner_refuses_to_serve_when_it_cannot_drop_privileges(docker_client, sandbox_image):
+    """Root without CAP_SETUID: every program would fail to start and read as -3; the runner must
+    exit instead (an infrastructure error the pool retries and reports, never a verdict)."""
+    container = docker_client.containers.run(
+        sandbox_image, user="0:0", cap_drop=["ALL"], network_mode="none", detach=True, labels={"taco-harness.sandbox": "1"}
+    )
+    try:
+        assert container.wait(timeout=60)["StatusCode"] == 2
+        assert b"cannot switch programs to uid 65534" in container.logs()
+    finally:
+        container.remove(force=True)
