@@ -24,6 +24,10 @@ bench: setup
 	$(VENV)/python bench/sandbox_overhead.py --markdown docs/BENCHMARKS.md
 	$(VENV)/python bench/evaluation_corpus.py --official-fraction 0.2 --markdown docs/BENCHMARKS.md
 
+# GPU machine: generation throughput (fast engine vs generate baselines), random-weight models.
+bench-gen: setup
+	$(VENV)/python bench/generation.py --out docs/bench/generation.json --markdown docs/BENCHMARKS.md
+
 prune: setup
 	$(VENV)/harness sandbox prune
 

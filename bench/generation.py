@@ -8,8 +8,8 @@ samples up to their end; "raw" tokens are all rows x steps the GPU computed, inc
 already finished (padding, idle slots).  The baselines are measured over short runs and extrapolated
 per token (see ``--help`` and the written section for exactly what is run).
 
-    python bench/generation.py --out results.json            # on the GPU machine
-    python bench/generation.py --render results.json --markdown docs/BENCHMARKS.md
+    python bench/generation.py --out results.json              # measure (GPU machine)
+    python bench/generation.py --render results*.json --markdown docs/BENCHMARKS.md
 """
 
 from __future__ import annotations
@@ -55,18 +55,18 @@ def main() -> None:
     parser.add_argument("--chunk-steps", type=int, default=16)
     parser.add_argument("--attention-kernel", default="auto")
     parser.add_argument("--out", type=Path, help="Write the measurements as JSON here.")
-    parser.add_argument("--render", type=Path, help="Render a JSON written by --out instead of measuring.")
+    parser.add_argument("--render", type=Path, nargs="+", help="Render JSON files written by --out instead of measuring.")
     parser.add_argument("--markdown", type=Path, help="Write/replace the section in this markdown file.")
     args = parser.parse_args()
 
     if args.render:
-        results = json.loads(args.render.read_text())
+        runs = [json.loads(path.read_text()) for path in args.render]
     else:
-        results = measure(args)
+        runs = [measure(args)]
         if args.out:
             args.out.parent.mkdir(parents=True, exist_ok=True)
-            args.out.write_text(json.dumps(results, indent=2))
-    section = render(results)
+            args.out.write_text(json.dumps(runs[0], indent=2))
+    section = render(runs)
     print(section)
     if args.markdown:
         sys.path.insert(0, str(REPO / "bench"))
@@ -399,61 +399,99 @@ def _machine(device: str) -> str:
 # --- report --------------------------------------------------------------------------------------
 
 
-def render(results: dict) -> str:
-    mix = results["mix"]
-    short = mix["short"]
+def render(runs: list[dict]) -> str:
+    """The markdown section for one or more runs (one per shape, or several shapes in one run)."""
+    first = runs[0]
+    mix, max_new = first["mix"], first["max_new_tokens"]
     lines = [
         HEADING,
         "",
-        f"Machine: {results['machine']}. Random-weight bf16 models of the stated shapes (the official procedure: fp32).",
+        f"Machine: {first['machine']}. Random-weight models of the stated shapes, bf16 (the official procedure: fp32).",
         "",
-        f"Command: `{results['command']}`",
+        f"Workload: the official TACO test prompts (`{first['prompts_file']}`, {first['prompts_total']} prompts; the prompt count "
+        f"of each run is below), n = {first['n']} samples per prompt, max_new_tokens = {max_new}, temperature 0.2, top-p 0.95, "
+        f"top-k 50. **Output-length mix** (imposed, since random weights never stop): {mix['long_fraction']:.0%} of the samples "
+        f"run to {max_new} tokens, the others are uniform in {mix['short'][0]}–{mix['short'][1]} tokens (mean about "
+        f"{_mean_length(mix, max_new):.0f}). Prompts are tokenized with a byte-level BPE trained in-process on the 1,000 prompts "
+        "and padded with filler tokens to the model's vocabulary size.",
         "",
-        f"Workload: the TACO test prompts of `{results['prompts_file']}` (the fast engine: {results['prompts_fast']} of the "
-        f"{results['prompts_total']}, evenly spaced), n = {results['n']} samples per prompt, max_new_tokens = {results['max_new_tokens']}, "
-        f"temperature 0.2, top-p 0.95, top-k 50. Output-length mix (imposed, since random weights never stop): "
-        f"{mix['long_fraction']:.0%} of samples run to {results['max_new_tokens']} tokens, the others are uniform in {short[0]}–{short[1]} tokens. "
-        "Prompts are tokenized with a byte-level BPE trained in-process on the 1,000 prompts.",
-        "",
-        "Raw tok/s counts every row-step the GPU computed (finished rows and padding included); useful tok/s counts the tokens "
-        "of the samples. Baselines are timed over "
-        f"{results['baseline_steps']} decode steps and extrapolated: the official procedure per token (batch 1 wastes no rows; "
-        "assumed to stop where the mix says, which favours it); batch-4 and generate(static) as step time x the rows' share of "
-        "useful steps (mean length / mean batch maximum, from the mix); a static batch of 128 or more rows almost surely holds a "
-        "long sample, so it runs max_new_tokens steps plus its prefill. The fast engine is measured end to end (prefill, "
-        "CUDA-graph capture, refills and the final drain included).",
+        *_summary(runs),
+        "Raw tok/s counts every row-step the GPU computed (rows that had finished, idle slots and padding included); useful "
+        "tok/s counts the tokens of the samples. The fast engine is measured end to end over all the samples of the run "
+        "(prefills, CUDA-graph capture, refills and the final drain included). The baselines are timed over "
+        f"{first['baseline_steps']} decode steps after a warm-up and extrapolated per token: the official procedure (one "
+        "sample per call, batch 1) wastes no rows and is assumed to stop where the mix says, which favours it; padded "
+        "batches of 4 and generate(static) compute every row until the batch's longest sample ends, so their useful share "
+        "is the mean length over the mean batch maximum (from the mix); a generate(static) batch costs its prefill plus "
+        "that many steps, each at the measured step time (the static cache is sized for the full max_new_tokens, so "
+        "every step costs what it costs in a full run). generate(static) batches are batch/n prompts × n samples, "
+        "left-padded to the widest prompt of the batch.",
         "",
     ]
-    for shape, out in results["shapes"].items():
-        lines += [f"### {shape} ({out.get('parameters', 0) / 1e9:.2f}B parameters; prompts {out['prompt_tokens_mean']:.0f} tokens mean, {out['prompt_tokens_max']} max)", ""]
-        rows = []
-        if "official" in out:
-            o = out["official"]
-            rows.append(("official: fp32, one sample per generate call", o["raw_tok_s"], o["useful_tok_s"], ""))
-        if "batch4" in out:
-            b = out["batch4"]
-            rows.append((f"generate, padded batches of 4 (bf16; {b['step_ms']:.0f} ms/step, {b['utilisation']:.0%} useful)", b["raw_tok_s"], b["useful_tok_s"], ""))
-        best = None
-        for s in out.get("static", []):
-            if "error" in s:
-                rows.append((f"generate(static), batch {s['batch']}: {s['error']}", None, None, ""))
-                continue
-            rows.append((f"generate(cache_implementation=\"static\"), batch {s['batch']} ({s['step_ms']:.1f} ms/step, compile {s['compile_seconds']:.0f} s)", s["raw_tok_s"], s["useful_tok_s"], ""))
-            if best is None or s["useful_tok_s"] > best["useful_tok_s"]:
-                best = s
-        if "fast" in out:
-            f = out["fast"]
-            label = (
-                f"**fast engine** ({f['slots']} slots, {f['samples']:,} samples, {f['tokens']:,} tokens in {f['seconds']:.0f} s, "
-                f"setup {f['setup_seconds']:.0f} s)"
-            )
-            rows.append((label, f["raw_tok_s"], f["useful_tok_s"], ""))
-        lines += ["| method | raw tok/s | useful tok/s | useful vs best generate(static) |", "|---|---|---|---|"]
-        for label, raw, useful, _ in rows:
-            ratio = f"{useful / best['useful_tok_s']:.1f}×" if best and useful else ""
-            lines.append(f"| {label} | {_fmt(raw)} | {_fmt(useful)} | {ratio} |")
-        lines.append("")
+    for run in runs:
+        for shape, out in run["shapes"].items():
+            lines += [
+                f"### {shape} shape ({out.get('parameters', 0) / 1e9:.2f}B parameters)",
+                "",
+                f"Command: `{run['command']}`",
+                "",
+                f"Prompts: {run['prompts_fast']} of {run['prompts_total']}" + (" (all)" if run["prompts_fast"] == run["prompts_total"] else ", evenly spaced (device-time budget)")
+                + f", {out['prompt_tokens_mean']:.0f} tokens on average, {out['prompt_tokens_max']} at most.",
+                "",
+                "| method | raw tok/s | useful tok/s | useful vs best generate(static) |",
+                "|---|---|---|---|",
+            ]
+            statics = [s for s in out.get("static", []) if "error" not in s]
+            best = max(statics, key=lambda s: s["useful_tok_s"]) if statics else None
+            rows = []
+            if "official" in out:
+                o = out["official"]
+                rows.append(("official procedure: fp32, one generate call per sample", o["raw_tok_s"], o["useful_tok_s"]))
+            if "batch4" in out:
+                b = out["batch4"]
+                rows.append((f"generate on padded batches of 4 (eager; {b['step_ms']:.0f} ms/step, {b['utilisation']:.0%} of row-steps useful)", b["raw_tok_s"], b["useful_tok_s"]))
+            for s in out.get("static", []):
+                if "error" in s:
+                    rows.append((f"generate(static), batch {s['batch']}: {s['error'].split('.')[0]}", None, None))
+                else:
+                    rows.append((
+                        f"generate(cache_implementation=\"static\"), batch {s['batch']} ({s['step_ms']:.0f} ms/step, cache {s['prompt_width'] + max_new} tokens, "
+                        f"{s['utilisation']:.0%} of row-steps useful)", s["raw_tok_s"], s["useful_tok_s"],
+                    ))
+            if "fast" in out:
+                f = out["fast"]
+                rows.append((
+                    f"**fast engine** ({f['slots']} slots; {f['samples']:,} samples, {f['tokens']:,} tokens in {f['seconds']:.0f} s, "
+                    f"of which setup {f['setup_seconds']:.1f} s)", f["raw_tok_s"], f["useful_tok_s"],
+                ))
+            for label, raw, useful in rows:
+                ratio = _ratio(useful / best["useful_tok_s"]) if best and useful else ""
+                if label.startswith("**fast"):
+                    ratio = f"**{ratio}**"
+                lines.append(f"| {label} | {_fmt(raw)} | {_fmt(useful)} | {ratio} |")
+            lines.append("")
     return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def _ratio(value: float) -> str:
+    return f"{value:.1f}×" if value >= 1 else f"{value:.2g}×"
+
+
+def _summary(runs: list[dict]) -> list[str]:
+    parts = []
+    for run in runs:
+        for shape, out in run["shapes"].items():
+            statics = [s["useful_tok_s"] for s in out.get("static", []) if "error" not in s]
+            if "fast" in out and statics:
+                fast = out["fast"]["useful_tok_s"]
+                official = f", {fast / out['official']['useful_tok_s']:,.0f}× the official procedure" if "official" in out else ""
+                parts.append(f"{shape}: {fast:,.0f} useful tok/s, {_ratio(fast / max(statics))} the best generate(static){official}")
+    return ["Result: " + "; ".join(parts) + ".", ""] if parts else []
+
+
+def _mean_length(mix: dict, max_new: int) -> float:
+    low, high = mix["short"]
+    return mix["long_fraction"] * max_new + (1 - mix["long_fraction"]) * (low + high) / 2
 
 
 def _fmt(value) -> str:
