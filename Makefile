@@ -3,7 +3,7 @@
 VENV := .venv/bin
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test soak bench prune clean
+.PHONY: setup demo test soak bench bench-gen prune clean
 
 setup:
 	@bash scripts/setup.sh
