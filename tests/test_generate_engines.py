@@ -87,6 +87,21 @@ def test_fast_greedy_equals_generate_token_for_token(tiny, frequent_eos, slots, 
     assert FinishReason.EOS in reasons and FinishReason.LENGTH in reasons
 
 
+@pytest.mark.parametrize("family", ["qwen3", "mistral"])
+def test_fast_greedy_equals_generate_for_other_supported_families(family, tmp_path):
+    model, tokenizer = load_model(str(build_tiny_model(tmp_path / family, family)), "float32", "cpu")
+    assert unsupported_reason(model) is None
+    jobs = plan_jobs(PROMPTS, GenerationSettings("tiny", n=2, max_new_tokens=32, sampling=GREEDY))
+    found = _run(FastEngine(model, tokenizer, GREEDY, FastEngineOptions(slots=3, chunk_steps=4)), jobs)
+    for task_id, prompt in PROMPTS:
+        expected = _reference(model, tokenizer, prompt, 32)
+        for index in range(2):
+            tokens = list(found[(task_id, index)].token_ids)
+            assert tokens == expected[: len(tokens)]
+            if found[(task_id, index)].finish_reason is not FinishReason.STOP:
+                assert tokens == expected
+
+
 def test_hf_engine_greedy_equals_generate(tiny, frequent_eos):
     model, tokenizer = tiny
     jobs = plan_jobs(PROMPTS, GenerationSettings("tiny", n=2, max_new_tokens=40, sampling=GREEDY))

@@ -11,7 +11,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import torch  # noqa: E402
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers  # noqa: E402
-from transformers import AutoModelForCausalLM, LlamaConfig, PreTrainedTokenizerFast, Qwen2Config  # noqa: E402
+from transformers import AutoModelForCausalLM, LlamaConfig, MistralConfig, PreTrainedTokenizerFast, Qwen2Config, Qwen3Config  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -34,8 +34,8 @@ def char_tokenizer(add_bos: bool) -> PreTrainedTokenizerFast:
 
 
 def build_tiny_model(directory: Path, family: str = "qwen2", seed: int = 0, weight_scale: float = 12.0) -> Path:
-    """Save a ~100k-parameter model of ``family`` (qwen2: no BOS, tied embeddings; llama: BOS, untied)
-    with its tokenizer into ``directory``.  Weights are scaled up so greedy paths vary instead of
+    """Save a ~100k-parameter model of ``family`` (qwen2: no BOS, tied embeddings; llama: BOS, untied;
+    qwen3: query/key norms; mistral: no sliding window) with its tokenizer into ``directory``.  Weights are scaled up so greedy paths vary instead of
     repeating one token."""
     tokenizer = char_tokenizer(add_bos=family == "llama")
     common = dict(
@@ -53,6 +53,10 @@ def build_tiny_model(directory: Path, family: str = "qwen2", seed: int = 0, weig
         config = Qwen2Config(**common, bos_token_id=None, tie_word_embeddings=True)
     elif family == "llama":
         config = LlamaConfig(**common, bos_token_id=tokenizer.bos_token_id, tie_word_embeddings=False)
+    elif family == "qwen3":
+        config = Qwen3Config(**common, head_dim=16, bos_token_id=None, tie_word_embeddings=True)
+    elif family == "mistral":
+        config = MistralConfig(**common, sliding_window=None, bos_token_id=None, tie_word_embeddings=False)
     else:
         raise ValueError(family)
     torch.manual_seed(seed)
