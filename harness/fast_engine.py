@@ -8,6 +8,8 @@ chunks the host reads the new tokens, ends samples (EOS, budget, an official EOF
 the freed slots with waiting samples: the prompt is prefilled once and its KV copied into every slot
 that takes one of its samples.  The host handles chunk c while the GPU already runs chunk c+1, so
 the GPU does not wait for it; a finished slot therefore idles one extra chunk before its refill.
+When no sample is waiting any more and the few still running fit in a quarter of the slots, they are
+moved there and the run ends on a second, quarter-size graph.
 
 The model code is used as is: the cache is an object with the ``update`` method the attention layers
 call, and attention is a function registered with transformers' ``AttentionInterface`` (see
@@ -24,7 +26,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 

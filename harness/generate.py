@@ -176,7 +176,7 @@ def generate(
     if remaining:
         shards = [shard for shard in shard_jobs(remaining, len(devices)) if shard]
         if len(shards) == 1:
-            run_worker(0, devices[0], shards[0], engine_factory, journal.part(0), count, say)
+            run_worker(devices[0], shards[0], engine_factory, journal.part(0), count, say)
         else:
             _run_processes(list(zip(devices, shards)), engine_factory, journal, count, say)
 
@@ -202,7 +202,6 @@ def generate(
 
 
 def run_worker(
-    worker: int,
     device: str,
     jobs: Sequence[PromptJob],
     engine_factory: EngineFactory,
@@ -211,6 +210,10 @@ def run_worker(
     say: Callable[[str], None],
 ) -> None:
     """Build the engine on ``device`` and generate ``jobs``, appending each finished sample to ``journal_part``."""
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.set_device(device)  # streams, events and graphs use the current device
     engine = engine_factory(device, say)
     shas = {job.task_id: prompt_sha(job.prompt) for job in jobs}
     with journal_part.open("a", encoding="utf-8") as journal:
@@ -278,12 +281,8 @@ def _run_processes(
 
 def _worker_process(rank: int, device: str, jobs: list[PromptJob], engine_factory: EngineFactory, part: Path, messages: Any) -> None:
     try:
-        if device.startswith("cuda"):
-            import torch
-
-            torch.cuda.set_device(device)
         run_worker(
-            rank, device, jobs, engine_factory, part,
+            device, jobs, engine_factory, part,
             lambda n: messages.put(("sample", rank, n)),
             lambda text: messages.put(("say", rank, text)),
         )
