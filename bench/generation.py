@@ -413,7 +413,12 @@ def render(runs: list[dict]) -> str:
         f"top-k 50. **Output-length mix** (imposed, since random weights never stop): {mix['long_fraction']:.0%} of the samples "
         f"run to {max_new} tokens, the others are uniform in {mix['short'][0]}–{mix['short'][1]} tokens (mean about "
         f"{_mean_length(mix, max_new):.0f}). Prompts are tokenized with a byte-level BPE trained in-process on the 1,000 prompts "
-        "and padded with filler tokens to the model's vocabulary size.",
+        "and padded with filler tokens to the model's vocabulary size."
+        + (
+            " (`--prompts-file .gpudata/…` below is a copy of the default `../shared/data` file, carried to the GPU machine.)"
+            if any("--prompts-file .gpudata/" in run["command"] for run in runs)
+            else ""
+        ),
         "",
         *_summary(runs),
         "Raw tok/s counts every row-step the GPU computed (rows that had finished, idle slots and padding included); useful "
