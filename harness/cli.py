@@ -11,15 +11,17 @@ from pathlib import Path
 
 import click
 
-from .docker_backend import ContainerLimits, DockerBackend, DockerUnavailable, connect, prune
 from .evaluate import JUDGES, EvaluationSettings, Progress, evaluate, write_outputs
 from .execution import RunLimits
 from .generations import GenerationsError, join_by_task_id, load_generations
-from .image import DEFAULT_BASE_IMAGE, ImageBuildError, ensure_image, image_tag
 from .journal import Journal
 from .pool import SandboxPool
 from .problems import DatasetError, Selection, load_split, select
 from .verdict_cache import VerdictCache
+
+
+# The Docker SDK is imported only by the commands that drive containers: `harness generate` runs
+# on GPU machines that need not have it.
 
 
 def _say(message: str) -> None:
@@ -47,6 +49,9 @@ def sandbox() -> None:
 @click.option("--base-image", default=None, help="Base image (default python:3.11-slim; offline: a local Debian base).")
 def sandbox_build(base_image: str | None) -> None:
     """Build the sandbox image (cached by content) and print its tag."""
+    from .docker_backend import DockerUnavailable, connect
+    from .image import ImageBuildError, ensure_image
+
     try:
         click.echo(ensure_image(connect(), base_image, say=_say))
     except (DockerUnavailable, ImageBuildError) as exc:
@@ -56,6 +61,8 @@ def sandbox_build(base_image: str | None) -> None:
 @sandbox.command("prune")
 def sandbox_prune() -> None:
     """Remove sandbox containers left behind by earlier runs."""
+    from .docker_backend import DockerUnavailable, prune
+
     try:
         click.echo(f"removed {prune()} sandbox container(s)")
     except DockerUnavailable as exc:
@@ -129,6 +136,9 @@ def evaluate_command(
         raise _Fail(str(exc)) from exc
     if output.exists() and not output.is_dir():
         raise _Fail(f"--output must be a directory: {output} is a file")
+    from .docker_backend import ContainerLimits, DockerBackend, DockerUnavailable, connect
+    from .image import DEFAULT_BASE_IMAGE, ImageBuildError, ensure_image, image_tag
+
     base_image = os.environ.get("TACO_HARNESS_BASE_IMAGE") or DEFAULT_BASE_IMAGE
     image = image_tag(base_image)
     settings = EvaluationSettings(

@@ -138,3 +138,13 @@ def test_job_keys_dedup_and_separate_what_decides_verdicts():
     for other in (EvaluationSettings(limits=RunLimits(timeout_s=2)), EvaluationSettings(early_exit=False),
                   EvaluationSettings(sandbox_id="other image")):
         assert keys.isdisjoint(p.key for p in plan_jobs(tasks, other))
+
+
+def test_cli_import_loads_neither_docker_nor_torch():
+    # `harness generate` must run on GPU machines without the Docker SDK; `evaluate` without torch.
+    import subprocess
+    import sys
+
+    probe = "import sys, harness.cli; print(sorted(m for m in ('docker', 'torch', 'transformers') if m in sys.modules))"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
