@@ -268,17 +268,48 @@ def shared_corpus(max_problems: int | None = None) -> list[TaskSamples]:
     return tasks[:max_problems] if max_problems else tasks
 
 
+class _TimedBackend:
+    """Wraps a backend to record each test's outcome kind and time (ms: run 1 plus any retries)."""
+
+    def __init__(self, inner: DockerBackend) -> None:
+        self.inner, self.capacity, self.name = inner, inner.capacity, inner.name
+        self.times: list[tuple[str, float]] = []
+
+    def start(self):
+        return _TimedSandbox(self.inner.start(), self.times)
+
+
+class _TimedSandbox:
+    def __init__(self, inner, times) -> None:
+        self.inner, self.times, self.name, self.retire = inner, times, inner.name, ""
+
+    def send(self, message: dict) -> None:
+        self.inner.send(message)
+
+    def recv(self, timeout: float) -> dict:
+        event = self.inner.recv(timeout)
+        if event.get("ev") == "test":
+            self.times.append((event["outcome"]["k"], float(event["outcome"].get("ms", 0.0)) / 1000))
+        return event
+
+    def close(self) -> None:
+        self.inner.close()
+
+
 @dataclass
 class DeterminismReport:
     runs: dict[str, int]  # "workers x run" -> executed tests
     seconds: dict[str, float]
     identical: bool
     samples: int
-    slowest_sample_s: float  # program time of the slowest sample, single worker
     timeout_s: float
+    tests_timed: int = 0  # tests timed in the first single-worker run
+    slowest_finishing_test_s: float = 0.0  # slowest test that ended before its deadline
+    timed_out_tests: int = 0  # tests whose runs reached the deadline (they never finish)
+    danger_zone_tests: int = 0  # tests that ended between timeout/8 and the deadline: contention could flip them
 
 
-def determinism_run(max_problems: int | None, repeats: int = 3, worker_counts=(1, 2, 8), timeout_s: float = 30.0) -> DeterminismReport:
+def determinism_run(max_problems: int | None, repeats: int = 3, worker_counts=(1, 2, 8), timeout_s: float = 60.0) -> DeterminismReport:
     """Every run must give the same results.json.  The corpus' programs either finish far below the
     limit or never finish: *timeout_s* is chosen so that the slowest finishing sample, slowed by
     running 8 containers on 2 cores, still finishes well inside it."""
@@ -287,18 +318,25 @@ def determinism_run(max_problems: int | None, repeats: int = 3, worker_counts=(1
     client = connect()
     image = ensure_image(client)
     outputs, runs, seconds = [], {}, {}
-    slowest = 0.0
+    timed = None
     for workers in worker_counts:
         for repeat in range(repeats):
-            with SandboxPool(_backend(workers, client, image)) as pool:
+            backend = _backend(workers, client, image)
+            if timed is None:
+                backend = timed = _TimedBackend(backend)
+            with SandboxPool(backend) as pool:
                 outcome = evaluate(tasks, lambda: nullcontext(pool), settings)
             label = f"{workers}x{repeat + 1}"
             runs[label] = executed_tests(outcome.results)
             seconds[label] = round(outcome.seconds, 1)
             outputs.append(json.dumps(taco_results(outcome.results), sort_keys=True))
-            if workers == worker_counts[0]:
-                slowest = max(slowest, max(r.program_seconds for rs in outcome.results.values() for r in rs))
-    return DeterminismReport(runs, seconds, len(set(outputs)) == 1, sum(len(t.outputs) for t in tasks), round(slowest, 2), timeout_s)
+    report = DeterminismReport(runs, seconds, len(set(outputs)) == 1, sum(len(t.outputs) for t in tasks), timeout_s)
+    finishing = [s for kind, s in timed.times if kind != "timeout" and s < timeout_s]
+    report.tests_timed = len(timed.times)
+    report.slowest_finishing_test_s = round(max(finishing, default=0.0), 2)
+    report.timed_out_tests = len(timed.times) - len(finishing)
+    report.danger_zone_tests = sum(timeout_s / 8 <= s for s in finishing)
+    return report
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -39,5 +39,6 @@ def test_verdicts_identical_across_runs_and_worker_counts(sandbox_image):
     report = soak.determinism_run(problems, repeats=3 if SCALE >= 1 else 2)
     print("determinism:", report)
     assert report.identical, report
-    # The premise of the chosen limit: 8 containers on 2 cores slow a program at most ~8x.
-    assert report.slowest_sample_s * 8 < report.timeout_s, report
+    # The premise of the chosen limit: every test either ends far below it (8 containers on 2 cores
+    # slow a program at most ~8x) or never ends; none lies in between, where contention could flip it.
+    assert report.danger_zone_tests == 0, report
