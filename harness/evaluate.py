@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -71,6 +73,15 @@ class Progress:
 
 
 @dataclass(frozen=True)
+class EvaluationTimes:
+    """When the session's executed jobs ran (monotonic seconds; None when nothing ran)."""
+
+    first_submitted: float | None
+    last_finished: float | None
+    tests_executed: int
+
+
+@dataclass(frozen=True)
 class EvaluationOutcome:
     results: dict[int, list[SampleResult]]
     metrics: dict
@@ -80,6 +91,7 @@ class EvaluationOutcome:
     from_cache: int
     executed: int
     pool: PoolStats | None = field(default=None)
+    times: EvaluationTimes = EvaluationTimes(None, None, 0)
 
     @property
     def infra_errors(self) -> int:
@@ -154,6 +166,211 @@ def _cache_key(key: str) -> str:
     return key.split(":", 1)[0]  # --no-dedup keys carry the slot; the verdicts do not depend on it
 
 
+class _JobState:
+    """A job inside a session: who waits for it and, once known, its result."""
+
+    __slots__ = ("planned", "owners", "result")
+
+    def __init__(self, planned: PlannedJob):
+        self.planned = planned
+        self.owners: list[tuple[int, int]] = list(planned.owners)
+        self.result: SampleResult | None = None
+
+
+class EvaluationSession:
+    """Evaluates samples as they are added, from any thread.
+
+    Each sample is answered by the journal, the verdict cache or an identical program already
+    planned (dedup), or else queued on the pool, which is opened at the first job that must run.
+    Results are journaled and cached as they arrive, from the pool's threads.  ``evaluate`` adds a
+    whole file at once (longest jobs first); ``harness run`` adds each sample as the generator
+    finishes it.  ``finish`` waits for everything added and builds the outcome.
+    """
+
+    def __init__(
+        self,
+        settings: EvaluationSettings,
+        open_pool: Callable[[], AbstractContextManager[SandboxPool]],
+        journal: Journal | None = None,
+        cache: VerdictCache | None = None,
+        on_progress: Callable[[Progress], None] = lambda progress: None,
+    ):
+        self.settings = settings
+        self._open_pool = open_pool
+        self._journal = journal
+        self._cache = cache
+        self._on_progress = on_progress
+        self._recorded = journal.load() if journal is not None else {}
+        self._started = time.monotonic()
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._jobs: dict[str, _JobState] = {}
+        self._results: dict[int, dict[int, SampleResult]] = {}
+        self._problems: dict[int, Problem] = {}
+        self._digests: dict[int, str] = {}
+        self._running = 0
+        self._pool_context: AbstractContextManager[SandboxPool] | None = None
+        self._pool: SandboxPool | None = None
+        self._pool_stats: PoolStats | None = None
+        self._counts = Counter()
+        self._first_submitted: float | None = None
+        self._last_finished: float | None = None
+
+    # -- adding samples ------------------------------------------------------------------------
+    def add_tasks(self, tasks: list[TaskSamples]) -> None:
+        """Add every sample of *tasks*; the jobs that must run are queued longest first, so the
+        last ones running are short and no sandbox idles while one long job finishes alone."""
+        for task in tasks:
+            self._problems.setdefault(task.problem.task_id, task.problem)
+            self._results.setdefault(task.problem.task_id, {})
+        self._add_planned(plan_jobs(tasks, self.settings), longest_first=True)
+
+    def add_sample(self, problem: Problem, index: int, code: str) -> None:
+        """Add sample *index* of *problem* (as a generator finishes it)."""
+        if problem.tests is None:
+            raise ValueError(f"task {problem.task_id} has no tests")
+        self._problems.setdefault(problem.task_id, problem)
+        self._results.setdefault(problem.task_id, {})
+        digest = self._digests.get(problem.task_id)
+        if digest is None:
+            digest = self._digests[problem.task_id] = tests_digest(problem)
+        key = job_key(digest, code, self.settings)
+        if not self.settings.dedup:
+            key = f"{key}:{problem.task_id}:{index}"
+        job = ExecutionJob(problem.tests, code, self.settings.limits, self.settings.early_exit)
+        self._add_planned([PlannedJob(key, job, ((problem.task_id, index),), expected_cost(problem))], longest_first=False)
+
+    def _add_planned(self, planned_jobs: list[PlannedJob], longest_first: bool) -> None:
+        with self._lock:
+            fresh: list[_JobState] = []
+            for planned in planned_jobs:
+                state = self._jobs.get(planned.key)
+                if state is not None:  # the same program on the same tests: one job answers both
+                    state.owners.extend(planned.owners)
+                    if state.result is not None:
+                        self._settle(planned.owners, state.result, "dedup")
+                    continue
+                state = self._jobs[planned.key] = _JobState(planned)
+                recorded = self._recorded.get(planned.key)
+                if recorded is not None:
+                    state.result = recorded
+                    self._counts["journal"] += 1
+                    self._settle(state.owners, recorded, "journal")
+                else:
+                    fresh.append(state)
+            if self._cache is not None and fresh:
+                hits = self._cache.get_many(_cache_key(s.planned.key) for s in fresh)
+                missing = []
+                for state in fresh:
+                    hit = hits.get(_cache_key(state.planned.key))
+                    if hit is None:
+                        missing.append(state)
+                        continue
+                    if self._journal is not None:
+                        self._journal.append(state.planned.key, hit)
+                    state.result = hit
+                    self._counts["cache"] += 1
+                    self._settle(state.owners, hit, "cache")
+                fresh = missing
+            if not fresh:
+                return
+            if longest_first:
+                fresh.sort(key=lambda s: -s.planned.expected_cost)
+            pool = self._ensure_pool()
+            if self._first_submitted is None:
+                self._first_submitted = time.monotonic()
+            self._running += len(fresh)
+            self._counts["run"] += len(fresh)
+        for state in fresh:
+            pool.submit_with_callback(state.planned.job, lambda result, state=state: self._finished(state, result))
+
+    def _ensure_pool(self) -> SandboxPool:
+        if self._pool is None:
+            context = self._open_pool()
+            self._pool = context.__enter__()
+            self._pool_context = context
+        return self._pool
+
+    def _finished(self, state: _JobState, result: SampleResult) -> None:
+        # Runs on a pool thread.
+        with self._lock:
+            if result.status is SampleStatus.JUDGED:
+                # Infrastructure failures are neither journaled nor cached: a rerun retries them.
+                if self._journal is not None:
+                    self._journal.append(state.planned.key, result)
+                if self._cache is not None:
+                    self._cache.put(_cache_key(state.planned.key), result)
+                self._counts["tests"] += len(result.verdicts)
+            state.result = result
+            self._settle(state.owners, result, "run")
+            self._running -= 1
+            self._last_finished = time.monotonic()
+            if self._running == 0:
+                self._idle.notify_all()
+
+    def _settle(self, owners, result: SampleResult, source: str) -> None:
+        for task_id, sample in owners:
+            self._results[task_id][sample] = result
+        self._on_progress(Progress(len(owners), len(result.verdicts), source))
+
+    # -- results -------------------------------------------------------------------------------
+    def wait(self) -> None:
+        """Block until every job added so far has its result."""
+        with self._idle:
+            while self._running:
+                self._idle.wait(timeout=1.0)
+
+    def times(self) -> EvaluationTimes:
+        with self._lock:
+            return EvaluationTimes(self._first_submitted, self._last_finished, self._counts["tests"])
+
+    def pool_stats(self) -> PoolStats | None:
+        with self._lock:
+            if self._pool is not None:
+                return self._pool.stats()
+            return self._pool_stats
+
+    def finish(self, problems: list[Problem] | None = None) -> EvaluationOutcome:
+        """Wait for every added sample, close the pool, and build the outcome over *problems*
+        (default: every problem a sample was added for, in task order)."""
+        self.wait()
+        self.close()
+        if problems is None:
+            problems = [self._problems[task] for task in sorted(self._problems)]
+        final = {
+            p.task_id: [result for _, result in sorted(self._results.get(p.task_id, {}).items())] for p in problems
+        }
+        metrics = compute_metrics(problems, final)
+        metrics["settings"] = self.settings.record()
+        return EvaluationOutcome(
+            results=final,
+            metrics=metrics,
+            seconds=time.monotonic() - self._started,
+            jobs=len(self._jobs),
+            from_journal=self._counts["journal"],
+            from_cache=self._counts["cache"],
+            executed=self._counts["run"],
+            pool=self._pool_stats,
+            times=self.times(),
+        )
+
+    def close(self) -> None:
+        """Close the pool (its sandboxes are removed); jobs still queued end as infra errors."""
+        with self._lock:
+            pool, context = self._pool, self._pool_context
+            self._pool = self._pool_context = None
+            if pool is not None:
+                self._pool_stats = pool.stats()
+        if context is not None:
+            context.__exit__(None, None, None)
+
+    def __enter__(self) -> "EvaluationSession":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 def evaluate(
     tasks: list[TaskSamples],
     open_pool: Callable[[], AbstractContextManager[SandboxPool]],
@@ -163,68 +380,9 @@ def evaluate(
     on_progress: Callable[[Progress], None] = lambda progress: None,
 ) -> EvaluationOutcome:
     """Evaluate every sample of *tasks*; the pool is opened only if something must run."""
-    started = time.monotonic()
-    plan = plan_jobs(tasks, settings)
-    results: dict[int, list[SampleResult | None]] = {t.problem.task_id: [None] * len(t.outputs) for t in tasks}
-
-    def settle(planned: PlannedJob, result: SampleResult, source: str) -> None:
-        for task_id, sample in planned.owners:
-            results[task_id][sample] = result
-        on_progress(Progress(len(planned.owners), len(result.verdicts), source))
-
-    recorded = journal.load() if journal is not None else {}
-    pending: list[PlannedJob] = []
-    from_journal = 0
-    for planned in plan:
-        if planned.key in recorded:
-            settle(planned, recorded[planned.key], "journal")
-            from_journal += 1
-        else:
-            pending.append(planned)
-    from_cache = 0
-    if cache is not None and pending:
-        hits = cache.get_many(_cache_key(p.key) for p in pending)
-        still = []
-        for planned in pending:
-            hit = hits.get(_cache_key(planned.key))
-            if hit is None:
-                still.append(planned)
-                continue
-            if journal is not None:
-                journal.append(planned.key, hit)
-            settle(planned, hit, "cache")
-            from_cache += 1
-        pending = still
-
-    pool_stats = None
-    if pending:
-        # Longest expected first, so the last jobs running are short ones and no container idles
-        # while one long job finishes alone.
-        pending.sort(key=lambda p: -p.expected_cost)
-        with open_pool() as pool:
-            for index, result in pool.map_unordered(p.job for p in pending):
-                planned = pending[index]
-                if result.status is SampleStatus.JUDGED:
-                    # Infrastructure failures are neither journaled nor cached: a rerun retries them.
-                    if journal is not None:
-                        journal.append(planned.key, result)
-                    if cache is not None:
-                        cache.put(_cache_key(planned.key), result)
-                settle(planned, result, "run")
-            pool_stats = pool.stats()
-    final = {task: [r for r in samples if r is not None] for task, samples in results.items()}
-    metrics = compute_metrics([t.problem for t in tasks], final)
-    metrics["settings"] = settings.record()
-    return EvaluationOutcome(
-        results=final,
-        metrics=metrics,
-        seconds=time.monotonic() - started,
-        jobs=len(plan),
-        from_journal=from_journal,
-        from_cache=from_cache,
-        executed=len(pending),
-        pool=pool_stats,
-    )
+    with EvaluationSession(settings, open_pool, journal, cache, on_progress) as session:
+        session.add_tasks(tasks)
+        return session.finish([t.problem for t in tasks])
 
 
 def taco_results(results: dict[int, list[SampleResult]]) -> dict[str, list[list[bool | int] | None]]:

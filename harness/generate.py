@@ -96,6 +96,7 @@ class GenerationSummary:
     new_tokens: int  # tokens generated in this run
     seconds: float
     finish_reasons: dict[str, int]
+    gpu_memory_peak_bytes: dict[str, int]  # per CUDA device that generated in this run (torch's allocator peak)
 
 
 def prompt_sha(prompt: str) -> str:
@@ -149,8 +150,13 @@ def generate(
     devices: Sequence[str] = ("cpu",),
     progress: Progress | None = None,
     say: Callable[[str], None] = lambda message: None,
+    on_sample: Callable[[JournalEntry], None] = lambda entry: None,
 ) -> GenerationSummary:
-    """Generate ``settings.n`` samples for every (task_id, prompt) and write ``output``."""
+    """Generate ``settings.n`` samples for every (task_id, prompt) and write ``output``.
+
+    ``on_sample`` sees every sample of the run once, as it is journaled: first those resumed from
+    the journal, then each new one as it finishes (``harness run`` evaluates them from there).
+    """
     started = time.monotonic()
     jobs = plan_jobs(prompts, settings)
     journal = Journal.open(output, settings)
@@ -163,22 +169,31 @@ def generate(
     resumed = sum(len(job.samples) for job in jobs) - sum(len(job.samples) for job in remaining)
     if resumed:
         say(f"resuming: {resumed} samples found in {journal.directory}")
+    for job in jobs:
+        for spec in job.samples:
+            entry = known.get((job.task_id, spec.index))
+            if entry is not None:
+                on_sample(entry)
     if progress is not None:
         progress.begin(sum(len(job.samples) for job in remaining))
     tokens = Counter()
+    peaks: dict[str, int] = {}
 
-    def count(n_tokens: int) -> None:
-        tokens["new"] += n_tokens
+    def count(entry: JournalEntry) -> None:
+        tokens["new"] += entry.n_tokens
         tokens["samples"] += 1
         if progress is not None:
-            progress.sample(n_tokens)
+            progress.sample(entry.n_tokens)
+        on_sample(entry)
 
     if remaining:
         shards = [shard for shard in shard_jobs(remaining, len(devices)) if shard]
         if len(shards) == 1:
-            run_worker(devices[0], shards[0], engine_factory, journal.part(0), count, say)
+            peak = run_worker(devices[0], shards[0], engine_factory, journal.part(0), count, say)
+            if peak is not None:
+                peaks[devices[0]] = peak
         else:
-            _run_processes(list(zip(devices, shards)), engine_factory, journal, count, say)
+            peaks.update(_run_processes(list(zip(devices, shards)), engine_factory, journal, count, say))
 
     entries = journal.entries()
     missing = [(job.task_id, s.index) for job in jobs for s in job.samples if (job.task_id, s.index) not in entries]
@@ -198,6 +213,7 @@ def generate(
         new_tokens=tokens["new"],
         seconds=time.monotonic() - started,
         finish_reasons=dict(reasons),
+        gpu_memory_peak_bytes=peaks,
     )
 
 
@@ -206,14 +222,16 @@ def run_worker(
     jobs: Sequence[PromptJob],
     engine_factory: EngineFactory,
     journal_part: Path,
-    count: Callable[[int], None],
+    count: Callable[[JournalEntry], None],
     say: Callable[[str], None],
-) -> None:
-    """Build the engine on ``device`` and generate ``jobs``, appending each finished sample to ``journal_part``."""
+) -> int | None:
+    """Build the engine on ``device`` and generate ``jobs``, appending each finished sample to
+    ``journal_part``; return the device's peak allocated memory in bytes (None off CUDA)."""
     if device.startswith("cuda"):
         import torch
 
         torch.cuda.set_device(device)  # streams, events and graphs use the current device
+        torch.cuda.reset_peak_memory_stats(device)
     engine = engine_factory(device, say)
     shas = {job.task_id: prompt_sha(job.prompt) for job in jobs}
     with journal_part.open("a", encoding="utf-8") as journal:
@@ -232,18 +250,21 @@ def run_worker(
             )
             journal.write(json.dumps(asdict(entry)) + "\n")
             journal.flush()
-            count(entry.n_tokens)
+            count(entry)
 
         engine.run(jobs, record)
+    if device.startswith("cuda"):
+        return int(torch.cuda.max_memory_allocated(device))
+    return None
 
 
 def _run_processes(
     assignments: list[tuple[str, list[PromptJob]]],
     engine_factory: EngineFactory,
     journal: Journal,
-    count: Callable[[int], None],
+    count: Callable[[JournalEntry], None],
     say: Callable[[str], None],
-) -> None:
+) -> dict[str, int]:
     """One process per device; the parent relays progress and stops everything at the first failure
     (what finished is in the journal)."""
     context = multiprocessing.get_context("spawn")  # CUDA cannot be used in forked children
@@ -255,6 +276,7 @@ def _run_processes(
     for process in workers:
         process.start()
     finished: set[int] = set()
+    peaks: dict[str, int] = {}
     try:
         while len(finished) < len(workers):
             try:
@@ -270,6 +292,8 @@ def _run_processes(
                 say(f"worker {rank}: {value}")
             elif kind == "done":
                 finished.add(rank)
+                if value is not None:
+                    peaks[assignments[rank][0]] = value
             else:
                 raise GenerationError(f"worker {rank} ({assignments[rank][0]}) failed: {value}")
     finally:
@@ -277,16 +301,17 @@ def _run_processes(
             if process.is_alive() and len(finished) < len(workers):
                 process.terminate()
             process.join()
+    return peaks
 
 
 def _worker_process(rank: int, device: str, jobs: list[PromptJob], engine_factory: EngineFactory, part: Path, messages: Any) -> None:
     try:
-        run_worker(
+        peak = run_worker(
             device, jobs, engine_factory, part,
-            lambda n: messages.put(("sample", rank, n)),
+            lambda entry: messages.put(("sample", rank, entry)),
             lambda text: messages.put(("say", rank, text)),
         )
-        messages.put(("done", rank, None))
+        messages.put(("done", rank, peak))
     except BaseException as exc:  # reported to the parent as one line, with the traceback's last frame
         where = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
         place = f" ({Path(where.filename).name}:{where.lineno})" if where else ""

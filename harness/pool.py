@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from .execution import ExecutionJob, run_job
@@ -29,6 +29,8 @@ class PoolStats:
     sandbox_failures: int
     sandboxes_started: int
     sandboxes_retired: int = 0  # replaced at the runner's request after a job (not failures)
+    slots: int = 0  # sandboxes the pool runs at once
+    sandboxes_live: int = 0  # sandboxes up when the stats were taken
 
 
 class SandboxPool:
@@ -63,6 +65,11 @@ class SandboxPool:
         self._enqueue(job, lambda result: reply.put(result))
         return reply
 
+    def submit_with_callback(self, job: ExecutionJob, deliver: Callable[[SampleResult], None]) -> None:
+        """Queue *job*; ``deliver(result)`` is called from a pool thread when it finishes.  For
+        callers that feed jobs as they appear (``harness run``) and must not block on each one."""
+        self._enqueue(job, deliver)
+
     def run(self, job: ExecutionJob) -> SampleResult:
         return self.submit(job).get()
 
@@ -90,6 +97,8 @@ class SandboxPool:
                 sandbox_failures=self._failures,
                 sandboxes_started=self._started,
                 sandboxes_retired=self._retired,
+                slots=self.size,
+                sandboxes_live=len(self._sandboxes),
             )
 
     def close(self) -> None:
