@@ -284,6 +284,12 @@ class EvaluationSession:
         for state in fresh:
             pool.submit_with_callback(state.planned.job, lambda result, state=state: self._finished(state, result))
 
+    def open_pool(self) -> None:
+        """Open the pool and start its sandboxes now: fails early when sandboxes cannot run, and
+        has them ready when the first sample arrives."""
+        with self._lock:
+            self._ensure_pool().warm_up()
+
     def _ensure_pool(self) -> SandboxPool:
         if self._pool is None:
             context = self._open_pool()

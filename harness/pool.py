@@ -21,6 +21,7 @@ from .verdicts import SampleResult, SampleStatus
 log = logging.getLogger(__name__)
 
 _STOP = object()
+_WARM = object()
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,13 @@ class SandboxPool:
         """Queue *job*; ``deliver(result)`` is called from a pool thread when it finishes.  For
         callers that feed jobs as they appear (``harness run``) and must not block on each one."""
         self._enqueue(job, deliver)
+
+    def warm_up(self) -> None:
+        """Start the sandboxes now rather than at the first jobs (for callers whose jobs trickle in
+        later, such as ``harness run`` while the model loads).  A sandbox that fails to start here
+        is simply started again by the job that needs it."""
+        for _ in self._threads:
+            self._enqueue(_WARM, None)
 
     def run(self, job: ExecutionJob) -> SampleResult:
         return self.submit(job).get()
@@ -135,6 +143,17 @@ class SandboxPool:
                 item = self._jobs.get()
                 if item is _STOP:
                     return
+                if item[0] is _WARM:
+                    if sandbox is None and not self._closed:
+                        try:
+                            sandbox = backend.start()
+                        except Exception as exc:  # noqa: BLE001 - the next job retries on a fresh one
+                            log.warning("sandbox failed to start while warming up: %s", exc)
+                        else:
+                            with self._lock:
+                                self._started += 1
+                                self._sandboxes[slot] = sandbox
+                    continue
                 job, deliver = item
                 result = None
                 error = ""

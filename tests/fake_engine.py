@@ -43,3 +43,35 @@ class FakeEngineFactory:
         if self.record_pids_in is not None:
             open(os.path.join(self.record_pids_in, f"{os.getpid()}-{device}"), "w").close()
         return FakeEngine(self.crash_after)
+
+
+@dataclass(frozen=True)
+class ScriptedEngine:
+    """Emits given programs as samples, one every ``delay_s`` seconds (a paced stand-in for a GPU)."""
+
+    outputs: tuple[tuple[int, tuple[str, ...]], ...]  # (task_id, programs by sample index)
+    delay_s: float = 0.0
+    emitted_log: str | None = None  # a file: one line per sample as it is emitted
+
+    def run(self, jobs: Sequence[PromptJob], on_sample: Callable[[FinishedSample], None]) -> None:
+        import time
+
+        programs = dict(self.outputs)
+        for job in jobs:
+            for spec in job.samples:
+                time.sleep(self.delay_s)
+                text = programs[job.task_id][spec.index]
+                on_sample(FinishedSample(job.task_id, spec.index, spec.seed, tuple(range(len(text))), text, FinishReason.EOS))
+                if self.emitted_log is not None:
+                    with open(self.emitted_log, "a") as log:
+                        log.write(f"{job.task_id} {spec.index} {time.monotonic()}\n")
+
+
+@dataclass(frozen=True)
+class ScriptedEngineFactory:
+    outputs: tuple[tuple[int, tuple[str, ...]], ...]
+    delay_s: float = 0.0
+    emitted_log: str | None = None
+
+    def __call__(self, device: str, say: Callable[[str], None]) -> ScriptedEngine:
+        return ScriptedEngine(self.outputs, self.delay_s, self.emitted_log)
