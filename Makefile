@@ -3,16 +3,20 @@
 VENV := .venv/bin
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test soak bench bench-gen prune clean
+.PHONY: setup setup-test demo test soak bench bench-gen prune clean
 
 setup:
 	@bash scripts/setup.sh
+
+# setup, plus what only the tests need (a headless chromium for the report's browser check).
+setup-test:
+	@bash scripts/setup.sh test
 
 demo: setup
 	$(VENV)/harness evaluate --dataset samples/problems.jsonl --generations samples/generations.json --output out/demo
 	@echo "results: out/demo/results.json  metrics: out/demo/metrics.json"
 
-test: setup
+test: setup-test
 	$(VENV)/python -m pytest -q $(PYTEST_ARGS)
 
 # Reliability soak at full size (10,000 executions under container kills, 100,000 sustained, 3 runs x

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Everything `make demo` / `make test` / `make bench` need: a Docker daemon, a virtualenv with the
 # package, and the sandbox image.  Idempotent and quick when already done.
+# `setup.sh test` also installs what only the tests need: a headless chromium (Debian's, as root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+purpose="${1:-}"
 bash scripts/ensure-docker.sh
 if [ ! -x .venv/bin/python ]; then
   # --system-site-packages: reuse what the machine already has (numpy, torch, ...).
@@ -19,6 +21,25 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   .venv/bin/python -m pip install -q --disable-pip-version-check torch==2.13.0 2>&1 | grep -v -E "^WARNING: (Location|Running pip)" || true
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test,gpu]' 2>&1 | grep -v -E "^WARNING: (Location|Running pip)" || true
-.venv/bin/python -c "import harness, docker, click, numpy, tqdm" \
+.venv/bin/python -c "import harness, docker, click, numpy, tqdm, matplotlib" \
   || { echo "setup: the package did not install" >&2; exit 1; }
 .venv/bin/harness sandbox build >/dev/null
+
+# The report tests look at report.html in a real browser.  Not fatal here: the test says what is
+# missing (and fails rather than skips under CI=true).
+if [ "$purpose" = test ] && ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "setup: chromium is not installed and this is not root: install Debian's chromium for the report's browser test" >&2
+  else
+    echo "setup: installing chromium from Debian (headless browser for the report tests)" >&2
+    if ! apt_log=$(DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium 2>&1 >/dev/null); then
+      # A fresh container has no package lists yet: fetch them only then, and try once more.
+      if grep -q -E "Unable to locate package|has no installation candidate" <<<"$apt_log"; then
+        apt-get update -qq || true
+        apt_log=$(DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium 2>&1 >/dev/null) || true
+      fi
+      command -v chromium >/dev/null 2>&1 \
+        || echo "setup: could not install chromium: $(tail -n 1 <<<"$apt_log")" >&2
+    fi
+  fi
+fi
