@@ -477,7 +477,7 @@ def plot_pass_at_k(data: ReportData, image: PlotImage = PLOTS.pass_at_k) -> byte
         axes.bar_label(bars, labels=[f"{h:.1f}" for h in heights], fontsize=8, padding=2)
     axes.set_xticks(range(len(rows)))
     axes.set_xticklabels(
-        [row.name if row.tasks is None else f"{row.name}\n{row.tasks:,} tasks" for row in rows], fontsize=9
+        [row.name if row.tasks is None else f"{row.name}\n{row.tasks:,} task{'' if row.tasks == 1 else 's'}" for row in rows], fontsize=9
     )
     axes.set_ylim(0, 110)
     axes.set_ylabel("pass@k (%)")
