@@ -34,27 +34,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.sandbox_overhead import write_section  # noqa: E402
+from bench.corpus import build_generations  # noqa: E402
+from bench.sections import write_section  # noqa: E402
 from harness.docker_backend import DockerBackend, connect  # noqa: E402
 from harness.execution import ExecutionJob  # noqa: E402
 from harness.image import ensure_image  # noqa: E402
 from harness.pool import SandboxPool  # noqa: E402
 from harness.problems import load_problems  # noqa: E402
-from tests.variants import wrong_variants  # noqa: E402
 
 SHARED = Path(os.environ.get("TACO_SHARED_DATA", ROOT.parent / "shared" / "data"))
-
-
-def build_generations(problems, samples: int, seed: int) -> list[dict]:
-    rng = random.Random(seed)
-    entries = []
-    for problem in problems:
-        solutions = json.loads(problem.row["solutions"]) if isinstance(problem.row["solutions"], str) else problem.row["solutions"]
-        reference = solutions[0]
-        pool = [reference, *wrong_variants(reference, problem.tests)]
-        weights = [0.4] + [0.6 / (len(pool) - 1)] * (len(pool) - 1)
-        entries.append({"task_id": problem.task_id, "output": rng.choices(pool, weights, k=samples)})
-    return entries
 
 
 def run_cli(args: list[str], env: dict) -> tuple[float, str]:

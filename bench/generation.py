@@ -69,8 +69,7 @@ def main() -> None:
     section = render(runs)
     print(section)
     if args.markdown:
-        sys.path.insert(0, str(REPO / "bench"))
-        from sandbox_overhead import write_section
+        from bench.sections import write_section
 
         write_section(args.markdown, HEADING, section)
 

@@ -16,6 +16,10 @@ import tempfile
 import time
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.sections import write_section  # noqa: E402
 from harness.docker_backend import DockerBackend, connect
 from harness.execution import ExecutionJob
 from harness.image import ensure_image
@@ -89,19 +93,6 @@ def main() -> None:
             f"Command: `make bench` (runs `{command}`)\n\n{table}\n"
         )
         write_section(args.markdown, "## Sandbox per-test overhead", section)
-
-
-def write_section(path: Path, heading: str, section: str) -> None:
-    """Replace (or append) one `## ` section of the benchmarks file, keeping the others."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n\nFigures measured by `make bench`.\n\n"
-    start = text.find(heading)
-    if start == -1:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = text.find("\n## ", start + 1)
-        text = text[:start] + section + ("" if end == -1 else text[end + 1 :])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
 
 
 if __name__ == "__main__":

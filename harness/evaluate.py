@@ -282,7 +282,11 @@ class EvaluationSession:
             self._running += len(fresh)
             self._counts["run"] += len(fresh)
         for state in fresh:
-            pool.submit_with_callback(state.planned.job, lambda result, state=state: self._finished(state, result))
+            # Of the jobs waiting for a sandbox, the longest expected runs first: when generation
+            # ends, the backlog drains longest first and the run does not end on one long job.
+            pool.submit_with_callback(
+                state.planned.job, lambda result, state=state: self._finished(state, result), -state.planned.expected_cost
+            )
 
     def open_pool(self) -> None:
         """Open the pool and start its sandboxes now: fails early when sandboxes cannot run, and

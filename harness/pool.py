@@ -8,7 +8,9 @@ pool can span several Docker hosts.  A job whose sandbox fails is retried on a f
 
 from __future__ import annotations
 
+import itertools
 import logging
+import math
 import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -42,7 +44,9 @@ class SandboxPool:
         capacity = sum(b.capacity for b in self.backends)
         self.size = size or capacity
         self.retries = retries
-        self._jobs: queue.Queue = queue.Queue()
+        # (priority, arrival, job, deliver): lower priority values run first, ties in arrival order.
+        self._jobs: queue.PriorityQueue = queue.PriorityQueue()
+        self._arrivals = itertools.count()
         self._lock = threading.Lock()
         self._closed = False
         self._sandboxes: dict[int, Sandbox] = {}
@@ -66,17 +70,20 @@ class SandboxPool:
         self._enqueue(job, lambda result: reply.put(result))
         return reply
 
-    def submit_with_callback(self, job: ExecutionJob, deliver: Callable[[SampleResult], None]) -> None:
+    def submit_with_callback(
+        self, job: ExecutionJob, deliver: Callable[[SampleResult], None], priority: float = 0.0
+    ) -> None:
         """Queue *job*; ``deliver(result)`` is called from a pool thread when it finishes.  For
-        callers that feed jobs as they appear (``harness run``) and must not block on each one."""
-        self._enqueue(job, deliver)
+        callers that feed jobs as they appear (``harness run``) and must not block on each one.
+        Of the jobs waiting, the lowest *priority* runs first (then the earliest queued)."""
+        self._enqueue(job, deliver, priority)
 
     def warm_up(self) -> None:
         """Start the sandboxes now rather than at the first jobs (for callers whose jobs trickle in
         later, such as ``harness run`` while the model loads).  A sandbox that fails to start here
         is simply started again by the job that needs it."""
         for _ in self._threads:
-            self._enqueue(_WARM, None)
+            self._enqueue(_WARM, None, -math.inf)
 
     def run(self, job: ExecutionJob) -> SampleResult:
         return self.submit(job).get()
@@ -115,7 +122,7 @@ class SandboxPool:
             return
         self._closed = True
         for _ in self._threads:
-            self._jobs.put(_STOP)
+            self._jobs.put((math.inf, next(self._arrivals), _STOP, None))  # after every queued job
         with self._lock:
             sandboxes = list(self._sandboxes.values())
             self._sandboxes.clear()
@@ -131,19 +138,19 @@ class SandboxPool:
         self.close()
 
     # -- internals ---------------------------------------------------------------------------
-    def _enqueue(self, job: ExecutionJob, deliver) -> None:
+    def _enqueue(self, job, deliver, priority: float = 0.0) -> None:
         if self._closed:
             raise RuntimeError("pool is closed")
-        self._jobs.put((job, deliver))
+        self._jobs.put((priority, next(self._arrivals), job, deliver))
 
     def _slot(self, slot: int, backend: SandboxBackend) -> None:
         sandbox: Sandbox | None = None
         try:
             while True:
-                item = self._jobs.get()
-                if item is _STOP:
+                _, _, job, deliver = self._jobs.get()
+                if job is _STOP:
                     return
-                if item[0] is _WARM:
+                if job is _WARM:
                     if sandbox is None and not self._closed:
                         try:
                             sandbox = backend.start()
@@ -154,7 +161,6 @@ class SandboxPool:
                                 self._started += 1
                                 self._sandboxes[slot] = sandbox
                     continue
-                job, deliver = item
                 result = None
                 error = ""
                 for _attempt in range(self.retries):

@@ -1,0 +1,25 @@
+"""Writing one `## ` section of docs/BENCHMARKS.md (and its JSON figures) without touching the others."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def write_section(path: Path, heading: str, section: str) -> None:
+    """Replace (or append) the `## ` section that starts with *heading*, keeping the others."""
+    text = path.read_text() if path.exists() else "# Benchmarks\n\nFigures measured by `make bench`.\n\n"
+    start = text.find(heading)
+    if start == -1:
+        text = text.rstrip("\n") + "\n\n" + section
+    else:
+        end = text.find("\n## ", start + 1)
+        text = text[:start] + section + ("" if end == -1 else text[end + 1 :])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def write_figures(path: Path, figures: dict | list) -> None:
+    """The headline figures of one benchmark, for `bench/run_all.py`'s summary table."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(figures, indent=2) + "\n")
