@@ -3,7 +3,7 @@
 VENV := .venv/bin
 PYTEST_ARGS ?=
 
-.PHONY: setup setup-test demo test soak bench bench-gen prune clean
+.PHONY: setup setup-test demo demo-run test soak bench bench-gen prune clean
 
 setup:
 	@bash scripts/setup.sh
@@ -14,7 +14,13 @@ setup-test:
 
 demo: setup
 	$(VENV)/harness evaluate --dataset samples/problems.jsonl --generations samples/generations.json --output out/demo
-	@echo "results: out/demo/results.json  metrics: out/demo/metrics.json"
+	@echo "results: out/demo/results.json  metrics: out/demo/metrics.json  report: out/demo/report.html"
+
+# The whole pipeline (`harness run`: generate + evaluate, overlapped) on the bundled sample, with a tiny
+# random-weight model built offline on the CPU: its programs are gibberish, so expect pass@1 = 0.
+demo-run: setup
+	$(VENV)/python -c "from pathlib import Path; from tests.tiny_model import build_tiny_model; build_tiny_model(Path('out/tiny-model'))"
+	$(VENV)/harness run --model out/tiny-model --dataset samples/problems.jsonl --n 4 --max-new-tokens 64 --gpus cpu --dtype float32 --output out/demo-run
 
 test: setup-test
 	$(VENV)/python -m pytest -q $(PYTEST_ARGS)
@@ -24,13 +30,15 @@ test: setup-test
 soak: setup
 	SOAK_SCALE=$${SOAK_SCALE:-1} $(VENV)/python -m pytest -q -s -m soak tests/test_soak.py
 
+# Every benchmark (sandbox overhead, the real corpus vs the official procedure, generation and the
+# GPU overlap run when CUDA is present, the scripted overlap run), then a summary table on stdout and
+# at the top of docs/BENCHMARKS.md.  BENCH_ARGS="--quick" for a short check that all of them run.
 bench: setup
-	$(VENV)/python bench/sandbox_overhead.py --markdown docs/BENCHMARKS.md
-	$(VENV)/python bench/evaluation_corpus.py --official-fraction 0.2 --markdown docs/BENCHMARKS.md
+	$(VENV)/python bench/run_all.py --markdown docs/BENCHMARKS.md $(BENCH_ARGS)
 
-# GPU machine: generation throughput (fast engine vs generate baselines), random-weight models.
+# Only the GPU parts (generation throughput and the GPU overlap run).
 bench-gen: setup
-	$(VENV)/python bench/generation.py --out docs/bench/generation.json --markdown docs/BENCHMARKS.md
+	$(VENV)/python bench/run_all.py --markdown docs/BENCHMARKS.md --only generation overlap-gpu
 
 prune: setup
 	$(VENV)/harness sandbox prune

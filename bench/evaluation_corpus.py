@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.corpus import build_generations  # noqa: E402
-from bench.sections import write_section  # noqa: E402
+from bench.sections import write_figures, write_section  # noqa: E402
 from harness.docker_backend import DockerBackend, connect  # noqa: E402
 from harness.execution import ExecutionJob  # noqa: E402
 from harness.image import ensure_image  # noqa: E402
@@ -179,6 +179,13 @@ def main() -> None:
     table = "\n".join(lines)
     print(table)
     print(identity)
+    write_figures(ROOT / "docs" / "bench" / "evaluation_corpus.json", {
+        "problems": len(problems), "samples": total_samples, "distinct_programs": corpus_distinct, "cpus": cpus,
+        "official_s": round(official_total, 2), "harness_s": round(first, 2), "all_tests_s": round(full, 2),
+        "cached_s": round(cached, 2), "floor_s": round(floor, 2), "ratio": round(official_total / first, 1),
+        "ceiling_ratio": round(official_total / floor, 1), "test_mismatches": test_mismatch, "pass_mismatches": pass_mismatch,
+        "date": time.strftime("%Y-%m-%d"), "machine": platform.platform(),
+    })
     if args.markdown:
         command = "python bench/evaluation_corpus.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
         section = (

@@ -6,15 +6,20 @@ import json
 from pathlib import Path
 
 
-def write_section(path: Path, heading: str, section: str) -> None:
-    """Replace (or append) the `## ` section that starts with *heading*, keeping the others."""
+def write_section(path: Path, heading: str, section: str, first: bool = False) -> None:
+    """Replace the `## ` section that starts with *heading*, keeping the others; a new section goes
+    at the end, or before every other section when *first*."""
     text = path.read_text() if path.exists() else "# Benchmarks\n\nFigures measured by `make bench`.\n\n"
+    section = section.rstrip("\n") + "\n"
     start = text.find(heading)
-    if start == -1:
+    if start == -1 and first:
+        at = text.find("\n## ")
+        text = text.rstrip("\n") + "\n\n" + section if at == -1 else text[: at + 1] + section + "\n" + text[at + 1 :]
+    elif start == -1:
         text = text.rstrip("\n") + "\n\n" + section
     else:
         end = text.find("\n## ", start + 1)
-        text = text[:start] + section + ("" if end == -1 else text[end + 1 :])
+        text = text[:start] + section + ("" if end == -1 else "\n" + text[end + 1 :])
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
 

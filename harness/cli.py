@@ -217,13 +217,16 @@ def _evaluation_bar(total: int, position: int = 0):
 
 
 class _TestsMeter:
-    """tests/s over the tests actually executed (journal and cache hits are not work)."""
+    """The evaluation bar's postfix: tests/s over the tests actually executed (journal and cache
+    hits are not work), sandboxes up, and the host process's resident memory."""
 
     def __init__(self) -> None:
         self.started: float | None = None
         self.tests = 0
+        self.sandboxes = 0
 
     def add(self, progress: Progress) -> None:
+        self.sandboxes = progress.sandboxes
         if progress.source != "run":
             return
         if self.started is None:
@@ -234,7 +237,15 @@ class _TestsMeter:
         if self.started is None:
             return ""
         elapsed = max(time.monotonic() - self.started, 1e-6)
-        return f"{self.tests / elapsed:.0f} tests/s"
+        return f"{self.tests / elapsed:.0f} tests/s, {self.sandboxes} sandboxes, host {_rss_mib():.0f} MiB"
+
+
+def _rss_mib() -> float:
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        return 0.0
 
 
 @contextmanager
@@ -350,7 +361,19 @@ class _GenerationBar:
     def sample(self, n_tokens: int) -> None:
         self.tokens += n_tokens
         self.bar.update(1)
-        self.bar.set_postfix_str(f"{self.tokens / max(1e-9, time.monotonic() - self.started):,.0f} tok/s", refresh=False)
+        text = f"{self.tokens / max(1e-9, time.monotonic() - self.started):,.0f} tok/s"
+        gpu = _gpu_memory_peak_gib()
+        if gpu:
+            text += f", GPU peak {gpu:.1f} GiB"
+        self.bar.set_postfix_str(text, refresh=False)
+
+
+def _gpu_memory_peak_gib() -> float:
+    """Peak GPU memory of this process's CUDA devices (0 when it generates in worker processes)."""
+    torch = sys.modules.get("torch")
+    if torch is None or not torch.cuda.is_available() or not torch.cuda.is_initialized():
+        return 0.0
+    return sum(torch.cuda.max_memory_allocated(i) for i in range(torch.cuda.device_count())) / 2**30
 
     def close(self) -> None:
         if self.bar is not None:

@@ -69,7 +69,8 @@ class Progress:
 
     samples: int
     tests: int
-    source: str  # "journal", "cache" or "run"
+    source: str  # "journal", "cache", "dedup" (an identical program already answered) or "run"
+    sandboxes: int = 0  # sandboxes up at that moment
 
 
 @dataclass(frozen=True)
@@ -321,7 +322,8 @@ class EvaluationSession:
     def _settle(self, owners, result: SampleResult, source: str) -> None:
         for task_id, sample in owners:
             self._results[task_id][sample] = result
-        self._on_progress(Progress(len(owners), len(result.verdicts), source))
+        live = self._pool.stats().sandboxes_live if self._pool is not None else 0
+        self._on_progress(Progress(len(owners), len(result.verdicts), source, live))
 
     # -- results -------------------------------------------------------------------------------
     def wait(self) -> None:

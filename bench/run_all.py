@@ -1,0 +1,149 @@
+"""`make bench`: every benchmark in turn, then one summary table on stdout and at the top of
+docs/BENCHMARKS.md.
+
+Each benchmark writes its own section of docs/BENCHMARKS.md and its headline figures to
+docs/bench/*.json; the summary is built from those files, so figures that need a GPU are shown from
+the last GPU run (with its date and machine) when this machine has none, and the line says so.
+
+    python bench/run_all.py [--markdown docs/BENCHMARKS.md] [--quick] [--only NAME ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.sections import write_section  # noqa: E402
+
+FIGURES = ROOT / "docs" / "bench"
+SHARED = Path(os.environ.get("TACO_SHARED_DATA", ROOT.parent / "shared" / "data"))
+SUMMARY_HEADING = "## Summary"
+
+
+def has_cuda() -> bool:
+    probe = subprocess.run(
+        [sys.executable, "-c", "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"],
+        capture_output=True,
+    )
+    return probe.returncode == 0
+
+
+def steps(markdown: Path, quick: bool, gpu: bool) -> list[tuple[str, list[str] | None, str]]:
+    """(name, command or None when skipped, why skipped)."""
+    md = ["--markdown", str(markdown)]
+    shared = (SHARED / "taco_test_examples.jsonl").exists()
+    no_shared = f"{SHARED} not found (set TACO_SHARED_DATA)"
+    no_gpu = "no CUDA GPU on this machine"
+    return [
+        ("sandbox", ["bench/sandbox_overhead.py", *(["--tests", "500", "--official-tests", "50"] if quick else []), *md], ""),
+        ("corpus", ["bench/evaluation_corpus.py", "--official-fraction", "0.05" if quick else "0.2", *(["--samples", "5"] if quick else []), *md]
+         if shared else None, no_shared),
+        ("generation", ["bench/generation.py", "--shapes", "llama-3.2-3b", "--prompts", "300", "--static-batches", "128",
+                        "--out", str(FIGURES / "generation_llama-3.2-3b.json"), *md]
+         if gpu else None, no_gpu),
+        ("overlap", ["bench/end_to_end.py", "--generator", "scripted", "--problems", "50" if quick else "200",
+                     "--n", "5" if quick else "20", *md] if shared else None, no_shared),
+        ("overlap-gpu", ["bench/end_to_end.py", "--generator", "model", "--shape", "llama-3.2-3b", "--problems", "200",
+                         "--n", "20", "--substitute-programs", *md] if gpu and shared else None, no_gpu if not gpu else no_shared),
+    ]
+
+
+def summary_rows() -> list[tuple[str, str, str]]:
+    rows: list[tuple[str, str, str]] = []
+
+    def load(name: str):
+        path = FIGURES / name
+        return json.loads(path.read_text()) if path.exists() else None
+
+    if (f := load("sandbox_overhead.json")) is not None:
+        rows.append((
+            "per-test overhead: pool vs a fresh `python` per test (trivial program)",
+            f"{f['pool_all_ms']:.2f} ms vs {f['official_ms']:.1f} ms (**{f['ratio']:.0f}×**)",
+            f"{f['cpus']} CPUs, {f['date']}",
+        ))
+    if (f := load("evaluation_corpus.json")) is not None:
+        rows.append((
+            f"real corpus ({f['problems']} TACO problems, {f['samples']} samples): `harness evaluate` vs the official procedure",
+            f"{f['harness_s']:.0f} s vs {f['official_s']:.0f} s (**{f['ratio']:.0f}×**; this corpus's compute ceiling {f['ceiling_ratio']:.0f}×)",
+            f"{f['cpus']} CPUs, {f['date']}",
+        ))
+        rows.append(("same corpus re-evaluated (verdict cache)", f"{f['cached_s']:.2f} s", f"{f['cpus']} CPUs, {f['date']}"))
+        rows.append((
+            "verdicts differing from the official procedure, test by test",
+            f"**{f['test_mismatches']}** (pass/fail: {f['pass_mismatches']})", f"{f['date']}",
+        ))
+    for path in sorted(FIGURES.glob("generation_*.json")):
+        run = json.loads(path.read_text())
+        for shape, out in run["shapes"].items():
+            statics = [s["useful_tok_s"] for s in out.get("static", []) if "error" not in s]
+            if "fast" in out and statics:
+                fast = out["fast"]["useful_tok_s"]
+                rows.append((
+                    f"generation, {shape} shape (random weights), fast engine",
+                    f"{fast:,.0f} useful tok/s (**{fast / max(statics):.1f}×** the best generate(static))",
+                    run["machine"].split(",")[0] + f", {run['prompts_fast']} prompts × {run['n']}",
+                ))
+    for run in load("end_to_end.json") or []:
+        label = "scripted generator paced to the evaluation's speed" if run["generator"] == "scripted" else (
+            f"{run.get('shape')} random-weight model" + (", programs substituted" if run.get("substitute_programs") else ""))
+        rows.append((
+            f"`harness run` overlap: run / slower stage ({label}; target ≤ 1.15)",
+            f"**{run['ratio']:.2f}** ({run['run_s']:.0f} s vs generation {run['generation_alone_s']:.0f} s, evaluation {run['evaluation_alone_s']:.0f} s)",
+            f"{run['machine'].split(',')[0]}, {run['problems']} × {run['n']}, {run['date']}",
+        ))
+    return rows
+
+
+def render_summary(rows, skipped: list[str]) -> str:
+    lines = [
+        SUMMARY_HEADING, "",
+        "Headline figures of the sections below (`make bench`; each row names the machine and date it was measured on).", "",
+        "| figure | value | measured on |", "|---|---|---|",
+        *[f"| {a} | {b} | {c} |" for a, b, c in rows], "",
+    ]
+    if skipped:
+        lines += ["Not re-measured in the latest `make bench`: " + "; ".join(skipped) + " (their rows are from the last run that could).", ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--markdown", type=Path, default=ROOT / "docs" / "BENCHMARKS.md")
+    parser.add_argument("--quick", action="store_true", help="Smaller workloads (a check that every benchmark runs).")
+    parser.add_argument("--only", nargs="+", help="Run only these steps (sandbox, corpus, generation, overlap, overlap-gpu).")
+    args = parser.parse_args()
+    gpu = has_cuda()
+    skipped = []
+    failed = []
+    for name, command, why in steps(args.markdown, args.quick, gpu):
+        if args.only and name not in args.only:
+            continue
+        if command is None:
+            print(f"bench: {name}: skipped ({why})", flush=True)
+            skipped.append(f"{name} ({why})")
+            continue
+        print(f"bench: {name}: {' '.join(command)}", flush=True)
+        started = time.monotonic()
+        done = subprocess.run([sys.executable, *command], cwd=ROOT)
+        print(f"bench: {name}: {'done' if done.returncode == 0 else f'FAILED (exit {done.returncode})'} in {time.monotonic() - started:.0f} s", flush=True)
+        if done.returncode != 0:
+            failed.append(name)
+    rows = summary_rows()
+    width = max((len(a) for a, _, _ in rows), default=10)
+    print("\n" + "\n".join(f"{a:<{width}}  {b.replace('**', '')}  [{c}]" for a, b, c in rows))
+    write_section(args.markdown, SUMMARY_HEADING, render_summary(rows, skipped), first=True)
+    print(f"\nbench: wrote {args.markdown}")
+    if failed:
+        raise SystemExit(f"bench: failed: {', '.join(failed)}")
+
+
+if __name__ == "__main__":
+    main()
