@@ -367,6 +367,10 @@ class _GenerationBar:
             text += f", GPU peak {gpu:.1f} GiB"
         self.bar.set_postfix_str(text, refresh=False)
 
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
 
 def _gpu_memory_peak_gib() -> float:
     """Peak GPU memory of this process's CUDA devices (0 when it generates in worker processes)."""
@@ -374,10 +378,6 @@ def _gpu_memory_peak_gib() -> float:
     if torch is None or not torch.cuda.is_available() or not torch.cuda.is_initialized():
         return 0.0
     return sum(torch.cuda.max_memory_allocated(i) for i in range(torch.cuda.device_count())) / 2**30
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
 
 
 @main.command("generate")
