@@ -3,7 +3,7 @@
 VENV := .venv/bin
 PYTEST_ARGS ?=
 
-.PHONY: setup setup-test demo demo-run test soak bench bench-gen prune clean
+.PHONY: setup setup-test demo demo-run test soak bench bench-gen prune host-image clean
 
 setup:
 	@bash scripts/setup.sh
@@ -42,6 +42,11 @@ bench-gen: setup
 
 prune: setup
 	$(VENV)/harness sandbox prune
+
+# The host image (top-level Dockerfile: the harness in a container, driving sandboxes through the
+# mounted Docker socket), cached by content; offline it builds on the local Debian base with CPU torch.
+host-image: setup
+	@bash scripts/build-host-image.sh $(HOST_IMAGE_TAG)
 
 clean:
 	rm -rf out .pytest_cache
