@@ -169,7 +169,7 @@ def measure(args) -> dict:
     choice = SandboxChoice(SandboxKind(args.sandbox), args.workers)
     evaluation_settings = EvaluationSettings(sandbox_id=choice.identity())
     opener = choice.opener(lambda m: print(m, file=sys.stderr))
-    devices = ("cuda:0",) if args.generator == "model" else ("cpu",)
+    devices = ("cuda:0",) if args.generator == "model" and _cuda() else ("cpu",)
     prompts = [(p.task_id, build_prompt(p.row)) for p in problems]
     samples = len(problems) * args.n
     figures: dict = {"problems": len(problems), "n": args.n, "samples": samples, "generator": args.generator,
@@ -198,6 +198,10 @@ def measure(args) -> dict:
                 args.shape, tuple(text for _, text in prompts), args.max_new_tokens, args.long_fraction,
                 tuple(int(x) for x in args.short_range.split(",")), programs if args.substitute_programs else None,
             )
+            # Warm-up, not timed: CUDA initialisation and kernel compilation would otherwise be
+            # charged to whichever of the two timed generations runs first.
+            warm = GenerationSettings(f"random:{args.shape}", n=2, max_new_tokens=32)
+            generate(prompts[:2], warm, tmp / "warm" / "generations.json", replace(factory, max_new_tokens=32), devices)
             generation_s, summary = _generate_alone(prompts, settings, tmp / "gen" / "generations.json", factory, devices)
             evaluation_s, alone_results = evaluate_alone(tmp / "gen" / "generations.json")
         figures["generation_alone_s"] = round(generation_s, 2)
@@ -214,7 +218,7 @@ def measure(args) -> dict:
         stats = outcome.stats
         figures["run_stats"] = {key: stats[key] for key in ("wall_seconds", "generation", "evaluation", "sandboxes", "host")}
         figures["pass@1"] = outcome.evaluation.metrics.get("pass@1")
-    figures["machine"] = f"{os.cpu_count()} CPUs, {platform.platform()}" + (f", {_gpu_name()}" if args.generator == "model" else "")
+    figures["machine"] = (f"{_gpu_name()}, " if devices[0].startswith("cuda") else "") + f"{os.cpu_count()} CPUs, {platform.platform()}"
     figures["date"] = time.strftime("%Y-%m-%d")
     figures["command"] = "python bench/end_to_end.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     return figures
@@ -224,6 +228,12 @@ def _generate_alone(prompts, settings, output: Path, factory, devices):
     started = time.perf_counter()
     summary = generate(prompts, settings, output, factory, devices)
     return time.perf_counter() - started, summary
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def _gpu_name() -> str:
