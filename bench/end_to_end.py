@@ -188,6 +188,7 @@ def measure(args) -> dict:
             corpus_file = tmp / "corpus.json"
             corpus_file.write_text(json.dumps(corpus))
             evaluation_s, alone_results = evaluate_alone(corpus_file)
+            _note(f"evaluation alone {evaluation_s:.1f} s")
             delay = evaluation_s / samples * args.pace
             factory = PacedCorpusFactory(programs, delay)
             figures["delay_ms"] = round(delay * 1000, 3)
@@ -201,15 +202,19 @@ def measure(args) -> dict:
             # Warm-up, not timed: CUDA initialisation and kernel compilation would otherwise be
             # charged to whichever of the two timed generations runs first.
             warm = GenerationSettings(f"random:{args.shape}", n=2, max_new_tokens=32)
+            _note("warm-up")
             generate(prompts[:2], warm, tmp / "warm" / "generations.json", replace(factory, max_new_tokens=32), devices)
+            _note("warm-up done")
             generation_s, summary = _generate_alone(prompts, settings, tmp / "gen" / "generations.json", factory, devices)
             evaluation_s, alone_results = evaluate_alone(tmp / "gen" / "generations.json")
+        _note(f"generation alone {generation_s:.1f} s ({summary.new_tokens} tokens), evaluation alone {evaluation_s:.1f} s")
         figures["generation_alone_s"] = round(generation_s, 2)
         figures["generation_tokens"] = summary.new_tokens
         figures["evaluation_alone_s"] = round(evaluation_s, 2)
         started = time.perf_counter()
         outcome = run_pipeline(problems, settings, evaluation_settings, tmp / "run", factory, opener, devices)
         run_s = time.perf_counter() - started
+        _note(f"run {run_s:.1f} s")
         same_generations = (tmp / "run" / "generations.json").read_bytes() == (tmp / "gen" / "generations.json").read_bytes()
         figures["run_s"] = round(run_s, 2)
         figures["ratio"] = round(run_s / max(generation_s, evaluation_s), 3)
@@ -222,6 +227,10 @@ def measure(args) -> dict:
     figures["date"] = time.strftime("%Y-%m-%d")
     figures["command"] = "python bench/end_to_end.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     return figures
+
+
+def _note(text: str) -> None:
+    print(f"end_to_end: {time.strftime('%H:%M:%S')} {text}", file=sys.stderr, flush=True)
 
 
 def _generate_alone(prompts, settings, output: Path, factory, devices):
