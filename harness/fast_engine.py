@@ -178,6 +178,9 @@ class FastEngine:
             return max(1, min(64, samples))
         config = self.model.config
         free, _ = torch.cuda.mem_get_info(device)
+        # Memory this process's caching allocator holds but no tensor uses (an earlier engine's KV
+        # slots, say) is free to us, though the driver counts it as taken.
+        free += torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
         vocab = config.vocab_size
         # Per slot: its K/V rows, plus the step's logits in float32 and the sampler's copies of them.
         per_slot = kv_bytes_per_token(config, self.model.dtype) * capacity + 6 * 4 * vocab

@@ -8,6 +8,7 @@ finished sample, flushed as it finishes; a rerun with the same settings skips th
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import multiprocessing
@@ -254,7 +255,13 @@ def run_worker(
 
         engine.run(jobs, record)
     if device.startswith("cuda"):
-        return int(torch.cuda.max_memory_allocated(device))
+        peak = int(torch.cuda.max_memory_allocated(device))
+        # The model and its KV slots go back to the driver now, not when the process ends: a caller
+        # that generates again in this process (a benchmark, a notebook) gets the whole GPU.
+        del engine
+        gc.collect()
+        torch.cuda.empty_cache()
+        return peak
     return None
 
 
