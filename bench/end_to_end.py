@@ -43,7 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.corpus import build_generations  # noqa: E402
-from bench.sections import write_figures, write_section  # noqa: E402
+from bench.sections import figures_dir, write_figures, write_section  # noqa: E402
 from harness.engine import FinishedSample  # noqa: E402
 from harness.evaluate import EvaluationSettings, evaluate  # noqa: E402
 from harness.generate import generate  # noqa: E402
@@ -201,6 +201,7 @@ def measure(args) -> dict:
             delay = evaluation_s / samples * args.pace
             factory = PacedCorpusFactory(programs, delay)
             figures["delay_ms"] = round(delay * 1000, 3)
+            figures["pace"] = args.pace
             generation_s, summary = _generate_alone(prompts, settings, tmp / "gen" / "generations.json", factory, devices)
         else:
             settings = GenerationSettings(f"random:{args.shape}", n=args.n, max_new_tokens=args.max_new_tokens)
@@ -305,8 +306,13 @@ def render(runs: list[dict]) -> str:
 
 def _generator_label(r: dict) -> str:
     if r["generator"] == "scripted":
-        return f"scripted, {r['delay_ms']:.1f} ms/sample"
+        return f"scripted, paced to {r.get('pace', 1.0):g} × evaluation alone ({r['delay_ms']:.1f} ms/sample)"
     return f"model {r.get('shape', '')}" + (" + substituted programs" if r.get("substitute_programs") else "")
+
+
+def _run_key(r: dict) -> tuple:
+    """Which earlier figures a new run replaces: same generator, shape, programs and pace."""
+    return (r["generator"], r.get("shape") or "", bool(r.get("substitute_programs")), r.get("pace") or 0.0, r["problems"], r["n"])
 
 
 def _yes(value) -> str:
@@ -331,7 +337,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="Append this run's figures (JSON list) here.")
     parser.add_argument("--render", type=Path, nargs="+", help="Render JSON files written by --out instead of measuring.")
     parser.add_argument("--markdown", type=Path)
-    parser.add_argument("--figures", type=Path, default=ROOT / "docs" / "bench" / "end_to_end.json")
+    parser.add_argument("--figures", type=Path, default=figures_dir() / "end_to_end.json")
     args = parser.parse_args()
     if args.render:
         runs = [run for path in args.render for run in json.loads(path.read_text())]
@@ -346,7 +352,8 @@ def main() -> None:
             args.out.write_text(json.dumps(previous + runs, indent=2))
         # Keep the other generator's figures: a CPU machine refreshes the scripted run only.
         kept = json.loads(args.figures.read_text()) if args.figures.exists() else []
-        runs = [r for r in kept if _generator_label(r) != _generator_label(figures)] + runs
+        runs = [r for r in kept if _run_key(r) != _run_key(figures)] + runs
+        runs.sort(key=_run_key)
         write_figures(args.figures, runs)
     section = render(runs)
     print(section)

@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.corpus import build_generations  # noqa: E402
-from bench.sections import write_figures, write_section  # noqa: E402
+from bench.sections import figures_dir, write_figures, write_section  # noqa: E402
 from harness.docker_backend import DockerBackend, connect  # noqa: E402
 from harness.execution import ExecutionJob  # noqa: E402
 from harness.image import ensure_image  # noqa: E402
@@ -179,7 +179,7 @@ def main() -> None:
     table = "\n".join(lines)
     print(table)
     print(identity)
-    write_figures(ROOT / "docs" / "bench" / "evaluation_corpus.json", {
+    write_figures(figures_dir() / "evaluation_corpus.json", {
         "problems": len(problems), "samples": total_samples, "distinct_programs": corpus_distinct, "cpus": cpus,
         "official_s": round(official_total, 2), "harness_s": round(first, 2), "all_tests_s": round(full, 2),
         "cached_s": round(cached, 2), "floor_s": round(floor, 2), "ratio": round(official_total / first, 1),

@@ -15,15 +15,15 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.sections import write_section  # noqa: E402
+from bench.sections import figures_dir, write_section  # noqa: E402
 
-FIGURES = ROOT / "docs" / "bench"
 SHARED = Path(os.environ.get("TACO_SHARED_DATA", ROOT.parent / "shared" / "data"))
 SUMMARY_HEADING = "## Summary"
 
@@ -47,10 +47,13 @@ def steps(markdown: Path, quick: bool, gpu: bool) -> list[tuple[str, list[str] |
         ("corpus", ["bench/evaluation_corpus.py", "--official-fraction", "0.05" if quick else "0.2", *(["--samples", "5"] if quick else []), *md]
          if shared else None, no_shared),
         ("generation", ["bench/generation.py", "--shapes", "llama-3.2-3b", "--prompts", "300", "--static-batches", "128",
-                        "--out", str(FIGURES / "generation_llama-3.2-3b.json"), *md]
+                        "--out", str(figures_dir() / "generation_llama-3.2-3b.json"), *md]
          if gpu else None, no_gpu),
-        ("overlap", ["bench/end_to_end.py", "--generator", "scripted", "--problems", "50" if quick else "200",
-                     "--n", "5" if quick else "20", *md] if shared else None, no_shared),
+        *[
+            (f"overlap-pace-{pace}", ["bench/end_to_end.py", "--generator", "scripted", "--problems", "50" if quick else "200",
+                                      "--n", "5" if quick else "20", "--pace", pace, *md] if shared else None, no_shared)
+            for pace in (("1",) if quick else ("0.5", "1", "2"))
+        ],
         ("overlap-gpu", ["bench/end_to_end.py", "--generator", "model", "--shape", "llama-3.2-3b", "--problems", "200",
                          "--n", "20", "--substitute-programs", *md] if gpu and shared else None, no_gpu if not gpu else no_shared),
     ]
@@ -60,7 +63,7 @@ def summary_rows() -> list[tuple[str, str, str]]:
     rows: list[tuple[str, str, str]] = []
 
     def load(name: str):
-        path = FIGURES / name
+        path = figures_dir() / name
         return json.loads(path.read_text()) if path.exists() else None
 
     if (f := load("sandbox_overhead.json")) is not None:
@@ -80,7 +83,7 @@ def summary_rows() -> list[tuple[str, str, str]]:
             "verdicts differing from the official procedure, test by test",
             f"**{f['test_mismatches']}** (pass/fail: {f['pass_mismatches']})", f"{f['date']}",
         ))
-    for path in sorted(FIGURES.glob("generation_*.json")):
+    for path in sorted(figures_dir().glob("generation_*.json")):
         run = json.loads(path.read_text())
         for shape, out in run["shapes"].items():
             statics = [s["useful_tok_s"] for s in out.get("static", []) if "error" not in s]
@@ -92,7 +95,7 @@ def summary_rows() -> list[tuple[str, str, str]]:
                     run["machine"].split(",")[0] + f", {run['prompts_fast']} prompts × {run['n']}",
                 ))
     for run in load("end_to_end.json") or []:
-        label = "scripted generator paced to the evaluation's speed" if run["generator"] == "scripted" else (
+        label = f"scripted generator, generation alone ≈ {run.get('pace', 1.0):g} × evaluation alone" if run["generator"] == "scripted" else (
             f"{run.get('shape')} random-weight model" + (", programs substituted" if run.get("substitute_programs") else ""))
         rows.append((
             f"`harness run` overlap: run / slower stage ({label}; target ≤ 1.15)",
@@ -118,8 +121,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--markdown", type=Path, default=ROOT / "docs" / "BENCHMARKS.md")
     parser.add_argument("--quick", action="store_true", help="Smaller workloads (a check that every benchmark runs).")
-    parser.add_argument("--only", nargs="+", help="Run only these steps (sandbox, corpus, generation, overlap, overlap-gpu).")
+    parser.add_argument("--only", nargs="+", help="Run only these steps (sandbox, corpus, generation, overlap-pace-0.5/1/2, overlap-gpu).")
     args = parser.parse_args()
+    if args.quick and args.markdown == parser.get_default("markdown"):
+        # A quick check must not replace the real figures: it writes beside them, in a scratch place.
+        scratch = Path(tempfile.mkdtemp(prefix="taco-bench-quick-"))
+        os.environ["TACO_BENCH_FIGURES"] = str(scratch)
+        args.markdown = scratch / "BENCHMARKS.md"
+        print(f"bench: --quick writes to {scratch}", flush=True)
     gpu = has_cuda()
     skipped = []
     failed = []

@@ -19,7 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.sections import write_figures, write_section  # noqa: E402
+from bench.sections import figures_dir, write_figures, write_section  # noqa: E402
 from harness.docker_backend import DockerBackend, connect
 from harness.execution import ExecutionJob
 from harness.image import ensure_image
@@ -84,7 +84,7 @@ def main() -> None:
     ]
     table = "\n".join(lines)
     print(table)
-    write_figures(ROOT / "docs" / "bench" / "sandbox_overhead.json", {
+    write_figures(figures_dir() / "sandbox_overhead.json", {
         "cpus": cpus, "pool_1_ms": round(one, 3), "pool_all_ms": round(many, 3), "official_ms": round(official, 3),
         "ratio": round(official / many, 1), "date": time.strftime("%Y-%m-%d"), "machine": platform.platform(),
     })

@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
+
+
+def figures_dir() -> Path:
+    """Where benchmarks keep their figures: docs/bench, or $TACO_BENCH_FIGURES (quick checks)."""
+    explicit = os.environ.get("TACO_BENCH_FIGURES")
+    return Path(explicit) if explicit else Path(__file__).resolve().parents[1] / "docs" / "bench"
 
 
 def write_section(path: Path, heading: str, section: str, first: bool = False) -> None:

@@ -92,6 +92,9 @@ class ReportData:
     settings: tuple[tuple[str, str], ...] | None
     run_stats: tuple[tuple[str, str], ...] | None  # None: no run_stats.json
     run_stats_problem: str | None = None  # why run_stats.json could not be shown
+    # (seconds, samples generated, samples evaluated) from run_stats.json of `harness run`: plotted,
+    # not tabled (it has up to a thousand points).
+    timeline: tuple[tuple[float, float, float], ...] | None = None
 
     @property
     def outcomes(self) -> tuple[OutcomeCount, ...]:
@@ -113,12 +116,14 @@ class PlotImage:
 class ReportImages:
     pass_at_k: PlotImage
     verdict_mix: PlotImage
+    timeline: PlotImage
 
 
 _DPI = 100
 PLOTS = ReportImages(
     pass_at_k=PlotImage("pass_at_k_by_difficulty.png", 800, 460, "pass@k by difficulty"),
     verdict_mix=PlotImage("verdict_mix.png", 800, 460, "verdict breakdown of the samples"),
+    timeline=PlotImage("run_timeline.png", 800, 460, "samples generated and evaluated during the run"),
 )
 
 
@@ -238,6 +243,10 @@ def build_report_data(
         )
 
     settings = metrics.get("settings")
+    timeline = None
+    if isinstance(run_stats, Mapping):
+        timeline = _timeline(run_stats.get("timeline"))
+        run_stats = {k: v for k, v in run_stats.items() if k != "timeline"}
     return ReportData(
         title=title,
         ks=ks,
@@ -250,7 +259,21 @@ def build_report_data(
         settings=None if settings is None else flatten(settings),
         run_stats=None if run_stats is None else flatten(run_stats),
         run_stats_problem=run_stats_problem,
+        timeline=timeline,
     )
+
+
+def _timeline(value) -> tuple[tuple[float, float, float], ...] | None:
+    """The points of run_stats.json's timeline, or None when absent or not as `harness run` writes it."""
+    if not isinstance(value, Mapping) or value.get("columns") != ["seconds", "generated", "evaluated"]:
+        return None
+    points = value.get("points")
+    if not isinstance(points, list) or not points:
+        return None
+    try:
+        return tuple((float(t), float(g), float(e)) for t, g, e in points)
+    except (TypeError, ValueError):
+        return None
 
 
 # --- rendering (pure) ---------------------------------------------------------------------------
@@ -316,7 +339,7 @@ def render_markdown(data: ReportData, images: ReportImages = PLOTS) -> str:
     pass_header = ["", "tasks", *data.ks]
     lines += ["## pass@k", ""] + _md_table(pass_header, _pass_rows([data.overall]), _pass_numeric(data))
     lines += ["## Plots", ""]
-    for image in (images.pass_at_k, images.verdict_mix):
+    for image in _shown(data, images):
         lines += [f"![{md_text(image.alt)}]({quote(image.filename)})", ""]
     for heading, rows, name in (("By difficulty", data.by_difficulty, "difficulty"), ("By skill", data.by_skill, "skill")):
         lines += [f"### {heading}", ""]
@@ -382,6 +405,11 @@ def _figure(image: PlotImage) -> str:
     )
 
 
+def _shown(data: ReportData, images: ReportImages) -> tuple[PlotImage, ...]:
+    """The plots of this report: the timeline only for a run that recorded one."""
+    return (images.pass_at_k, images.verdict_mix) + ((images.timeline,) if data.timeline else ())
+
+
 def render_html(data: ReportData, images: ReportImages = PLOTS) -> str:
     parts = [
         "<!DOCTYPE html>",
@@ -394,7 +422,7 @@ def render_html(data: ReportData, images: ReportImages = PLOTS) -> str:
         f'<p id="summary">{_e(_summary(data))}</p>',
         '<h2 id="pass-at-k">pass@k</h2>',
         _html_table("pass-at-k-overall", ["", "tasks", *data.ks], _pass_rows([data.overall]), _pass_numeric(data)),
-        f'<div class="figures">{_figure(images.pass_at_k)}{_figure(images.verdict_mix)}</div>',
+        f'<div class="figures">{"".join(_figure(image) for image in _shown(data, images))}</div>',
     ]
     for heading, rows, name, table_id in (
         ("By difficulty", data.by_difficulty, "difficulty", "pass-at-k-by-difficulty"),
@@ -510,6 +538,23 @@ def plot_verdict_mix(data: ReportData, image: PlotImage = PLOTS.verdict_mix) -> 
     return _png(figure)
 
 
+def plot_timeline(data: ReportData, image: PlotImage = PLOTS.timeline) -> bytes:
+    """Samples generated and evaluated against time: the gap between the lines is the evaluation
+    backlog, and where the evaluated line ends after the generated one is the run's tail."""
+    figure = _new_figure(image)
+    axes = figure.add_subplot()
+    points = data.timeline or ()
+    seconds = [p[0] for p in points]
+    axes.plot(seconds, [p[1] for p in points], label="generated", color="C0")
+    axes.plot(seconds, [p[2] for p in points], label="evaluated", color="C2")
+    axes.set_title("harness run: samples over time")
+    axes.set_xlabel("seconds since the run started")
+    axes.set_ylabel("samples")
+    axes.legend(loc="upper left")
+    axes.grid(alpha=0.3)
+    return _png(figure)
+
+
 def write_atomic(path: Path, content: bytes) -> None:
     # Written whole, then renamed: a reader never sees a half-written file as if it were complete.
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -552,7 +597,7 @@ def write_report(directory: Path, images: ReportImages = PLOTS) -> ReportFiles:
         plots = (
             (directory / images.pass_at_k.filename, plot_pass_at_k(data, images.pass_at_k)),
             (directory / images.verdict_mix.filename, plot_verdict_mix(data, images.verdict_mix)),
-        )
+        ) + (((directory / images.timeline.filename, plot_timeline(data, images.timeline)),) if data.timeline else ())
     except ModuleNotFoundError as exc:
         if not (exc.name or "").startswith("matplotlib"):
             raise

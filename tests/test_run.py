@@ -164,8 +164,11 @@ def test_cli_end_to_end_with_a_tiny_model_then_resume(tmp_path, sandbox_image, t
     assert stats["sandboxes"]["slots"] == 2 and stats["sandboxes"]["started"] >= 1 and stats["sandboxes"]["live_peak"] >= 1
     assert stats["host"]["rss_peak_bytes"] > 50 * 2**20
     assert stats["wall_seconds"] >= generation["seconds"] > 0
-    for name in ("report.md", "report.html", "pass_at_k_by_difficulty.png", "verdict_mix.png"):
+    for name in ("report.md", "report.html", "pass_at_k_by_difficulty.png", "verdict_mix.png", "run_timeline.png"):
         assert (output / name).stat().st_size > 0, name
+    report = (output / "report.md").read_text()
+    assert "run_timeline.png" in report and "timeline.points" not in report  # plotted, not tabled
+    assert f"| generation.generated | {generation['generated']} |" in report
 
     # Rerunning the same command resumes: nothing is generated or executed again.
     first_results = (output / "results.json").read_text()
