@@ -287,6 +287,20 @@ def render(runs: list[dict]) -> str:
             f"{r['evaluation_alone_s']:.1f} | {r['run_s']:.1f} | **{r['ratio']:.2f}** | {tail:.1f} |"
         )
     lines.append("")
+    lines += [
+        "Reading the figures. When one stage is clearly the slower, the other hides behind it (paces 0.5 and 2, and the "
+        "GPU rows, where generation runs on the GPU and evaluation on the CPUs). The balanced pace is the worst case and "
+        "misses the target: evaluation alone orders every job longest first and keeps all sandboxes busy to the end, "
+        "while a stream cannot borrow work from samples not generated yet, so sandboxes idle while cheap samples arrive "
+        "and a cluster of expensive ones leaves a backlog at the end (the tail column); on this 2-core machine the "
+        "generator's bookkeeping also shares the cores with the sandboxes. The model rows time generation twice in one "
+        "process after a short warm-up: the first timed generation still pays some first-use costs (kernels compiled "
+        "for large batch shapes), so a run timed second can come out below 1; `--run-first` times the run first. With "
+        "random weights the two passes' samples differ (the fast engine sizes its slots from free memory, which "
+        "differs slightly between passes, and bf16 rounding follows the batch); with substituted programs both passes "
+        "evaluate the same programs and their results are compared exactly.",
+        "",
+    ]
     for r in runs:
         stats = r["run_stats"]
         g, e, s, h = stats["generation"], stats["evaluation"], stats["sandboxes"], stats["host"]
