@@ -14,7 +14,6 @@ import json
 import os
 import re
 import socket
-import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -38,6 +37,7 @@ from harness.verdicts import SampleStatus
 
 from .adversarial import ATTACKS, CANARY, CANARY_SUITE
 from .conftest import SHARED_DATA, shared_file
+from .faults import map_while_killing
 from .test_truth_tables import CALL_CASES, CALL_SUITE, STDIN_CASES, STDIN_SUITE
 from .variants import wrong_variants
 
@@ -376,32 +376,21 @@ def test_killed_sandboxes_are_replaced_and_jobs_retried():
     codes = [READ + "print(a + b)", READ + "print(a * b)"]
     jobs = [ExecutionJob(suite, codes[i % 2], RunLimits(timeout_s=4.0)) for i in range(30)]
     killing = NamespaceBackend(capacity=2)
-    kills = []
     with SandboxPool(killing) as pool:
-        stop = threading.Event()
 
-        def killer():
+        def kill_one() -> str | None:
             # From outside, as an OOM killer or an operator would: the namespace's PID 1 (the runner).
-            # Spaced so that no single job can be hit on all of its attempts.
-            while not stop.is_set() and len(kills) < 3:
-                time.sleep(1.0)
-                running = _session_pids(killing.session)
-                if running:
-                    init_pid = sorted(running.values())[0]
-                    try:
-                        os.kill(init_pid, 9)
-                        kills.append(init_pid)
-                    except ProcessLookupError:
-                        pass
+            running = _session_pids(killing.session)
+            if not running:
+                return None
+            init_pid = sorted(running.values())[0]
+            try:
+                os.kill(init_pid, 9)
+            except ProcessLookupError:
+                return None
+            return str(init_pid)
 
-        thread = threading.Thread(target=killer)
-        thread.start()
-        try:
-            results = pool.map(jobs)
-        finally:
-            stop.set()
-            thread.join()
-        stats = pool.stats()
+        results, kills, stats = map_while_killing(pool, jobs, kill_one, interval_s=1.0)
     assert len(kills) >= 2, "the test did not manage to kill sandboxes"
     assert stats.sandbox_failures >= 1
     assert all(r.status is SampleStatus.JUDGED for r in results), [r.detail for r in results if r.status is not SampleStatus.JUDGED]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 
 import pytest
@@ -16,6 +15,7 @@ from harness.testcases import parse_input_output
 from harness.verdicts import SampleStatus
 
 from .conftest import shared_file
+from .faults import map_while_killing
 from .test_truth_tables import CALL_CASES, CALL_SUITE, STDIN_CASES, STDIN_SUITE
 
 
@@ -45,30 +45,19 @@ def test_killed_containers_are_replaced_and_jobs_retried(docker_client, sandbox_
     codes = ["a, b = map(int, input().split())\nprint(a + b)", "a, b = map(int, input().split())\nprint(a * b)"]
     jobs = [ExecutionJob(suite, codes[i % 2], RunLimits(timeout_s=4.0)) for i in range(40)]
     backend = DockerBackend(sandbox_image, client=docker_client, capacity=2)
-    kills = []
     with SandboxPool(backend) as pool:
-        stop = threading.Event()
 
-        def killer():
-            # Kills spaced so that no single job can be hit on all of its attempts.
-            while not stop.is_set() and len(kills) < 3:
-                time.sleep(2.0)
-                running = [c for c in sandbox_containers(docker_client, backend.session) if c.status == "running"]
-                if running:
-                    try:
-                        running[0].kill()
-                        kills.append(running[0].name)
-                    except Exception:
-                        pass
+        def kill_one() -> str | None:
+            running = [c for c in sandbox_containers(docker_client, backend.session) if c.status == "running"]
+            if not running:
+                return None
+            try:
+                running[0].kill()
+            except Exception:  # it ended by itself meanwhile
+                return None
+            return running[0].name
 
-        thread = threading.Thread(target=killer)
-        thread.start()
-        try:
-            results = pool.map(jobs)
-        finally:
-            stop.set()
-            thread.join()
-        stats = pool.stats()
+        results, kills, stats = map_while_killing(pool, jobs, kill_one, interval_s=2.0)
     assert kills, "the test did not manage to kill a container"
     assert stats.sandbox_failures >= 1
     assert all(r.status is SampleStatus.JUDGED for r in results), [r.detail for r in results if r.status is not SampleStatus.JUDGED]
