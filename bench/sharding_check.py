@@ -1,0 +1,101 @@
+"""`harness generate` on one worker process against several (one per device), same job and seeds:
+the merged generations.json must be byte-identical, and the useful tokens/s of each are reported.
+
+On a multi-GPU machine this is the scaling run (`--devices cuda:0,cuda:1`); on one GPU,
+`--devices cuda:0,cuda:0` runs two worker processes on the same GPU, which exercises the multi-process
+path (spawned workers, per-process CUDA, merge in task order) without measuring scaling.  The slot
+count is fixed (`--slots`): with auto sizing, bf16 samples follow the batch and could differ.
+
+    python bench/sharding_check.py --shape llama-3.2-3b --problems 200 --n 20 --devices cuda:0,cuda:1 --out sharding.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from harness.generate import generate  # noqa: E402
+from harness.generation_plan import GenerationSettings, SamplingSettings  # noqa: E402
+from harness.problems import load_problems  # noqa: E402
+from harness.prompts import build_prompt  # noqa: E402
+
+SHARED = Path(os.environ.get("TACO_SHARED_DATA", ROOT.parent / "shared" / "data"))
+
+
+@dataclass(frozen=True)
+class SavedRandomModel:
+    """Engine factory over a random-weight model saved to disk (picklable: workers load it)."""
+
+    directory: str
+    slots: int
+    sampling: SamplingSettings
+
+    def __call__(self, device, say):
+        from harness.engine import load_model
+        from harness.fast_engine import FastEngine, FastEngineOptions
+
+        model, tokenizer = load_model(self.directory, "bfloat16", device)
+        return FastEngine(model, tokenizer, self.sampling, FastEngineOptions(slots=self.slots), say=say)
+
+
+def save_random_model(shape: str, texts: list[str], directory: Path) -> None:
+    import torch
+
+    from bench.generation import SHAPES, build_model, build_tokenizer
+
+    tokenizer = build_tokenizer(texts, SHAPES[shape][-1])
+    model = build_model(shape, torch.bfloat16, "cpu", tokenizer.eos_token_id, tokenizer.pad_token_id)
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--shape", default="llama-3.2-3b")
+    parser.add_argument("--problems", type=int, default=200)
+    parser.add_argument("--n", type=int, default=20)
+    parser.add_argument("--max-new-tokens", type=int, default=512)
+    parser.add_argument("--slots", type=int, default=256)
+    parser.add_argument("--devices", default="cuda:0,cuda:1", help="The several-process run; the other run uses the first.")
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    problems = load_problems(SHARED / "taco_test_examples.jsonl")[: args.problems]
+    prompts = [(p.task_id, build_prompt(p.row)) for p in problems]
+    several = tuple(args.devices.split(","))
+    sampling = SamplingSettings(temperature=0.2, top_k=50, top_p=0.95, seed=0)
+    figures = {"shape": args.shape, "problems": len(prompts), "n": args.n, "max_new_tokens": args.max_new_tokens,
+               "slots": args.slots, "devices": list(several)}
+    with tempfile.TemporaryDirectory(prefix="taco-sharding-") as tmp:
+        tmp = Path(tmp)
+        save_random_model(args.shape, [text for _, text in prompts], tmp / "model")
+        factory = SavedRandomModel(str(tmp / "model"), args.slots, sampling)
+        settings = GenerationSettings(str(tmp / "model"), args.n, args.max_new_tokens, sampling, "bfloat16")
+        for label, devices in (("one_process", several[:1]), ("several_processes", several)):
+            started = time.perf_counter()
+            summary = generate(prompts, settings, tmp / label / "generations.json", factory, devices)
+            seconds = time.perf_counter() - started
+            figures[label] = {"devices": list(devices), "seconds": round(seconds, 2), "tokens": summary.new_tokens,
+                              "useful_tok_s": round(summary.new_tokens / seconds, 1), "gpu_memory_peak_bytes": summary.gpu_memory_peak_bytes}
+            print(f"sharding_check: {label}: {figures[label]}", file=sys.stderr, flush=True)
+        one = (tmp / "one_process" / "generations.json").read_bytes()
+        many = (tmp / "several_processes" / "generations.json").read_bytes()
+        figures["identical"] = one == many
+        figures["scaling"] = round(figures["several_processes"]["useful_tok_s"] / figures["one_process"]["useful_tok_s"], 3)
+    print(json.dumps(figures, indent=2))
+    if args.out:
+        args.out.write_text(json.dumps(figures, indent=2))
+    if not figures["identical"]:
+        raise SystemExit("sharding_check: the several-process output differs from the one-process output")
+
+
+if __name__ == "__main__":
+    main()
