@@ -38,13 +38,15 @@ class SavedRandomModel:
     directory: str
     slots: int
     sampling: SamplingSettings
+    fixed_rows: bool = False
+    dtype: str = "bfloat16"
 
     def __call__(self, device, say):
         from harness.engine import load_model
         from harness.fast_engine import FastEngine, FastEngineOptions
 
-        model, tokenizer = load_model(self.directory, "bfloat16", device)
-        return FastEngine(model, tokenizer, self.sampling, FastEngineOptions(slots=self.slots), say=say)
+        model, tokenizer = load_model(self.directory, self.dtype, device)
+        return FastEngine(model, tokenizer, self.sampling, FastEngineOptions(slots=self.slots, fixed_rows=self.fixed_rows), say=say)
 
 
 def save_random_model(shape: str, texts: list[str], directory: Path) -> None:
@@ -66,6 +68,8 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=512)
     parser.add_argument("--slots", type=int, default=256)
     parser.add_argument("--devices", default="cuda:0,cuda:1", help="The several-process run; the other run uses the first.")
+    parser.add_argument("--fixed-rows", action="store_true", help="No quarter-size bank at a run's end (FastEngineOptions.fixed_rows).")
+    parser.add_argument("--dtype", default="bfloat16")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     problems = load_problems(SHARED / "taco_test_examples.jsonl")[: args.problems]
@@ -73,12 +77,12 @@ def main() -> None:
     several = tuple(args.devices.split(","))
     sampling = SamplingSettings(temperature=0.2, top_k=50, top_p=0.95, seed=0)
     figures = {"shape": args.shape, "problems": len(prompts), "n": args.n, "max_new_tokens": args.max_new_tokens,
-               "slots": args.slots, "devices": list(several)}
+               "slots": args.slots, "devices": list(several), "fixed_rows": args.fixed_rows, "dtype": args.dtype}
     with tempfile.TemporaryDirectory(prefix="taco-sharding-") as tmp:
         tmp = Path(tmp)
         save_random_model(args.shape, [text for _, text in prompts], tmp / "model")
-        factory = SavedRandomModel(str(tmp / "model"), args.slots, sampling)
-        settings = GenerationSettings(str(tmp / "model"), args.n, args.max_new_tokens, sampling, "bfloat16")
+        factory = SavedRandomModel(str(tmp / "model"), args.slots, sampling, args.fixed_rows, args.dtype)
+        settings = GenerationSettings(str(tmp / "model"), args.n, args.max_new_tokens, sampling, args.dtype)
         for label, devices in (("one_process", several[:1]), ("several_processes", several)):
             started = time.perf_counter()
             summary = generate(prompts, settings, tmp / label / "generations.json", factory, devices)
