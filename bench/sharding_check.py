@@ -4,7 +4,10 @@ the merged generations.json must be byte-identical, and the useful tokens/s of e
 On a multi-GPU machine this is the scaling run (`--devices cuda:0,cuda:1`); on one GPU,
 `--devices cuda:0,cuda:0` runs two worker processes on the same GPU, which exercises the multi-process
 path (spawned workers, per-process CUDA, merge in task order) without measuring scaling.  The slot
-count is fixed (`--slots`): with auto sizing, bf16 samples follow the batch and could differ.
+count is fixed (`--slots`).  Measured on one H200 (bf16, 1.5B shape, 50 prompts x 4, 64 slots, two
+processes on cuda:0): the merged outputs were NOT identical to the one-process run, also with the
+end-of-run quarter-size bank disabled (docs/bench/sharding_check_h200_one_gpu.json); on the CPU in
+fp32 they are (tests/test_generate_run.py).
 
     python bench/sharding_check.py --shape llama-3.2-3b --problems 200 --n 20 --devices cuda:0,cuda:1 --out sharding.json
 """
@@ -38,7 +41,6 @@ class SavedRandomModel:
     directory: str
     slots: int
     sampling: SamplingSettings
-    fixed_rows: bool = False
     dtype: str = "bfloat16"
 
     def __call__(self, device, say):
@@ -46,7 +48,7 @@ class SavedRandomModel:
         from harness.fast_engine import FastEngine, FastEngineOptions
 
         model, tokenizer = load_model(self.directory, self.dtype, device)
-        return FastEngine(model, tokenizer, self.sampling, FastEngineOptions(slots=self.slots, fixed_rows=self.fixed_rows), say=say)
+        return FastEngine(model, tokenizer, self.sampling, FastEngineOptions(slots=self.slots), say=say)
 
 
 def save_random_model(shape: str, texts: list[str], directory: Path) -> None:
@@ -68,7 +70,6 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=512)
     parser.add_argument("--slots", type=int, default=256)
     parser.add_argument("--devices", default="cuda:0,cuda:1", help="The several-process run; the other run uses the first.")
-    parser.add_argument("--fixed-rows", action="store_true", help="No quarter-size bank at a run's end (FastEngineOptions.fixed_rows).")
     parser.add_argument("--dtype", default="bfloat16")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
@@ -77,11 +78,11 @@ def main() -> None:
     several = tuple(args.devices.split(","))
     sampling = SamplingSettings(temperature=0.2, top_k=50, top_p=0.95, seed=0)
     figures = {"shape": args.shape, "problems": len(prompts), "n": args.n, "max_new_tokens": args.max_new_tokens,
-               "slots": args.slots, "devices": list(several), "fixed_rows": args.fixed_rows, "dtype": args.dtype}
+               "slots": args.slots, "devices": list(several), "dtype": args.dtype}
     with tempfile.TemporaryDirectory(prefix="taco-sharding-") as tmp:
         tmp = Path(tmp)
         save_random_model(args.shape, [text for _, text in prompts], tmp / "model")
-        factory = SavedRandomModel(str(tmp / "model"), args.slots, sampling, args.fixed_rows, args.dtype)
+        factory = SavedRandomModel(str(tmp / "model"), args.slots, sampling, args.dtype)
         settings = GenerationSettings(str(tmp / "model"), args.n, args.max_new_tokens, sampling, args.dtype)
         for label, devices in (("one_process", several[:1]), ("several_processes", several)):
             started = time.perf_counter()

@@ -56,10 +56,6 @@ class FastEngineOptions:
     chunk_steps: int = 16  # decode steps between two looks at the tokens
     cuda_graphs: bool = True  # on CUDA devices; the CPU always runs the same steps eagerly
     attention_kernel: str = "auto"  # "auto" (Triton on CUDA when possible), "triton" or "torch"
-    # Keep every decode step at the full slot count (no quarter-size bank at a run's end).  Matrix
-    # kernels may round differently at another row count, so in bf16 a sample can depend on when it
-    # ran; with the row count fixed, a sample's tokens depend only on its own rows.
-    fixed_rows: bool = False
 
 
 def unsupported_reason(model: Any) -> str | None:
@@ -241,7 +237,7 @@ class _SlotRun:
         self.full = _Bank(self, slots)
         # A run ends with few samples left (the long ones): decoding them in a quarter-size bank
         # makes those steps cheaper than dragging all the idle slots along.
-        self.small = _Bank(self, slots // 4) if slots >= 8 and not options.fixed_rows else None
+        self.small = _Bank(self, slots // 4) if slots >= 8 else None
         self.bank = self.full
         # transformers renamed the forward argument past_key_values to cache (5.2x).
         self.cache_argument = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
