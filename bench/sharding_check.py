@@ -94,6 +94,19 @@ def main() -> None:
         one = (tmp / "one_process" / "generations.json").read_bytes()
         many = (tmp / "several_processes" / "generations.json").read_bytes()
         figures["identical"] = one == many
+        # Where they differ: a sample that differs from its first character points at the plan (seeds,
+        # prompts); a late divergence at rounding.
+        pairs = [
+            (a, b)
+            for x, y in zip(json.loads(one), json.loads(many))
+            for a, b in zip(x["output"], y["output"])
+        ]
+        prefixes = [next((i for i, (c, d) in enumerate(zip(a, b)) if c != d), min(len(a), len(b))) for a, b in pairs]
+        figures["samples_identical"] = sum(a == b for a, b in pairs)
+        figures["samples"] = len(pairs)
+        figures["differing_from_first_character"] = sum(p == 0 and a != b for p, (a, b) in zip(prefixes, pairs))
+        figures["mean_common_prefix_chars"] = round(sum(prefixes) / max(1, len(prefixes)), 1)
+        figures["mean_length_chars"] = round(sum(len(a) for a, _ in pairs) / max(1, len(pairs)), 1)
         figures["scaling"] = round(figures["several_processes"]["useful_tok_s"] / figures["one_process"]["useful_tok_s"], 3)
     print(json.dumps(figures, indent=2))
     if args.out:
