@@ -44,7 +44,8 @@ sys.path.insert(0, str(ROOT))
 
 from bench.corpus import build_generations  # noqa: E402
 from bench.sections import figures_dir, write_figures, write_section  # noqa: E402
-from harness.engine import FinishedSample  # noqa: E402
+from bench.generation import evenly_spaced  # noqa: E402
+from harness.engine import FinishedSample, FinishReason  # noqa: E402
 from harness.evaluate import EvaluationSettings, evaluate  # noqa: E402
 from harness.generate import generate  # noqa: E402
 from harness.generation_plan import GenerationSettings, PromptJob, SamplingSettings  # noqa: E402
@@ -77,7 +78,7 @@ class PacedCorpusEngine:
                 if pause > 0:
                     time.sleep(pause)
                 text = programs[job.task_id][spec.index]
-                on_sample(FinishedSample(job.task_id, spec.index, spec.seed, (0,) * max(1, len(text) // 4), text, _eos()))
+                on_sample(FinishedSample(job.task_id, spec.index, spec.seed, (0,) * max(1, len(text) // 4), text, FinishReason.EOS))
 
 
 @dataclass(frozen=True)
@@ -87,12 +88,6 @@ class PacedCorpusFactory:
 
     def __call__(self, device, say):
         return PacedCorpusEngine(self.programs, self.delay_s)
-
-
-def _eos():
-    from harness.engine import FinishReason
-
-    return FinishReason.EOS
 
 
 def target_length(task_id: int, index: int, max_new: int, long_fraction: float, short: tuple[int, int]) -> int:
@@ -151,12 +146,6 @@ class LengthMixEngine:
 
 
 # --- measurement ---------------------------------------------------------------------------------
-
-
-def evenly_spaced(items: list, count: int) -> list:
-    if count >= len(items):
-        return list(items)
-    return [items[round(i * len(items) / count)] for i in range(count)]
 
 
 def measure(args) -> dict:

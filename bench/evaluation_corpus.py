@@ -155,7 +155,7 @@ def main() -> None:
          f"+{sample_startup * 1000:.0f} ms Manager/Process start-up per sample"
          + ("" if scale == 1 else f", scaled ×{scale:.2f} to the corpus")),
         (f"`harness evaluate`, {cpus} containers, defaults (early exit, dedup)", first, first_line.split("  ", 1)[0]),
-        (f"`harness evaluate --all-tests --no-cache`", full, "every test of every distinct program"),
+        ("`harness evaluate --all-tests --no-cache`", full, "every test of every distinct program"),
         ("`harness evaluate` again, new output dir (verdict cache)", cached, cached_line.split(" in ")[0].split("samples, ")[-1]),
         ("floor: the distinct programs' own run time (warm, all tests) / CPUs", floor,
          "no evaluator of every test can beat this on this machine"),

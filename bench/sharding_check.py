@@ -20,35 +20,17 @@ import os
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from harness.generate import generate  # noqa: E402
+from harness.generate import ModelEngineFactory, generate  # noqa: E402
 from harness.generation_plan import GenerationSettings, SamplingSettings  # noqa: E402
 from harness.problems import load_problems  # noqa: E402
 from harness.prompts import build_prompt  # noqa: E402
 
 SHARED = Path(os.environ.get("TACO_SHARED_DATA", ROOT.parent / "shared" / "data"))
-
-
-@dataclass(frozen=True)
-class SavedRandomModel:
-    """Engine factory over a random-weight model saved to disk (picklable: workers load it)."""
-
-    directory: str
-    slots: int
-    sampling: SamplingSettings
-    dtype: str = "bfloat16"
-
-    def __call__(self, device, say):
-        from harness.engine import load_model
-        from harness.fast_engine import FastEngine, FastEngineOptions
-
-        model, tokenizer = load_model(self.directory, self.dtype, device)
-        return FastEngine(model, tokenizer, self.sampling, FastEngineOptions(slots=self.slots), say=say)
 
 
 def save_random_model(shape: str, texts: list[str], directory: Path) -> None:
@@ -82,8 +64,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="taco-sharding-") as tmp:
         tmp = Path(tmp)
         save_random_model(args.shape, [text for _, text in prompts], tmp / "model")
-        factory = SavedRandomModel(str(tmp / "model"), args.slots, sampling, args.dtype)
         settings = GenerationSettings(str(tmp / "model"), args.n, args.max_new_tokens, sampling, args.dtype)
+        # The model is saved to disk so that `harness generate`'s own factory loads it in each worker.
+        factory = ModelEngineFactory(settings, "fast", args.slots)
         for label, devices in (("one_process", several[:1]), ("several_processes", several)):
             started = time.perf_counter()
             summary = generate(prompts, settings, tmp / label / "generations.json", factory, devices)

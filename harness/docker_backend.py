@@ -7,24 +7,14 @@ import select
 import struct
 import time
 import uuid
-from dataclasses import dataclass
 
 import docker
 import docker.errors
 
-from .sandbox import FrameDecoder, SandboxError, encode_frame
+from .sandbox import FrameDecoder, SandboxError, SandboxLimits, encode_frame
 
 LABEL = "taco-harness.sandbox"
 RUNNER_CAPABILITIES = ("SETUID", "SETGID", "KILL", "DAC_OVERRIDE", "FOWNER")
-
-
-@dataclass(frozen=True)
-class ContainerLimits:
-    memory_mb: int = 2048  # swap is set equal: no swapping
-    pids: int = 256
-    cpus: float = 1.0
-    tmpfs_mb: int = 256
-    shm_mb: int = 16
 
 
 class DockerSandbox:
@@ -116,7 +106,7 @@ class DockerBackend:
         self,
         image: str,
         client: docker.DockerClient | None = None,
-        limits: ContainerLimits = ContainerLimits(),
+        limits: SandboxLimits = SandboxLimits(),
         capacity: int | None = None,
         session: str | None = None,
     ) -> None:
@@ -213,4 +203,4 @@ def sandbox_containers(client: docker.DockerClient, session: str | None = None) 
     return client.containers.list(all=True, filters={"label": label})
 
 
-__all__ = ["ContainerLimits", "DockerBackend", "DockerSandbox", "DockerUnavailable", "connect", "prune"]
+__all__ = ["DockerBackend", "DockerSandbox", "DockerUnavailable", "connect", "prune"]

@@ -143,6 +143,12 @@ def expected_cost(problem: Problem) -> float:
     return len(suite) + input_bytes / 20_000 + (0.5 if suite.mode is Mode.STDIN else 0.0)
 
 
+def sample_key(tests: str, code: str, task_id: int, index: int, settings: EvaluationSettings) -> str:
+    """The job key of one sample: identical programs on identical tests share it, unless dedup is off."""
+    key = job_key(tests, code, settings)
+    return key if settings.dedup else f"{key}:{task_id}:{index}"
+
+
 def plan_jobs(tasks: list[TaskSamples], settings: EvaluationSettings) -> list[PlannedJob]:
     owners: dict[str, list[tuple[int, int]]] = {}
     jobs: dict[str, tuple[ExecutionJob, float]] = {}
@@ -153,9 +159,7 @@ def plan_jobs(tasks: list[TaskSamples], settings: EvaluationSettings) -> list[Pl
         digest = tests_digest(problem)
         cost = expected_cost(problem)
         for sample, code in enumerate(task.outputs):
-            key = job_key(digest, code, settings)
-            if not settings.dedup:
-                key = f"{key}:{problem.task_id}:{sample}"
+            key = sample_key(digest, code, problem.task_id, sample, settings)
             if key not in jobs:
                 jobs[key] = (ExecutionJob(problem.tests, code, settings.limits, settings.early_exit), cost)
                 owners[key] = []
@@ -208,7 +212,7 @@ class EvaluationSession:
         self._jobs: dict[str, _JobState] = {}
         self._results: dict[int, dict[int, SampleResult]] = {}
         self._problems: dict[int, Problem] = {}
-        self._digests: dict[int, str] = {}
+        self._task_facts: dict[int, tuple[str, float]] = {}  # task -> (tests digest, expected cost)
         self._running = 0
         self._pool_context: AbstractContextManager[SandboxPool] | None = None
         self._pool: SandboxPool | None = None
@@ -232,14 +236,13 @@ class EvaluationSession:
             raise ValueError(f"task {problem.task_id} has no tests")
         self._problems.setdefault(problem.task_id, problem)
         self._results.setdefault(problem.task_id, {})
-        digest = self._digests.get(problem.task_id)
-        if digest is None:
-            digest = self._digests[problem.task_id] = tests_digest(problem)
-        key = job_key(digest, code, self.settings)
-        if not self.settings.dedup:
-            key = f"{key}:{problem.task_id}:{index}"
+        facts = self._task_facts.get(problem.task_id)
+        if facts is None:  # once per task: both walk every test, and samples arrive one by one
+            facts = self._task_facts[problem.task_id] = (tests_digest(problem), expected_cost(problem))
+        digest, cost = facts
+        key = sample_key(digest, code, problem.task_id, index, self.settings)
         job = ExecutionJob(problem.tests, code, self.settings.limits, self.settings.early_exit)
-        self._add_planned([PlannedJob(key, job, ((problem.task_id, index),), expected_cost(problem))], longest_first=False)
+        self._add_planned([PlannedJob(key, job, ((problem.task_id, index),), cost)], longest_first=False)
 
     def _add_planned(self, planned_jobs: list[PlannedJob], longest_first: bool) -> None:
         with self._lock:

@@ -60,11 +60,16 @@ def _usable_base(client: docker.DockerClient, base_image: str, say: Callable[[st
     return LOCAL_BASE_IMAGE
 
 
+def chosen_base_image(base_image: str | None = None) -> str:
+    """The base the sandbox image is built on: as given, else $TACO_HARNESS_BASE_IMAGE, else the default."""
+    return base_image or os.environ.get("TACO_HARNESS_BASE_IMAGE") or DEFAULT_BASE_IMAGE
+
+
 def ensure_image(
     client: docker.DockerClient, base_image: str | None = None, say: Callable[[str], None] = lambda m: None
 ) -> str:
     """Return the sandbox image's tag, building it first if this content was never built."""
-    base_image = base_image or os.environ.get("TACO_HARNESS_BASE_IMAGE") or DEFAULT_BASE_IMAGE
+    base_image = chosen_base_image(base_image)
     tag = image_tag(base_image)
     if _exists(client, tag):
         return tag

@@ -59,20 +59,9 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
-from .sandbox import FrameDecoder, SandboxError, encode_frame
+from .sandbox import FrameDecoder, SandboxError, SandboxLimits, encode_frame
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class NamespaceLimits:
-    """The Docker backend's ContainerLimits, for namespaces (same fields, same defaults)."""
-
-    memory_mb: int = 2048  # no swap
-    pids: int = 256
-    cpus: float = 1.0  # a cgroup quota; not enforced without cgroup v2
-    tmpfs_mb: int = 256
-    shm_mb: int = 16
 
 
 # sandbox_image/Dockerfile's ENV, which decides how programs see their streams, big ints and BLAS
@@ -232,7 +221,7 @@ def cgroup_parent() -> Path | None:
     return None
 
 
-def _make_cgroup(parent: Path, name: str, limits: NamespaceLimits) -> Path:
+def _make_cgroup(parent: Path, name: str, limits: SandboxLimits) -> Path:
     path = parent / name
     try:
         path.mkdir()
@@ -396,10 +385,10 @@ class NamespaceBackend:
         capacity: int | None = None,
         memory_mb: int | None = None,
         python: str | None = None,
-        limits: NamespaceLimits | None = None,
+        limits: SandboxLimits | None = None,
         session: str | None = None,
     ) -> None:
-        limits = limits or NamespaceLimits()
+        limits = limits or SandboxLimits()
         self.limits = replace(limits, memory_mb=memory_mb) if memory_mb is not None else limits
         self.capacity = capacity or (os.cpu_count() or 1)
         self.interpreter = probe_interpreter(_absolute(python or sys.executable))
@@ -425,9 +414,9 @@ class NamespaceBackend:
             _log_once(logging.WARNING, "namespace sandboxes: %s has no numpy; programs that use it will fail", self.interpreter.path)
 
     @staticmethod
-    def identity_for(memory_mb: int = 2048, python: str | None = None, limits: NamespaceLimits | None = None) -> str:
+    def identity_for(memory_mb: int = 2048, python: str | None = None, limits: SandboxLimits | None = None) -> str:
         """What verdicts from such sandboxes depend on besides program and tests (for job keys)."""
-        limits = replace(limits or NamespaceLimits(), memory_mb=memory_mb)
+        limits = replace(limits or SandboxLimits(), memory_mb=memory_mb)
         try:
             interp = probe_interpreter(_absolute(python or sys.executable))
             python_id = f"python{interp.version} numpy{interp.numpy or '-none'}"
@@ -504,7 +493,6 @@ def namespace_sandbox_unavailable(python: str | None = None) -> str | None:
 
 __all__ = [
     "NamespaceBackend",
-    "NamespaceLimits",
     "NamespaceSandbox",
     "SANDBOX_ENV",
     "cgroup_parent",

@@ -10,7 +10,19 @@ from __future__ import annotations
 
 import json
 import struct
+from dataclasses import dataclass
 from typing import Protocol
+
+
+@dataclass(frozen=True)
+class SandboxLimits:
+    """What one sandbox may use, whichever backend runs it."""
+
+    memory_mb: int = 2048  # no swap on top
+    pids: int = 256
+    cpus: float = 1.0
+    tmpfs_mb: int = 256  # /tmp
+    shm_mb: int = 16  # /dev/shm
 
 
 class SandboxError(RuntimeError):

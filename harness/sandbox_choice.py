@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .pool import SandboxPool
+from .sandbox import SandboxLimits
 
 
 class SandboxKind(str, enum.Enum):
@@ -41,10 +42,9 @@ class SandboxChoice:
     def identity(self) -> str:
         """What the verdicts depend on besides the program and the tests."""
         if self.kind is SandboxKind.DOCKER:
-            from .image import DEFAULT_BASE_IMAGE, image_tag
+            from .image import chosen_base_image, image_tag
 
-            base = self.base_image or os.environ.get("TACO_HARNESS_BASE_IMAGE") or DEFAULT_BASE_IMAGE
-            return f"{image_tag(base)} memory={self.memory_mb}MB"
+            return f"{image_tag(chosen_base_image(self.base_image))} memory={self.memory_mb}MB"
         from .namespace_backend import NamespaceBackend
 
         return NamespaceBackend.identity_for(memory_mb=self.memory_mb)
@@ -56,7 +56,7 @@ class SandboxChoice:
         return lambda: self._namespace_pool(say)
 
     def _docker_pool(self, say: Callable[[str], None]) -> SandboxPool:
-        from .docker_backend import ContainerLimits, DockerBackend, DockerUnavailable, connect
+        from .docker_backend import DockerBackend, DockerUnavailable, connect
         from .image import ImageBuildError, ensure_image
 
         try:
@@ -64,7 +64,7 @@ class SandboxChoice:
             image = ensure_image(client, self.base_image, say=say)
         except (DockerUnavailable, ImageBuildError) as exc:
             raise SandboxUnavailable(str(exc)) from exc
-        limits = ContainerLimits(memory_mb=self.memory_mb)
+        limits = SandboxLimits(memory_mb=self.memory_mb)
         return SandboxPool(DockerBackend(image, client=client, limits=limits, capacity=self.capacity))
 
     def _namespace_pool(self, say: Callable[[str], None]) -> SandboxPool:

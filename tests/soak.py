@@ -16,7 +16,6 @@ import random
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path

@@ -14,7 +14,6 @@ import json
 import os
 import re
 import socket
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -26,7 +25,6 @@ from harness.namespace_backend import (
     CGROUP_ROOT,
     SANDBOX_ENV,
     NamespaceBackend,
-    NamespaceLimits,
     cgroup_parent,
     namespace_sandbox_unavailable,
 )
@@ -210,13 +208,6 @@ def test_same_verdicts_as_docker(pool, ns_pool):
     assert all(r.status is SampleStatus.JUDGED for r in namespace)
     seen = {repr(v) for r in namespace for v in r.taco()}
     assert seen >= {"True", "False", "-1", "-2", "-3"}  # every kind of verdict was compared
-
-
-@pytest.mark.docker
-def test_limits_default_like_docker():
-    from harness.docker_backend import ContainerLimits
-
-    assert NamespaceLimits().__dict__ == ContainerLimits().__dict__
 
 
 # ---------------------------------------------------------------------------------------------

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import time
 
-import pytest
-
 from harness.docker_backend import DockerBackend, sandbox_containers
 from harness.execution import ExecutionJob, RunLimits
 from harness.pool import SandboxPool
