@@ -87,16 +87,17 @@ CGROUP_PREFIX = "taco-sbx-"
 
 # Runs as PID 1 of the new namespaces, as root, then becomes the runner (exec keeps PID 1).
 # Arguments: $0 sandbox name, $1 cgroup directory or "", $2 /tmp MB, $3 /dev/shm MB, $4 runner
-# directory, $5 interpreter, $6 prlimit options, $7 bounding set, then the directories to show.
+# directory, $5 interpreter, $6 prlimit options, $7 bounding set, $8 where to build the new root (a
+# host directory that holds none of the sources, since the new root's tmpfs hides what is under it),
+# then the directories to show.
 _SETUP = r"""
 set -eu
 umask 022  # directories made for the new root must be traversable by the program user
-cgroup=$1 tmp_mb=$2 shm_mb=$3 runner=$4 python=$5 rlimits=$6 caps=$7
-shift 7
+cgroup=$1 tmp_mb=$2 shm_mb=$3 runner=$4 python=$5 rlimits=$6 caps=$7 root=$8
+shift 8
 # First, so that every process of this namespace is counted and limited there.
 if [ -n "$cgroup" ]; then echo 0 > "$cgroup/cgroup.procs"; fi
-# The new root: a tmpfs mounted over /tmp of this mount namespace only (propagation is private).
-root=/tmp
+# The new root: a tmpfs mounted over $root in this mount namespace only (propagation is private).
 mount -t tmpfs -o mode=755,size=1m,nosuid,nodev taco-root "$root"
 for path in "$@"; do
     if [ -L "$path" ]; then  # merged-/usr links such as /bin -> usr/bin
@@ -179,6 +180,22 @@ def _absolute(python: str) -> str:
 def _environment(python: str) -> dict[str, str]:
     path = ":".join([os.path.dirname(python), "/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"])
     return {**SANDBOX_ENV, "PATH": path}
+
+
+# Where the new root may be built, in order of preference: existing host directories, only shadowed
+# inside the sandbox's own mount namespace.
+_ROOT_MOUNT_POINTS = ("/tmp", "/mnt", "/srv", "/media", "/run", "/var", "/home", "/opt")
+
+
+def root_mount_point(sources: list[str]) -> str:
+    """A directory to build the new root on that neither holds nor lies inside any of *sources*
+    (a checkout or a virtualenv under /tmp must stay visible while the root is assembled)."""
+    for candidate in _ROOT_MOUNT_POINTS:
+        if os.path.isdir(candidate) and not os.path.islink(candidate) and not any(
+            _covered(source, [candidate]) or _covered(candidate, [source]) for source in sources
+        ):
+            return candidate
+    raise SandboxError(f"no directory to build a sandbox root on: each of {', '.join(_ROOT_MOUNT_POINTS)} holds a source")
 
 
 def _covered(path: str, roots: list[str]) -> bool:
@@ -398,6 +415,7 @@ class NamespaceBackend:
         self._cgroups = cgroup_parent()
         self._env = _environment(self.interpreter.path)
         self._runner_dir = str(_runner_dir())
+        self._root_mount_point = root_mount_point([self._runner_dir, *SYSTEM_DIRS, *self.interpreter.dirs])
         lim = self.limits
         if self._cgroups is not None:
             self._rlimits = "--core=0"
@@ -443,7 +461,7 @@ class NamespaceBackend:
             "unshare", "--pid", "--fork", "--kill-child=SIGKILL", "--mount", "--propagation", "private",
             "--net", "--ipc", "--uts", "--",
             "sh", "-c", _SETUP, name, str(cgroup or ""), str(lim.tmpfs_mb), str(lim.shm_mb), self._runner_dir,
-            self.interpreter.path, self._rlimits, caps, *SYSTEM_DIRS, *self.interpreter.dirs,
+            self.interpreter.path, self._rlimits, caps, self._root_mount_point, *SYSTEM_DIRS, *self.interpreter.dirs,
         ]  # fmt: skip
         try:
             process = subprocess.Popen(

@@ -27,6 +27,7 @@ from harness.namespace_backend import (
     NamespaceBackend,
     cgroup_parent,
     namespace_sandbox_unavailable,
+    root_mount_point,
 )
 from harness.pool import SandboxPool
 from harness.problems import load_problems
@@ -430,3 +431,11 @@ def test_closing_leaves_no_process_cgroup_or_mount(host_mounts):
     assert left == [] and _session_pids(backend.session) == {}
     assert [c for c in cgroups if c.exists()] == []
     assert _host_mounts() == host_mounts
+
+
+def test_the_new_root_is_built_where_it_hides_no_source():
+    # A checkout or virtualenv under /tmp (a `mktemp -d` clone) must stay visible while the root is built.
+    assert root_mount_point(["/usr", "/opt/torch/.venv/bin"]) == "/tmp"
+    assert root_mount_point(["/usr", "/tmp/tmp.abc/sandbox_image", "/tmp/tmp.abc/.venv/bin"]) not in ("/tmp", "/usr")
+    chosen = root_mount_point(["/tmp/x", "/mnt/y"])
+    assert chosen not in ("/tmp", "/mnt") and os.path.isdir(chosen)
