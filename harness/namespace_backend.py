@@ -89,7 +89,7 @@ CGROUP_PREFIX = "taco-sbx-"
 # Arguments: $0 sandbox name, $1 cgroup directory or "", $2 /tmp MB, $3 /dev/shm MB, $4 runner
 # directory, $5 interpreter, $6 prlimit options, $7 bounding set, $8 where to build the new root (a
 # host directory that holds none of the sources, since the new root's tmpfs hides what is under it),
-# then the directories to show.
+# then the directories to show, as (host path, path inside) pairs.
 _SETUP = r"""
 set -eu
 umask 022  # directories made for the new root must be traversable by the program user
@@ -99,13 +99,15 @@ shift 8
 if [ -n "$cgroup" ]; then echo 0 > "$cgroup/cgroup.procs"; fi
 # The new root: a tmpfs mounted over $root in this mount namespace only (propagation is private).
 mount -t tmpfs -o mode=755,size=1m,nosuid,nodev taco-root "$root"
-for path in "$@"; do
+while [ $# -ge 2 ]; do
+    path=$1 inside=$2
+    shift 2
     if [ -L "$path" ]; then  # merged-/usr links such as /bin -> usr/bin
-        mkdir -p "$root${path%/*}"
-        ln -s "$(readlink "$path")" "$root$path"
+        mkdir -p "$root${inside%/*}"
+        ln -s "$(readlink "$path")" "$root$inside"
     elif [ -d "$path" ]; then
-        mkdir -p "$root$path"
-        mount --bind -o ro,nosuid,nodev "$path" "$root$path"
+        mkdir -p "$root$inside"
+        mount --bind -o ro,nosuid,nodev "$path" "$root$inside"
     fi
 done
 mkdir -p "$root/opt/taco-runner"
@@ -196,6 +198,17 @@ def root_mount_point(sources: list[str]) -> str:
         ):
             return candidate
     raise SandboxError(f"no directory to build a sandbox root on: each of {', '.join(_ROOT_MOUNT_POINTS)} holds a source")
+
+
+# A sandbox's /tmp is its own scratch, so host directories under /tmp (a checkout or virtualenv made
+# with mktemp) are shown here instead; a virtualenv still works there, as Python finds pyvenv.cfg
+# beside the executable it was started as.
+HOST_TMP_VIEW = "/opt/taco-host"
+
+
+def inside_path(path: str) -> str:
+    """Where host *path* appears inside a sandbox."""
+    return HOST_TMP_VIEW + path if _covered(path, ["/tmp"]) else path
 
 
 def _covered(path: str, roots: list[str]) -> bool:
@@ -413,7 +426,7 @@ class NamespaceBackend:
         self.name = "namespaces"
         self._serial = itertools.count(1)
         self._cgroups = cgroup_parent()
-        self._env = _environment(self.interpreter.path)
+        self._env = _environment(inside_path(self.interpreter.path))
         self._runner_dir = str(_runner_dir())
         self._root_mount_point = root_mount_point([self._runner_dir, *SYSTEM_DIRS, *self.interpreter.dirs])
         lim = self.limits
@@ -461,7 +474,8 @@ class NamespaceBackend:
             "unshare", "--pid", "--fork", "--kill-child=SIGKILL", "--mount", "--propagation", "private",
             "--net", "--ipc", "--uts", "--",
             "sh", "-c", _SETUP, name, str(cgroup or ""), str(lim.tmpfs_mb), str(lim.shm_mb), self._runner_dir,
-            self.interpreter.path, self._rlimits, caps, self._root_mount_point, *SYSTEM_DIRS, *self.interpreter.dirs,
+            inside_path(self.interpreter.path), self._rlimits, caps, self._root_mount_point,
+            *(part for path in (*SYSTEM_DIRS, *self.interpreter.dirs) for part in (path, inside_path(path))),
         ]  # fmt: skip
         try:
             process = subprocess.Popen(

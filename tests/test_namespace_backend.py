@@ -439,3 +439,17 @@ def test_the_new_root_is_built_where_it_hides_no_source():
     assert root_mount_point(["/usr", "/tmp/tmp.abc/sandbox_image", "/tmp/tmp.abc/.venv/bin"]) not in ("/tmp", "/usr")
     chosen = root_mount_point(["/tmp/x", "/mnt/y"])
     assert chosen not in ("/tmp", "/mnt") and os.path.isdir(chosen)
+
+
+def test_an_interpreter_under_tmp_still_runs(tmp_path):
+    # tmp_path is under /tmp, which every sandbox replaces with its own scratch: the venv is shown
+    # elsewhere, and programs still run on it (with the base interpreter's numpy).
+    import subprocess
+    import sys
+
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)], check=True)
+    suite = parse_input_output({"inputs": ["1 2\n"], "outputs": ["3\n"]})
+    with SandboxPool(NamespaceBackend(capacity=1, python=str(venv / "bin" / "python"))) as pool:
+        result = pool.run(ExecutionJob(suite, READ + "print(a + b)", RunLimits(timeout_s=10.0)))
+    assert result.taco() == [True], result.detail
