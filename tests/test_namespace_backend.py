@@ -26,6 +26,7 @@ from harness.namespace_backend import (
     SANDBOX_ENV,
     NamespaceBackend,
     cgroup_parent,
+    inside_path,
     namespace_sandbox_unavailable,
     root_mount_point,
 )
@@ -227,7 +228,7 @@ def test_environment_is_the_dockerfile_one(ns_pool, backend):
         del os.environ["TACO_NAMESPACE_TEST_SECRET"]
     path = report.pop("PATH")
     assert report == SANDBOX_ENV
-    assert path.split(":")[0] == os.path.dirname(backend.interpreter.path)
+    assert path.split(":")[0] == inside_path(os.path.dirname(backend.interpreter.path))  # as the sandbox sees it
 
 
 def test_runner_is_pid_1_and_programs_run_as_nobody_without_capabilities(ns_pool):
@@ -400,15 +401,25 @@ def test_identity():
 
 def test_unavailable_reasons():
     assert "/nonexistent/python3" in namespace_sandbox_unavailable(python="/nonexistent/python3")
-    # Not root: checked in a real unprivileged process (the system Python, which nobody may run).
+    # Not root: checked in a real unprivileged process (the system Python, which nobody may run), on a
+    # copy of the package that nobody may read (the checkout may sit in a 0700 `mktemp -d`).
+    import shutil
     import subprocess
+    import tempfile
 
-    done = subprocess.run(
-        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3", "-c",
-         "import sys; sys.path.insert(0, sys.argv[1]); from harness.namespace_backend import namespace_sandbox_unavailable as f; print(f())",
-         str(REPO)],
-        capture_output=True, text=True, timeout=60, cwd="/",
-    )  # fmt: skip
+    readable = Path(tempfile.mkdtemp(prefix="taco-ns-unprivileged-"))
+    try:
+        readable.chmod(0o755)
+        for package in ("harness", "sandbox_image"):
+            shutil.copytree(REPO / package, readable / package, ignore=shutil.ignore_patterns("__pycache__"))
+        done = subprocess.run(
+            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3", "-c",
+             "import sys; sys.path.insert(0, sys.argv[1]); from harness.namespace_backend import namespace_sandbox_unavailable as f; print(f())",
+             str(readable)],
+            capture_output=True, text=True, timeout=60, cwd="/",
+        )  # fmt: skip
+    finally:
+        shutil.rmtree(readable, ignore_errors=True)
     assert "need root" in done.stdout, done.stderr
 
 
