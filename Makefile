@@ -19,7 +19,7 @@ demo: setup
 # The whole pipeline (`harness run`: generate + evaluate, overlapped) on the bundled sample, with a tiny
 # random-weight model built offline on the CPU: its programs are gibberish, so expect pass@1 = 0.
 demo-run: setup
-	$(VENV)/python -c "from pathlib import Path; from tests.tiny_model import build_tiny_model; build_tiny_model(Path('out/tiny-model'))"
+	$(VENV)/python -c "from pathlib import Path; from tests.support.tiny_model import build_tiny_model; build_tiny_model(Path('out/tiny-model'))"
 	$(VENV)/harness run --model out/tiny-model --dataset samples/problems.jsonl --n 4 --max-new-tokens 64 --gpus cpu --dtype float32 --output out/demo-run
 
 test: setup-test

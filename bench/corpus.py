@@ -14,7 +14,7 @@ def reference_solution(problem) -> str:
 
 
 def build_generations(problems, samples: int, seed: int) -> list[dict]:
-    from tests.variants import wrong_variants
+    from bench.variants import wrong_variants
 
     rng = random.Random(seed)
     entries = []

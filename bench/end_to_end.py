@@ -43,17 +43,17 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.corpus import build_generations  # noqa: E402
-from bench.sections import figures_dir, write_figures, write_section  # noqa: E402
 from bench.generation import evenly_spaced  # noqa: E402
-from harness.engine import FinishedSample, FinishReason  # noqa: E402
-from harness.evaluate import EvaluationSettings, evaluate  # noqa: E402
-from harness.generate import generate  # noqa: E402
-from harness.generation_plan import GenerationSettings, PromptJob, SamplingSettings  # noqa: E402
-from harness.generations import join_by_task_id, load_generations  # noqa: E402
+from bench.sections import figures_dir, write_figures, write_section  # noqa: E402
+from harness.data.generations import join_by_task_id, load_generations  # noqa: E402
+from harness.data.problems import load_problems  # noqa: E402
+from harness.data.prompts import build_prompt  # noqa: E402
+from harness.evaluation.session import EvaluationSettings, evaluate  # noqa: E402
+from harness.generation.engine import FinishedSample, FinishReason  # noqa: E402
+from harness.generation.generate import generate  # noqa: E402
+from harness.generation.plan import GenerationSettings, PromptJob, SamplingSettings  # noqa: E402
 from harness.pipeline import run_pipeline  # noqa: E402
-from harness.problems import load_problems  # noqa: E402
-from harness.prompts import build_prompt  # noqa: E402
-from harness.sandbox_choice import SandboxChoice, SandboxKind  # noqa: E402
+from harness.sandbox.choice import SandboxChoice, SandboxKind  # noqa: E402
 
 SHARED = Path(os.environ.get("TACO_SHARED_DATA", ROOT.parent / "shared" / "data"))
 HEADING = "## End to end: `harness run` overlap (issue: harness run)"
@@ -112,7 +112,7 @@ class RandomModelFactory:
         import torch
 
         from bench.generation import SHAPES, build_model, build_tokenizer
-        from harness.fast_engine import FastEngine, FastEngineOptions
+        from harness.generation.fast_engine import FastEngine, FastEngineOptions
 
         tokenizer = build_tokenizer(list(self.tokenizer_texts), SHAPES[self.shape][-1])
         model = build_model(self.shape, torch.bfloat16, device, tokenizer.eos_token_id, tokenizer.pad_token_id)

@@ -36,18 +36,18 @@ sys.path.insert(0, str(ROOT))
 
 from bench.corpus import build_generations  # noqa: E402
 from bench.sections import figures_dir, write_figures, write_section  # noqa: E402
-from harness.docker_backend import DockerBackend, connect  # noqa: E402
-from harness.execution import ExecutionJob  # noqa: E402
-from harness.image import ensure_image  # noqa: E402
-from harness.pool import SandboxPool  # noqa: E402
-from harness.problems import load_problems  # noqa: E402
+from harness.data.problems import load_problems  # noqa: E402
+from harness.evaluation.execution import ExecutionJob  # noqa: E402
+from harness.sandbox.docker.backend import DockerBackend, connect  # noqa: E402
+from harness.sandbox.docker.image import ensure_image  # noqa: E402
+from harness.sandbox.pool import SandboxPool  # noqa: E402
 
 SHARED = Path(os.environ.get("TACO_SHARED_DATA", ROOT.parent / "shared" / "data"))
 
 
 def run_cli(args: list[str], env: dict) -> tuple[float, str]:
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "harness.cli", *args], cwd=ROOT, env=env, capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-m", "harness", *args], cwd=ROOT, env=env, capture_output=True, text=True)
     elapsed = time.perf_counter() - start
     if done.returncode != 0:
         raise SystemExit(f"harness evaluate failed: {done.stderr[-2000:]}")

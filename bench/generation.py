@@ -239,8 +239,13 @@ def _sync():
 
 
 def measure_fast(model, tokenizer, chosen, args, short) -> dict:
-    from harness.fast_engine import FastEngine, FastEngineOptions
-    from harness.generation_plan import PromptJob, SampleSpec, SamplingSettings, sample_seed
+    from harness.generation.fast_engine import FastEngine, FastEngineOptions
+    from harness.generation.plan import (
+        PromptJob,
+        SampleSpec,
+        SamplingSettings,
+        sample_seed,
+    )
 
     sampling = SamplingSettings(temperature=0.2, top_k=50, top_p=0.95, seed=0)
     lengths = iter(target_lengths(len(chosen) * args.n, args.max_new_tokens, args.long_fraction, short))

@@ -15,11 +15,23 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 import torch  # noqa: E402
+from generation import (  # noqa: E402
+    DEFAULT_PROMPTS,
+    build_model,
+    build_tokenizer,
+    evenly_spaced,
+    load_prompts,
+)
 
-from generation import build_model, build_tokenizer, evenly_spaced, load_prompts, DEFAULT_PROMPTS  # noqa: E402
-from harness.decode_attention import torch_decode_attention  # noqa: E402
-from harness.fast_engine import FastEngine, FastEngineOptions  # noqa: E402
-from harness.generation_plan import GenerationSettings, PromptJob, SampleSpec, SamplingSettings, plan_jobs  # noqa: E402
+from harness.generation.attention import torch_decode_attention  # noqa: E402
+from harness.generation.fast_engine import FastEngine, FastEngineOptions  # noqa: E402
+from harness.generation.plan import (  # noqa: E402
+    GenerationSettings,
+    PromptJob,
+    SampleSpec,
+    SamplingSettings,
+    plan_jobs,
+)
 
 
 def report(name: str, **values) -> None:
@@ -27,7 +39,7 @@ def report(name: str, **values) -> None:
 
 
 def check_kernel() -> None:
-    from harness.triton_decode import triton_decode_attention
+    from harness.generation.triton_attention import triton_decode_attention
 
     torch.manual_seed(0)
     for slots, heads, kv_heads, capacity, dim in [(64, 12, 2, 3700, 128), (32, 24, 8, 1500, 128), (8, 8, 8, 700, 64)]:

@@ -20,12 +20,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.sections import figures_dir, write_figures, write_section  # noqa: E402
-from harness.docker_backend import DockerBackend, connect
-from harness.execution import ExecutionJob
-from harness.image import ensure_image
-from harness.pool import SandboxPool
-from harness.programs import stdin_programs
-from harness.testcases import parse_input_output
+from harness.data.testcases import parse_input_output
+from harness.evaluation.execution import ExecutionJob
+from harness.judging.programs import stdin_programs
+from harness.sandbox.docker.backend import DockerBackend, connect
+from harness.sandbox.docker.image import ensure_image
+from harness.sandbox.pool import SandboxPool
 
 PROGRAM = "a, b = map(int, input().split())\nprint(a + b)\n"
 

@@ -25,10 +25,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from harness.generate import ModelEngineFactory, generate  # noqa: E402
-from harness.generation_plan import GenerationSettings, SamplingSettings  # noqa: E402
-from harness.problems import load_problems  # noqa: E402
-from harness.prompts import build_prompt  # noqa: E402
+from harness.data.problems import load_problems  # noqa: E402
+from harness.data.prompts import build_prompt  # noqa: E402
+from harness.generation.factory import ModelEngineFactory
+from harness.generation.generate import generate  # noqa: E402
+from harness.generation.plan import GenerationSettings, SamplingSettings  # noqa: E402
 
 SHARED = Path(os.environ.get("TACO_SHARED_DATA", ROOT.parent / "shared" / "data"))
 

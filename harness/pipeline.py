@@ -17,15 +17,24 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
-from .evaluate import EvaluationOutcome, EvaluationSession, EvaluationSettings, Progress as EvaluationProgress, write_outputs
-from .generate import EngineFactory, GenerationSummary, JournalEntry, Progress as GenerationProgress, generate
-from .generation_plan import GenerationSettings
-from .journal import Journal
-from .pool import SandboxPool
-from .problems import Problem
-from .prompts import build_prompt
-from .run_stats import RunMonitor, write_run_stats
-from .verdict_cache import VerdictCache
+from harness.data.problems import Problem
+from harness.data.prompts import build_prompt
+from harness.evaluation.cache import VerdictCache
+from harness.evaluation.session import (
+    EvaluationOutcome,
+    EvaluationSession,
+    EvaluationSettings,
+    write_outputs,
+)
+from harness.evaluation.session import Progress as EvaluationProgress
+from harness.evaluation.verdict_journal import VerdictJournal
+from harness.generation.factory import EngineFactory
+from harness.generation.generate import GenerationSummary, generate
+from harness.generation.generate import Progress as GenerationProgress
+from harness.generation.journal import JournalEntry
+from harness.generation.plan import GenerationSettings
+from harness.reporting.monitor import RunMonitor, write_run_stats
+from harness.sandbox.pool import SandboxPool
 
 GENERATIONS_FILE = "generations.json"
 EVALUATION_JOURNAL = "journal.jsonl"
@@ -59,7 +68,7 @@ def run_pipeline(
     by_id = {p.task_id: p for p in problems}
     prompts = [(p.task_id, build_prompt(p.row)) for p in problems]
     monitor = RunMonitor()
-    with Journal(output / EVALUATION_JOURNAL) as journal, EvaluationSession(
+    with VerdictJournal(output / EVALUATION_JOURNAL) as journal, EvaluationSession(
         evaluation_settings, open_pool, journal, cache, _counting(on_evaluation_progress, monitor)
     ) as session:
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.docker_backend import DockerBackend, connect
-from harness.image import ensure_image
-from harness.pool import SandboxPool
+from harness.sandbox.docker.backend import DockerBackend, connect
+from harness.sandbox.docker.image import ensure_image
+from harness.sandbox.pool import SandboxPool
 
 SHARED_DATA = Path(os.environ.get("TACO_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.docker_backend import LABEL
-from harness.image import DEFAULT_BASE_IMAGE, image_tag
+from harness.sandbox.docker.backend import LABEL
+from harness.sandbox.docker.image import DEFAULT_BASE_IMAGE, image_tag
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -66,7 +66,7 @@ def test_torch_and_transformers_import(host_image):
 def test_image_names_the_sandbox_image_as_the_host_does(host_image):
     """Same content hash inside and outside, so the sandbox image the host built is found, not rebuilt."""
     done = docker_run("--entrypoint", "python", host_image, "-c",
-                      "from harness.image import DEFAULT_BASE_IMAGE, image_tag; print(image_tag(DEFAULT_BASE_IMAGE))")
+                      "from harness.sandbox.docker.image import DEFAULT_BASE_IMAGE, image_tag; print(image_tag(DEFAULT_BASE_IMAGE))")
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == image_tag(DEFAULT_BASE_IMAGE)
 

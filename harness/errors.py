@@ -1,0 +1,66 @@
+"""Every error the harness raises on purpose, in one place.
+
+``HarnessError`` is the base of each of them: the command line turns one into a single
+``harness: error: ...`` line and a non-zero exit, and a library caller can catch them all at once.
+The message is written for the user: it says what is wrong and, where there is one, what to do.
+
+Two families matter for correctness.  Bad *input* (a dataset, a generations file, a model) is the
+user's to fix.  A *sandbox* failure is infrastructure: it is retried on a fresh sandbox and never
+scored as a wrong answer.
+"""
+
+from __future__ import annotations
+
+
+class HarnessError(Exception):
+    """Base of every error the harness reports to its user."""
+
+
+# -- input ------------------------------------------------------------------------------------
+class DatasetError(HarnessError, ValueError):
+    """The dataset cannot be found, read, or does not fit the request."""
+
+
+class TestDataError(DatasetError):
+    """A problem's ``input_output`` cannot be read at all."""
+
+    __test__ = False  # not a pytest test class, whatever its name
+
+
+class GenerationsError(HarnessError, ValueError):
+    """A generations file cannot be read, or does not match the problems."""
+
+
+class PromptError(HarnessError, ValueError):
+    """A dataset row from which no prompt can be made."""
+
+
+# -- sandboxes ---------------------------------------------------------------------------------
+class SandboxError(HarnessError, RuntimeError):
+    """A sandbox died, stopped answering or broke the protocol: infrastructure, never a verdict."""
+
+
+class SandboxUnavailable(HarnessError, RuntimeError):
+    """The chosen kind of sandbox cannot run here (no daemon, no image, not root, ...)."""
+
+
+class DockerUnavailable(SandboxUnavailable):
+    """No Docker daemon answers."""
+
+
+class ImageBuildError(SandboxUnavailable):
+    """The sandbox image could not be built."""
+
+
+# -- generation ---------------------------------------------------------------------------------
+class ModelError(HarnessError, RuntimeError):
+    """The model or tokenizer cannot be loaded or used."""
+
+
+class GenerationError(HarnessError, RuntimeError):
+    """A generation run cannot start or complete (bad journal, a worker failed, samples missing)."""
+
+
+# -- outputs ----------------------------------------------------------------------------------
+class ReportError(HarnessError):
+    """A report cannot be made from the given files."""

@@ -1,0 +1,419 @@
+"""The fast engine: slot-refill decoding around an unmodified Hugging Face model.
+
+The batch is a fixed set of *slots*, each with its own KV cache row, position and sample.  A decode
+step runs the model on one token per slot (each at its own position), picks the next tokens with the
+hash-seeded sampler, and records them; ``chunk_steps`` steps are captured once as a CUDA graph and
+replayed, so the host launches one graph per chunk instead of ~1,000 kernels per step.  Between
+chunks the host reads the new tokens, ends samples (EOS, budget, an official EOF string), and refills
+the freed slots with waiting samples: the prompt is prefilled once and its KV copied into every slot
+that takes one of its samples.  The host handles chunk c while the GPU already runs chunk c+1, so
+the GPU does not wait for it; a finished slot therefore idles one extra chunk before its refill.
+When no sample is waiting any more and the few still running fit in a quarter of the slots, they are
+moved there and the run ends on a second, quarter-size graph.
+
+The model code is used as is: the cache is an object with the ``update`` method the attention layers
+call, and attention is a function registered with transformers' ``AttentionInterface`` (see
+``decode_attention``).  Models with sliding-window or other non-standard attention are refused
+(``unsupported_reason``); the ``hf`` engine handles them.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from harness.generation.attention import decode_attention, triton_applies
+from harness.generation.engine import (
+    FinishReason,
+    SampleSink,
+    SampleTracker,
+    eos_token_ids,
+    finish,
+    hit_eof_strings,
+    kv_bytes_per_token,
+    prompt_token_ids,
+    rows_that_fit,
+    run_shrinking_on_oom,
+)
+from harness.generation.plan import PromptJob, SampleSpec, SamplingSettings
+from harness.generation.sampling import choose_tokens
+
+ATTENTION_NAME = "taco_slots"
+SUPPORTED_MODEL_TYPES = ("llama", "qwen2", "qwen3", "mistral")
+MAX_AUTO_SLOTS = 512
+
+
+@dataclass(frozen=True)
+class FastEngineOptions:
+    slots: int | None = None  # None: as many as fit in free GPU memory (at most MAX_AUTO_SLOTS)
+    chunk_steps: int = 16  # decode steps between two looks at the tokens
+    cuda_graphs: bool = True  # on CUDA devices; the CPU always runs the same steps eagerly
+    attention_kernel: str = "auto"  # "auto" (Triton on CUDA when possible), "triton" or "torch"
+
+
+def unsupported_reason(model: Any) -> str | None:
+    """Why the fast engine cannot run this model, or None if it can."""
+    config = model.config
+    model_type = getattr(config, "model_type", "?")
+    if model_type not in SUPPORTED_MODEL_TYPES:
+        return f"model type {model_type!r} is not one of {', '.join(SUPPORTED_MODEL_TYPES)}"
+    if not getattr(model, "_supports_attention_backend", False):
+        return f"{type(model).__name__} does not take custom attention functions"
+    layer_types = getattr(config, "layer_types", None) or ()
+    if any(kind != "full_attention" for kind in layer_types):
+        return "the model has sliding-window or other non-full attention layers"
+    if getattr(config, "sliding_window", None) is not None and getattr(config, "use_sliding_window", True):
+        return "the model uses sliding-window attention"
+    return None
+
+
+def _slot_attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None, slot_lengths=None, slot_kernel="auto", **kwargs):
+    """The attention function registered as ATTENTION_NAME.  With ``slot_lengths`` (decode) it attends
+    each slot's query to that slot's cache prefix; without (a prompt's prefill) causal SDPA."""
+    if kwargs.get("sliding_window") is not None or kwargs.get("softcap") is not None:
+        raise NotImplementedError("sliding-window and soft-capped attention are not supported by the fast engine")
+    scale = scaling if scaling is not None else query.shape[-1] ** -0.5
+    if slot_lengths is None:
+        out = F.scaled_dot_product_attention(query, key, value, is_causal=True, scale=scale, enable_gqa=key.shape[1] != query.shape[1])
+        return out.transpose(1, 2).contiguous(), None
+    return decode_attention(query, key, value, slot_lengths, scale, slot_kernel), None
+
+
+def _register_attention() -> None:
+    from transformers import AttentionInterface
+
+    AttentionInterface.register(ATTENTION_NAME, _slot_attention)
+
+
+class _SlotCache:
+    """Per-slot K/V rows.  Decode writes each slot's new K/V at that slot's own position and hands the
+    whole rows to attention (which reads only each slot's prefix)."""
+
+    def __init__(self, keys: list[torch.Tensor], values: list[torch.Tensor], positions: torch.Tensor):
+        self.keys, self.values, self.positions = keys, values, positions
+        self.rows = torch.arange(positions.shape[0], device=positions.device)
+
+    def update(self, key_states, value_states, layer_idx, *args, **kwargs):
+        keys, values = self.keys[layer_idx], self.values[layer_idx]
+        keys[self.rows, :, self.positions] = key_states[:, :, 0]
+        values[self.rows, :, self.positions] = value_states[:, :, 0]
+        return keys, values
+
+
+class _PromptCapture:
+    """Collects one prompt's K/V during its prefill (batch 1), to be copied into slots."""
+
+    def __init__(self):
+        self.keys: dict[int, torch.Tensor] = {}
+        self.values: dict[int, torch.Tensor] = {}
+
+    def update(self, key_states, value_states, layer_idx, *args, **kwargs):
+        self.keys[layer_idx], self.values[layer_idx] = key_states, value_states
+        return key_states, value_states
+
+
+@dataclass(frozen=True)
+class RunStats:
+    slots: int
+    decode_steps: int  # decode steps run
+    row_steps: int  # slot-steps computed, busy or idle (the small bank at a run's end counts its own size)
+    setup_seconds: float  # cache allocation and CUDA-graph capture
+
+
+@dataclass
+class _Active:
+    tracker: SampleTracker
+    first_chunk: int  # the first chunk whose tokens belong to this sample
+
+
+class FastEngine:
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        sampling: SamplingSettings,
+        options: FastEngineOptions = FastEngineOptions(),
+        say: Callable[[str], None] | None = None,
+    ):
+        reason = unsupported_reason(model)
+        if reason is not None:
+            raise ValueError(f"the fast engine cannot run this model: {reason}")
+        self.model, self.tokenizer, self.sampling, self.options, self.say = model, tokenizer, sampling, options, say
+        self.eos_ids = eos_token_ids(model)
+        self.last_run: RunStats | None = None  # of the attempt that completed the last run
+
+    def run(self, jobs: Sequence[PromptJob], on_sample: SampleSink) -> None:
+        if not jobs:
+            return
+        prompts = prompt_token_ids(self.tokenizer, jobs)
+        capacity = _round_up(max(len(p) + max(s.max_new_tokens for s in job.samples) for p, job in zip(prompts, jobs)), 64)
+        slots = self.options.slots or self._auto_slots(capacity, sum(len(job.samples) for job in jobs))
+        by_task = {job.task_id: ids for job, ids in zip(jobs, prompts)}
+
+        def attempt(remaining: Sequence[PromptJob], slot_count: int, sink: SampleSink) -> None:
+            started = time.perf_counter()
+            slot_run = _SlotRun(self, remaining, [by_task[job.task_id] for job in remaining], capacity, slot_count)
+            slot_run.run(sink, started)
+            self.last_run = RunStats(slot_count, slot_run.launched * slot_run.chunk_steps, slot_run.row_steps, slot_run.setup_seconds)
+
+        previous = self.model.config._attn_implementation
+        _register_attention()
+        self.model.set_attn_implementation(ATTENTION_NAME)
+        try:
+            with torch.inference_mode():
+                run_shrinking_on_oom(attempt, jobs, slots, on_sample, self.say)
+        finally:
+            self.model.set_attn_implementation(previous)
+
+    def _auto_slots(self, capacity: int, samples: int) -> int:
+        device = next(self.model.parameters()).device
+        if device.type != "cuda":
+            return max(1, min(64, samples))
+        config = self.model.config
+        free, _ = torch.cuda.mem_get_info(device)
+        # Memory this process's caching allocator holds but no tensor uses (an earlier engine's KV
+        # slots, say) is free to us, though the driver counts it as taken.
+        free += torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+        vocab = config.vocab_size
+        # Per slot: its K/V rows, plus the step's logits in float32 and the sampler's copies of them.
+        per_slot = kv_bytes_per_token(config, self.model.dtype) * capacity + 6 * 4 * vocab
+        # Headroom: one prompt's prefill activations and the CUDA graph's activations, with margin.
+        reserved = 4 * 2**30 + 16 * capacity * config.intermediate_size * self.model.dtype.itemsize
+        return min(samples, rows_that_fit(int(free * 0.92), per_slot, reserved, MAX_AUTO_SLOTS))
+
+
+class _Bank:
+    """The per-slot state the decode step reads and writes, for the first ``size`` slots: the full set,
+    or (for the end of a run, when few samples are left) a small prefix of it, as views of the same
+    storage.  Each bank has its own CUDA graph."""
+
+    def __init__(self, run: "_SlotRun", size: int):
+        self.size = size
+        self.tokens, self.positions, self.steps = run.tokens[:size], run.positions[:size], run.steps[:size]
+        self.seed_high, self.seed_low = run.seed_high[:size], run.seed_low[:size]
+        self.recent = run.recent[:size]
+        self.cache = _SlotCache([k[:size] for k in run.keys], [v[:size] for v in run.values], self.positions)
+        self.graph: torch.cuda.CUDAGraph | None = None
+
+
+class _SlotRun:
+    """One pass over the jobs with a fixed number of slots (allocated here, freed with the object)."""
+
+    def __init__(self, engine: FastEngine, jobs: Sequence[PromptJob], prompts: list[list[int]], capacity: int, slots: int):
+        self.engine, self.jobs, self.prompts, self.capacity = engine, jobs, prompts, capacity
+        model, options = engine.model, engine.options
+        self.model = model
+        self.device = next(model.parameters()).device
+        self.chunk_steps = options.chunk_steps
+        config = model.config
+        heads = config.num_attention_heads
+        kv_heads = getattr(config, "num_key_value_heads", None) or heads
+        head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+        self.kernel = options.attention_kernel
+        if self.kernel == "auto":
+            probe = torch.empty(1, 1, 1, head_dim, dtype=model.dtype, device=self.device)
+            self.kernel = "triton" if triton_applies(probe) else "torch"
+        self.use_graphs = options.cuda_graphs and self.device.type == "cuda"
+        shape = (slots, kv_heads, capacity, head_dim)
+        on = {"device": self.device}
+        self.keys = [torch.zeros(shape, dtype=model.dtype, **on) for _ in range(config.num_hidden_layers)]
+        self.values = [torch.zeros(shape, dtype=model.dtype, **on) for _ in range(config.num_hidden_layers)]
+        self.positions = torch.zeros(slots, dtype=torch.int64, **on)
+        self.tokens = torch.zeros(slots, dtype=torch.int64, **on)
+        self.steps = torch.zeros(slots, dtype=torch.int64, **on)
+        self.seed_high = torch.zeros(slots, dtype=torch.int64, **on)
+        self.seed_low = torch.zeros(slots, dtype=torch.int64, **on)
+        self.recent = torch.zeros((slots, self.chunk_steps), dtype=torch.int64, **on)
+        pin = self.device.type == "cuda"
+        self.recent_host = [torch.zeros((slots, self.chunk_steps), dtype=torch.int64, pin_memory=pin) for _ in range(2)]
+        self.recent_ready = [torch.cuda.Event() if pin else None for _ in range(2)]
+        self.full = _Bank(self, slots)
+        # A run ends with few samples left (the long ones): decoding them in a quarter-size bank
+        # makes those steps cheaper than dragging all the idle slots along.
+        self.small = _Bank(self, slots // 4) if slots >= 8 else None
+        self.bank = self.full
+        # transformers renamed the forward argument past_key_values to cache (5.2x).
+        self.cache_argument = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+        self.launched = self.row_steps = 0
+        self.setup_seconds = 0.0
+        self.active: list[_Active | None] = [None] * slots
+        self.pending: deque[tuple[int, SampleSpec]] = deque((j, spec) for j, job in enumerate(jobs) for spec in job.samples)
+        self.prefix: tuple[int, _PromptCapture | None] | None = None  # the last prefilled job's K/V
+
+    # --- GPU work ---------------------------------------------------------------------------------
+
+    def _decode_step(self, bank: _Bank, column: int) -> None:
+        out = self.model(
+            input_ids=bank.tokens[:, None],
+            position_ids=bank.positions[:, None],
+            use_cache=True,
+            slot_lengths=bank.positions + 1,
+            slot_kernel=self.kernel,
+            **{self.cache_argument: bank.cache},
+        )
+        chosen = choose_tokens(out.logits[:, -1].float(), self.engine.sampling, bank.seed_high, bank.seed_low, bank.steps)
+        bank.recent[:, column] = chosen
+        bank.tokens.copy_(chosen)
+        # A finished slot runs on until its refill; clamping keeps its writes inside the cache row.
+        bank.positions.add_(1).clamp_(max=self.capacity - 1)
+        bank.steps.add_(1)
+
+    def _chunk(self, bank: _Bank) -> None:
+        for column in range(self.chunk_steps):
+            self._decode_step(bank, column)
+
+    def _capture(self, bank: _Bank) -> None:
+        side = torch.cuda.Stream(self.device)
+        side.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(side):
+            self._chunk(bank)  # warm-up: kernel selection, Triton compilation, workspace allocation
+        torch.cuda.current_stream(self.device).wait_stream(side)
+        bank.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(bank.graph):
+            self._chunk(bank)
+        for state in (self.positions, self.tokens, self.steps):
+            state.zero_()
+
+    def _launch(self, chunk: int) -> None:
+        self.row_steps += self.bank.size * self.chunk_steps
+        if self.bank.graph is not None:
+            self.bank.graph.replay()
+        else:
+            self._chunk(self.bank)
+        buffer = chunk % 2
+        self.recent_host[buffer].copy_(self.recent, non_blocking=self.recent_ready[buffer] is not None)
+        if self.recent_ready[buffer] is not None:
+            self.recent_ready[buffer].record()
+
+    def _prefill(self, job_index: int) -> _PromptCapture | None:
+        ids = self.prompts[job_index][:-1]  # the last prompt token is fed by the first decode step
+        if not ids:
+            return None
+        capture = _PromptCapture()
+        self.model(
+            input_ids=torch.tensor([ids], device=self.device),
+            position_ids=torch.arange(len(ids), device=self.device)[None],
+            use_cache=True,
+            logits_to_keep=1,
+            **{self.cache_argument: capture},
+        )
+        return capture
+
+    def _refill(self, first_chunk: int) -> None:
+        free = [slot for slot, active in enumerate(self.active) if active is None]
+        taken: list[int] = []
+        values: list[tuple[int, int, int, int]] = []  # token, position, seed high/low per taken slot
+        eos = self.engine.eos_ids
+        while free and self.pending:
+            job_index = self.pending[0][0]
+            group: list[int] = []
+            while free and self.pending and self.pending[0][0] == job_index:
+                _, spec = self.pending.popleft()
+                slot = free.pop(0)
+                group.append(slot)
+                self.active[slot] = _Active(SampleTracker(job_index, spec, eos), first_chunk)
+            if self.prefix is None or self.prefix[0] != job_index:
+                self.prefix = (job_index, self._prefill(job_index))
+            capture = self.prefix[1]
+            prompt = self.prompts[job_index]
+            if capture is not None:
+                rows = torch.tensor(group, device=self.device)
+                for layer, keys in enumerate(self.keys):
+                    keys[rows, :, : len(prompt) - 1] = capture.keys[layer][0]
+                    self.values[layer][rows, :, : len(prompt) - 1] = capture.values[layer][0]
+            taken.extend(group)
+            for slot in group:
+                seed = self.active[slot].tracker.spec.seed
+                values.append((prompt[-1], len(prompt) - 1, seed >> 32, seed & 0xFFFFFFFF))
+        # Idle slots restart at position 0 so that their (discarded) attention stays cheap.
+        taken.extend(free)
+        values.extend((0, 0, 0, 0) for _ in free)
+        if not taken:
+            return
+        rows = _to_device(torch.tensor(taken), self.device)
+        table = _to_device(torch.tensor(values, dtype=torch.int64), self.device)
+        self.tokens.index_copy_(0, rows, table[:, 0])
+        self.positions.index_copy_(0, rows, table[:, 1])
+        self.seed_high.index_copy_(0, rows, table[:, 2])
+        self.seed_low.index_copy_(0, rows, table[:, 3])
+        self.steps.index_fill_(0, rows, 0)
+
+    def _shrink(self) -> None:
+        """Move the samples still running into the small bank's slots (only when none is in flight)."""
+        moving = [slot for slot in range(self.small.size, len(self.active)) if self.active[slot] is not None]
+        free = [slot for slot in range(self.small.size) if self.active[slot] is None]
+        if moving:
+            source = torch.tensor(moving, device=self.device)
+            target = torch.tensor(free[: len(moving)], device=self.device)
+            for tensor in (*self.keys, *self.values, self.tokens, self.positions, self.steps, self.seed_high, self.seed_low):
+                tensor.index_copy_(0, target, tensor.index_select(0, source))
+            for old, new in zip(moving, free):
+                self.active[new], self.active[old] = self.active[old], None
+        self.bank = self.small
+
+    # --- host loop --------------------------------------------------------------------------------
+
+    def run(self, on_sample: SampleSink, started: float) -> None:
+        if self.use_graphs:
+            for bank in filter(None, (self.full, self.small)):
+                self._capture(bank)
+            torch.cuda.synchronize(self.device)
+        self.setup_seconds = time.perf_counter() - started
+        self._refill(first_chunk=0)
+        self._launch(0)
+        self.launched, handled = 1, 0
+        while True:
+            running = sum(a is not None for a in self.active)
+            busy = bool(self.pending) or running > 0
+            shrink = self.bank is self.full and self.small is not None and not self.pending and 0 < running <= self.small.size
+            while busy and not shrink and self.launched - handled < 2:
+                self._launch(self.launched)  # keep the GPU one chunk ahead of the host
+                self.launched += 1
+            if handled < self.launched:
+                self._handle(handled, on_sample)
+                handled += 1
+            if shrink and handled == self.launched:
+                self._shrink()
+            self._refill(first_chunk=self.launched)
+            if not busy and handled == self.launched:
+                break
+
+    def _handle(self, chunk: int, on_sample: SampleSink) -> None:
+        buffer = chunk % 2
+        if self.recent_ready[buffer] is not None:
+            self.recent_ready[buffer].synchronize()
+        block = self.recent_host[buffer].numpy()
+        ended: list[tuple[SampleTracker, FinishReason]] = []
+        running: list[int] = []
+        for slot, active in enumerate(self.active):
+            if active is None or active.first_chunk > chunk:
+                continue
+            reason = active.tracker.extend(block[slot])
+            if reason is None:
+                running.append(slot)
+            else:
+                ended.append((active.tracker, reason))
+                self.active[slot] = None
+        for slot, stopped in zip(running, hit_eof_strings(self.engine.tokenizer, [self.active[s].tracker for s in running])):
+            if stopped:
+                ended.append((self.active[slot].tracker, FinishReason.STOP))
+                self.active[slot] = None
+        finish(self.engine.tokenizer, self.jobs, ended, on_sample)
+
+
+def _to_device(values: torch.Tensor, device: torch.device) -> torch.Tensor:
+    # Pinned + non_blocking: the copy queues behind the chunk already launched instead of waiting for it.
+    if device.type == "cuda":
+        return values.pin_memory().to(device, non_blocking=True)
+    return values.to(device)
+
+
+def _round_up(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple

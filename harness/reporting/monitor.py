@@ -1,0 +1,188 @@
+"""Run monitoring: per-stage wall time and rates, GPU and host memory peaks, sandbox counts, and a
+coarse timeline of samples generated and evaluated, saved as ``run_stats.json``.
+
+The live view is the progress bars; this module keeps the figures for afterwards.  A sampler
+thread wakes twice a second to read what cannot be counted at events (live sandboxes); everything
+else is counted where it happens.
+"""
+
+from __future__ import annotations
+
+import resource
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from harness.data.atomic import write_json_atomic
+from harness.evaluation.session import EvaluationOutcome
+from harness.sandbox.pool import PoolStats
+
+if TYPE_CHECKING:
+    from harness.evaluation.session import EvaluationSession
+    from harness.generation.generate import GenerationSummary
+
+RUN_STATS_FILE = "run_stats.json"
+_TIMELINE_POINTS = 1000  # the timeline halves its resolution when it would grow past this
+
+
+class RunMonitor:
+    def __init__(self, interval_s: float = 0.5):
+        self._interval = interval_s
+        self._started = time.monotonic()
+        self._generated = 0
+        self._evaluated = 0
+        self._live_peak = 0
+        self._timeline: list[tuple[float, int, int]] = []
+        self._stride = 1
+        self._ticks = 0
+        self._marks: dict[str, float] = {}
+        self._stop = threading.Event()
+
+    # -- events (from any thread; int updates under the GIL are enough for counters) ------------
+    def sample_generated(self) -> None:
+        self._generated += 1
+
+    def samples_evaluated(self, count: int) -> None:
+        self._evaluated += count
+
+    def generation_started(self) -> None:
+        self._marks["generation_started"] = time.monotonic()
+
+    def generation_finished(self) -> None:
+        self._marks["generation_finished"] = time.monotonic()
+
+    def evaluation_finished(self) -> None:
+        self._marks["evaluation_finished"] = time.monotonic()
+
+    @contextmanager
+    def running(self, session: EvaluationSession) -> Iterator[None]:
+        """Sample the session's pool and the counters in the background while the block runs."""
+        sampler = threading.Thread(target=self._sample, args=(session,), name="run-monitor", daemon=True)
+        sampler.start()
+        try:
+            yield
+        finally:
+            self._stop.set()
+            sampler.join(timeout=5)
+            self._record_point()
+
+    def _sample(self, session: EvaluationSession) -> None:
+        while not self._stop.wait(self._interval):
+            stats = session.pool_stats()
+            if stats is not None:
+                self._live_peak = max(self._live_peak, stats.sandboxes_live)
+            self._ticks += 1
+            if self._ticks % self._stride == 0:
+                self._record_point()
+                if len(self._timeline) >= _TIMELINE_POINTS:
+                    self._timeline = self._timeline[::2]
+                    self._stride *= 2
+
+    def _record_point(self) -> None:
+        self._timeline.append((round(time.monotonic() - self._started, 2), self._generated, self._evaluated))
+
+    # -- the figures ---------------------------------------------------------------------------
+    def stats(
+        self,
+        generation: GenerationSummary,
+        evaluation: EvaluationOutcome,
+        devices: Sequence[str],
+    ) -> dict:
+        marks = self._marks
+        generation_seconds = marks["generation_finished"] - marks["generation_started"]
+        tail = marks["evaluation_finished"] - marks["generation_finished"]
+        stats = {
+            "command": "run",
+            "wall_seconds": round(marks["evaluation_finished"] - self._started, 3),
+            "generation": {
+                "seconds": round(generation_seconds, 3),
+                "tasks": generation.tasks,
+                "samples": generation.samples,
+                "resumed": generation.resumed,
+                "generated": generation.generated,
+                "new_tokens": generation.new_tokens,
+                "tokens_per_s": _rate(generation.new_tokens, generation_seconds),
+                "samples_per_s": _rate(generation.generated, generation_seconds),
+                "finish_reasons": generation.finish_reasons,
+                "devices": list(devices),
+                "gpu_memory_peak_bytes": generation.gpu_memory_peak_bytes,
+            },
+            "evaluation": {
+                **evaluation_figures(evaluation),
+                # Evaluation still running after the last sample was generated: what overlapping
+                # could not hide.
+                "tail_after_generation_seconds": round(tail, 3),
+            },
+            "sandboxes": sandbox_figures(evaluation.pool, self._live_peak),
+            "host": host_figures(),
+            "timeline": {"columns": ["seconds", "generated", "evaluated"], "points": [list(p) for p in self._timeline]},
+        }
+        return stats
+
+
+def evaluation_figures(outcome: EvaluationOutcome) -> dict:
+    """The evaluation stage: its active window is from the first job queued to the last verdict."""
+    times = outcome.times
+    active = (
+        times.last_finished - times.first_submitted
+        if times.first_submitted is not None and times.last_finished is not None
+        else 0.0
+    )
+    counts = outcome.metrics["counts"]
+    executed_samples = counts["samples"]  # every sample, however it was answered
+    return {
+        "seconds": round(active, 3),
+        "total_seconds": round(outcome.seconds, 3),
+        "samples": executed_samples,
+        "jobs": outcome.jobs,
+        "executed": outcome.executed,
+        "from_cache": outcome.from_cache,
+        "from_journal": outcome.from_journal,
+        "tests_executed": times.tests_executed,
+        "tests_per_s": _rate(times.tests_executed, active),
+        "jobs_per_s": _rate(outcome.executed, active),
+        "infra_errors": counts["infra_errors"],
+    }
+
+
+def sandbox_figures(pool: PoolStats | None, live_peak: int | None = None) -> dict:
+    if pool is None:
+        return {"slots": 0, "started": 0, "live_peak": 0, "failures": 0, "retired": 0}
+    return {
+        "slots": pool.slots,
+        "started": pool.sandboxes_started,
+        "live_peak": max(live_peak or 0, pool.sandboxes_live),
+        "failures": pool.sandbox_failures,
+        "retired": pool.sandboxes_retired,
+    }
+
+
+def host_figures() -> dict:
+    # ru_maxrss is in KiB on Linux; the children are the finished generation worker processes.
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+    return {"rss_peak_bytes": own, "worker_processes_rss_peak_bytes": children}
+
+
+def evaluation_run_stats(outcome: EvaluationOutcome) -> dict:
+    """``run_stats.json`` of ``harness evaluate``: the evaluation stage alone."""
+    return {
+        "command": "evaluate",
+        "wall_seconds": round(outcome.seconds, 3),
+        "evaluation": evaluation_figures(outcome),
+        "sandboxes": sandbox_figures(outcome.pool),
+        "host": host_figures(),
+    }
+
+
+def write_run_stats(directory: Path, stats: dict) -> Path:
+    path = directory / RUN_STATS_FILE
+    write_json_atomic(path, stats)
+    return path
+
+
+def _rate(count: float, seconds: float) -> float:
+    return round(count / seconds, 3) if seconds > 0 else 0.0

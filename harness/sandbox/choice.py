@@ -1,0 +1,79 @@
+"""Which sandboxes a command evaluates in, and how its pool is opened.
+
+``docker`` (the default) runs each sandbox as a locked-down container on a Docker host.
+``namespace`` runs the same runner as PID 1 of fresh Linux namespaces on this machine, for
+machines without Docker (such as a lent GPU box); its isolation is weaker and it says so.  Each
+choice has an identity string that goes into every job key, so verdicts from one kind of sandbox
+are never reused for another.  Neither the Docker SDK nor the namespace backend is imported until
+a pool is actually described or opened.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from harness.errors import DockerUnavailable, ImageBuildError, SandboxUnavailable
+from harness.sandbox.interface import SandboxLimits
+from harness.sandbox.pool import SandboxPool
+
+
+class SandboxKind(str, enum.Enum):
+    DOCKER = "docker"
+    NAMESPACE = "namespace"
+
+
+
+
+@dataclass(frozen=True)
+class SandboxChoice:
+    kind: SandboxKind = SandboxKind.DOCKER
+    workers: int | None = None  # sandboxes at once; default one per CPU
+    memory_mb: int = 2048
+    base_image: str | None = None  # docker only; default $TACO_HARNESS_BASE_IMAGE or python:3.11-slim
+
+    @property
+    def capacity(self) -> int:
+        return self.workers or os.cpu_count() or 1
+
+    def identity(self) -> str:
+        """What the verdicts depend on besides the program and the tests."""
+        if self.kind is SandboxKind.DOCKER:
+            from harness.sandbox.docker.image import chosen_base_image, image_tag
+
+            return f"{image_tag(chosen_base_image(self.base_image))} memory={self.memory_mb}MB"
+        from harness.sandbox.namespace.backend import NamespaceBackend
+
+        return NamespaceBackend.identity_for(memory_mb=self.memory_mb)
+
+    def opener(self, say: Callable[[str], None] = lambda message: None) -> Callable[[], SandboxPool]:
+        """A function that opens the pool (called only when some job must run)."""
+        if self.kind is SandboxKind.DOCKER:
+            return lambda: self._docker_pool(say)
+        return lambda: self._namespace_pool(say)
+
+    def _docker_pool(self, say: Callable[[str], None]) -> SandboxPool:
+        from harness.sandbox.docker.backend import DockerBackend, connect
+        from harness.sandbox.docker.image import ensure_image
+
+        try:
+            client = connect()
+            image = ensure_image(client, self.base_image, say=say)
+        except (DockerUnavailable, ImageBuildError) as exc:
+            raise SandboxUnavailable(str(exc)) from exc
+        limits = SandboxLimits(memory_mb=self.memory_mb)
+        return SandboxPool(DockerBackend(image, client=client, limits=limits, capacity=self.capacity))
+
+    def _namespace_pool(self, say: Callable[[str], None]) -> SandboxPool:
+        from harness.sandbox.namespace.backend import (
+            NamespaceBackend,
+            namespace_sandbox_unavailable,
+        )
+
+        reason = namespace_sandbox_unavailable()
+        if reason is not None:
+            raise SandboxUnavailable(f"namespace sandboxes cannot run here: {reason}")
+        say("namespace sandboxes: weaker isolation than Docker (same kernel without seccomp, host system directories visible read-only)")
+        return SandboxPool(NamespaceBackend(capacity=self.capacity, memory_mb=self.memory_mb))

@@ -1,0 +1,1 @@
+"""Sandboxes as locked-down Docker containers, and the content-hashed sandbox image."""

@@ -1,0 +1,1 @@
+"""Sandboxes as fresh Linux namespaces on this machine, for hosts without Docker."""

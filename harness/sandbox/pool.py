@@ -1,0 +1,230 @@
+"""A pool of long-lived sandboxes that runs jobs concurrently and survives sandbox failures.
+
+Each slot is a thread that owns one sandbox at a time (Docker's attach sockets are blocking and
+the work is in the containers, so threads are enough).  Slots are spread over the backends, so a
+pool can span several Docker hosts.  A job whose sandbox fails is retried on a fresh sandbox; after
+``retries`` failed attempts it is reported as an infrastructure error, never as a verdict.
+
+The pool knows nothing of TACO: a job is any ``SandboxTask``, which knows how to run itself on a
+sandbox and what its result is when no sandbox could run it.  The evaluation stage's TACO job is
+one; the tests use others.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import queue
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
+
+from harness.errors import SandboxError
+from harness.sandbox.interface import Sandbox, SandboxBackend
+
+log = logging.getLogger(__name__)
+
+_STOP = object()
+_WARM = object()
+
+R = TypeVar("R")
+R_co = TypeVar("R_co", covariant=True)
+
+
+class SandboxTask(Protocol[R_co]):
+    """A unit of work the pool can run: on a sandbox, or, when every attempt failed, as a result
+    that says so (an infrastructure error, never a verdict on the work)."""
+
+    def run(self, sandbox: Sandbox) -> R_co:
+        """Run on *sandbox*; raise ``SandboxError`` (or let a backend error through) when the
+        sandbox fails, so that the pool retries on a fresh one."""
+        ...
+
+    def infrastructure_error(self, reason: str) -> R_co:
+        """The result to deliver when no sandbox could run this task."""
+        ...
+
+
+@dataclass(frozen=True)
+class PoolStats:
+    jobs: int
+    sandbox_failures: int
+    sandboxes_started: int
+    sandboxes_retired: int = 0  # replaced at the runner's request after a job (not failures)
+    slots: int = 0  # sandboxes the pool runs at once
+    sandboxes_live: int = 0  # sandboxes up when the stats were taken
+
+
+class SandboxPool(Generic[R]):
+    def __init__(self, backends: SandboxBackend | Sequence[SandboxBackend], size: int | None = None, retries: int = 3):
+        self.backends = [backends] if not isinstance(backends, Sequence) else list(backends)
+        if not self.backends:
+            raise ValueError("a pool needs at least one backend")
+        capacity = sum(b.capacity for b in self.backends)
+        self.size = size or capacity
+        self.retries = retries
+        # (priority, arrival, job, deliver): lower priority values run first, ties in arrival order.
+        self._jobs: queue.PriorityQueue = queue.PriorityQueue()
+        self._arrivals = itertools.count()
+        self._lock = threading.Lock()
+        self._closed = False
+        self._sandboxes: dict[int, Sandbox] = {}
+        self._failures = 0
+        self._started = 0
+        self._retired = 0
+        self._done = 0
+        # Slot i runs on backend i mod len(backends), weighted by capacity.
+        plan = [b for b in self.backends for _ in range(b.capacity)] or self.backends
+        self._threads = [
+            threading.Thread(target=self._slot, args=(i, plan[i % len(plan)]), name=f"sandbox-slot-{i}", daemon=True)
+            for i in range(self.size)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    # -- public API ------------------------------------------------------------------------
+    def submit(self, job: SandboxTask[R]) -> queue.Queue[R]:
+        """Queue *job*; its result arrives on the returned queue."""
+        reply: queue.Queue[R] = queue.Queue(maxsize=1)
+        self._enqueue(job, lambda result: reply.put(result))
+        return reply
+
+    def submit_with_callback(
+        self, job: SandboxTask[R], deliver: Callable[[R], None], priority: float = 0.0
+    ) -> None:
+        """Queue *job*; ``deliver(result)`` is called from a pool thread when it finishes.  For
+        callers that feed jobs as they appear (``harness run``) and must not block on each one.
+        Of the jobs waiting, the lowest *priority* runs first (then the earliest queued)."""
+        self._enqueue(job, deliver, priority)
+
+    def warm_up(self) -> None:
+        """Start the sandboxes now rather than at the first jobs (for callers whose jobs trickle in
+        later, such as ``harness run`` while the model loads).  A sandbox that fails to start here
+        is simply started again by the job that needs it."""
+        for _ in self._threads:
+            self._enqueue(_WARM, None, -math.inf)
+
+    def run(self, job: SandboxTask[R]) -> R:
+        return self.submit(job).get()
+
+    def map_unordered(self, jobs: Iterable[SandboxTask[R]]) -> Iterator[tuple[int, R]]:
+        """Run all *jobs* concurrently; yield (index, result) as each finishes."""
+        results: queue.Queue[tuple[int, R]] = queue.Queue()
+        count = 0
+        for index, job in enumerate(jobs):
+            self._enqueue(job, lambda result, index=index: results.put((index, result)))
+            count += 1
+        for _ in range(count):
+            yield results.get()
+
+    def map(self, jobs: Iterable[SandboxTask[R]]) -> list[R]:
+        """Run all *jobs* concurrently; their results in the order of *jobs*."""
+        indexed = dict(self.map_unordered(jobs))
+        return [indexed[index] for index in range(len(indexed))]
+
+    def stats(self) -> PoolStats:
+        with self._lock:
+            return PoolStats(
+                jobs=self._done,
+                sandbox_failures=self._failures,
+                sandboxes_started=self._started,
+                sandboxes_retired=self._retired,
+                slots=self.size,
+                sandboxes_live=len(self._sandboxes),
+            )
+
+    def close(self) -> None:
+        """Stop all slots and remove every sandbox (safe to call twice, and from Ctrl-C handling)."""
+        if self._closed:
+            return
+        self._closed = True
+        for _ in self._threads:
+            self._jobs.put((math.inf, next(self._arrivals), _STOP, None))  # after every queued job
+        with self._lock:
+            sandboxes = list(self._sandboxes.values())
+            self._sandboxes.clear()
+        for sandbox in sandboxes:  # running jobs see their sandbox vanish and end
+            _close_quietly(sandbox)
+        for thread in self._threads:
+            thread.join(timeout=30)
+
+    def __enter__(self) -> SandboxPool[R]:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- internals ---------------------------------------------------------------------------
+    def _enqueue(self, job, deliver, priority: float = 0.0) -> None:
+        if self._closed:
+            raise RuntimeError("pool is closed")
+        self._jobs.put((priority, next(self._arrivals), job, deliver))
+
+    def _slot(self, slot: int, backend: SandboxBackend) -> None:
+        sandbox: Sandbox | None = None
+        try:
+            while True:
+                _, _, job, deliver = self._jobs.get()
+                if job is _STOP:
+                    return
+                if job is _WARM:
+                    if sandbox is None and not self._closed:
+                        try:
+                            sandbox = backend.start()
+                        except Exception as exc:  # noqa: BLE001 - the next job retries on a fresh one
+                            log.warning("sandbox failed to start while warming up: %s", exc)
+                        else:
+                            with self._lock:
+                                self._started += 1
+                                self._sandboxes[slot] = sandbox
+                    continue
+                result = None
+                error = ""
+                for _attempt in range(self.retries):
+                    if self._closed:
+                        break
+                    try:
+                        if sandbox is None:
+                            sandbox = backend.start()
+                            with self._lock:
+                                self._started += 1
+                                self._sandboxes[slot] = sandbox
+                        result = job.run(sandbox)
+                        if getattr(sandbox, "retire", ""):
+                            log.info("replacing sandbox %s: %s", sandbox.name, sandbox.retire)
+                            with self._lock:
+                                self._retired += 1
+                                self._sandboxes.pop(slot, None)
+                            _close_quietly(sandbox)
+                            sandbox = None
+                        break
+                    except Exception as exc:  # SandboxError, or a daemon/API hiccup below it
+                        error = str(exc)
+                        if not isinstance(exc, SandboxError):
+                            log.exception("unexpected error while running a job")
+                        log.warning("sandbox failure (retrying on a fresh sandbox): %s", exc)
+                        with self._lock:
+                            self._failures += 1
+                            self._sandboxes.pop(slot, None)
+                        if sandbox is not None:
+                            _close_quietly(sandbox)
+                        sandbox = None
+                if result is None:
+                    result = job.infrastructure_error(error or "pool closed")
+                with self._lock:
+                    self._done += 1
+                deliver(result)
+        finally:
+            if sandbox is not None:
+                with self._lock:
+                    self._sandboxes.pop(slot, None)
+                _close_quietly(sandbox)
+
+
+def _close_quietly(sandbox: Sandbox) -> None:
+    try:
+        sandbox.close()
+    except Exception as exc:  # removal problems must not mask the real outcome
+        log.warning("could not remove sandbox %s: %s", getattr(sandbox, "name", "?"), exc)

@@ -1,0 +1,1 @@
+"""pass@k and the metrics tables (pure)."""

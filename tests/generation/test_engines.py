@@ -1,0 +1,277 @@
+"""Both engines on tiny real models (CPU): the fast engine's greedy tokens equal ``model.generate``'s
+for Qwen2 and Llama configs, across slot refills; sampled tokens equal the hf engine's and do not
+depend on the slot count; budgets, EOS, early EOF stops and out-of-memory halving behave."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from harness.data.prompts import truncate_at_eof
+from harness.generation import engine as engine_module
+from harness.generation import fast_engine as fast_module
+from harness.generation.engine import (
+    FinishReason,
+    SampleTracker,
+    hit_eof_strings,
+    load_model,
+)
+from harness.generation.fast_engine import (
+    FastEngine,
+    FastEngineOptions,
+    unsupported_reason,
+)
+from harness.generation.hf_engine import HFEngine
+from harness.generation.plan import (
+    GenerationSettings,
+    PromptJob,
+    SampleSpec,
+    SamplingSettings,
+    plan_jobs,
+)
+from tests.support.tiny_model import build_tiny_model, char_tokenizer
+
+PROMPTS = [
+    (0, "\nQUESTION:\nAdd two numbers a and b.\nUse Standard Input format\nANSWER:\n"),
+    (3, "\nQUESTION:\nx\nANSWER:\n"),
+    (7, "def f(n):\n    return n * 2\n" * 3),
+    (9, "Q"),
+]
+GREEDY = SamplingSettings(temperature=0.0)
+SAMPLED = SamplingSettings(temperature=0.7, top_k=20, top_p=0.9, seed=11)
+
+
+@pytest.fixture(scope="module", params=["qwen2", "llama"])
+def tiny(request, tmp_path_factory):
+    directory = build_tiny_model(tmp_path_factory.mktemp(request.param), request.param)
+    model, tokenizer = load_model(str(directory), "float32", "cpu")
+    return model, tokenizer
+
+
+def _run(engine, jobs) -> dict[tuple[int, int], object]:
+    found = {}
+    engine.run(jobs, lambda sample: found.setdefault((sample.task_id, sample.index), sample))
+    return found
+
+
+def _reference(model, tokenizer, prompt: str, max_new_tokens: int) -> list[int]:
+    inputs = tokenizer(prompt, return_tensors="pt")
+    with torch.inference_mode():
+        out = model.generate(**inputs, do_sample=False, max_new_tokens=max_new_tokens)
+    return out[0, inputs["input_ids"].shape[1] :].tolist()
+
+
+def _with_eos(model, token_id: int):
+    """Make ``token_id`` the end-of-sequence token (for model.generate and both engines)."""
+    model.generation_config.eos_token_id = token_id
+    model.config.eos_token_id = token_id
+
+
+@pytest.fixture
+def frequent_eos(tiny):
+    """Use a token greedy decoding actually produces as EOS, so that samples end by themselves."""
+    model, tokenizer = tiny
+    saved = (model.generation_config.eos_token_id, model.config.eos_token_id)
+    _with_eos(model, None)
+    tokens = _reference(model, tokenizer, PROMPTS[0][1], 40)
+    _with_eos(model, tokens[25])
+    yield tokens[25]
+    model.generation_config.eos_token_id, model.config.eos_token_id = saved
+
+
+@pytest.mark.parametrize("slots, chunk", [(3, 5), (16, 4)])
+def test_fast_greedy_equals_generate_token_for_token(tiny, frequent_eos, slots, chunk):
+    model, tokenizer = tiny
+    settings = GenerationSettings("tiny", n=3, max_new_tokens=48, sampling=GREEDY)
+    jobs = plan_jobs(PROMPTS, settings)
+    engine = FastEngine(model, tokenizer, GREEDY, FastEngineOptions(slots=slots, chunk_steps=chunk))
+    found = _run(engine, jobs)
+    assert len(found) == 12
+    reasons = set()
+    for task_id, prompt in PROMPTS:
+        expected = _reference(model, tokenizer, prompt, 48)
+        for index in range(3):
+            sample = found[(task_id, index)]
+            reasons.add(sample.finish_reason)
+            if sample.finish_reason is FinishReason.STOP:
+                assert list(sample.token_ids) == expected[: len(sample.token_ids)]
+                assert truncate_at_eof(sample.text) == truncate_at_eof(tokenizer.decode(expected, skip_special_tokens=True))
+            else:
+                assert list(sample.token_ids) == expected
+                assert sample.text == tokenizer.decode(expected, skip_special_tokens=True)
+    assert FinishReason.EOS in reasons and FinishReason.LENGTH in reasons
+
+
+@pytest.mark.parametrize("family", ["qwen3", "mistral"])
+def test_fast_greedy_equals_generate_for_other_supported_families(family, tmp_path):
+    model, tokenizer = load_model(str(build_tiny_model(tmp_path / family, family)), "float32", "cpu")
+    assert unsupported_reason(model) is None
+    jobs = plan_jobs(PROMPTS, GenerationSettings("tiny", n=2, max_new_tokens=32, sampling=GREEDY))
+    found = _run(FastEngine(model, tokenizer, GREEDY, FastEngineOptions(slots=3, chunk_steps=4)), jobs)
+    for task_id, prompt in PROMPTS:
+        expected = _reference(model, tokenizer, prompt, 32)
+        for index in range(2):
+            tokens = list(found[(task_id, index)].token_ids)
+            assert tokens == expected[: len(tokens)]
+            if found[(task_id, index)].finish_reason is not FinishReason.STOP:
+                assert tokens == expected
+
+
+def test_hf_engine_greedy_equals_generate(tiny, frequent_eos):
+    model, tokenizer = tiny
+    jobs = plan_jobs(PROMPTS, GenerationSettings("tiny", n=2, max_new_tokens=40, sampling=GREEDY))
+    found = _run(HFEngine(model, tokenizer, GREEDY, batch_size=3, check_every=4), jobs)
+    for task_id, prompt in PROMPTS:
+        expected = _reference(model, tokenizer, prompt, 40)
+        for index in range(2):
+            tokens = list(found[(task_id, index)].token_ids)
+            # Left padding in a mixed batch changes nothing for these fp32 models.
+            assert tokens == expected[: len(tokens)]
+            if found[(task_id, index)].finish_reason is not FinishReason.STOP:
+                assert tokens == expected
+
+
+def test_sampled_tokens_match_between_engines_and_slot_counts(tiny):
+    model, tokenizer = tiny
+    jobs = plan_jobs(PROMPTS, GenerationSettings("tiny", n=4, max_new_tokens=30, sampling=SAMPLED))
+    few = _run(FastEngine(model, tokenizer, SAMPLED, FastEngineOptions(slots=2, chunk_steps=3)), jobs)
+    many = _run(FastEngine(model, tokenizer, SAMPLED, FastEngineOptions(slots=7, chunk_steps=8)), jobs)
+    reference = _run(HFEngine(model, tokenizer, SAMPLED, batch_size=4), jobs)
+    assert set(few) == set(many) == set(reference) and len(few) == 16
+    for key in reference:
+        assert few[key].token_ids == many[key].token_ids == reference[key].token_ids
+    # Different samples of one prompt really differ (their seeds do).
+    assert len({few[(0, i)].token_ids for i in range(4)}) == 4
+
+
+def test_per_sample_token_budgets(tiny):
+    model, tokenizer = tiny
+    budgets = [1, 2, 7, 33]
+    jobs = [PromptJob(task_id, prompt, tuple(SampleSpec(i, i, b) for i, b in enumerate(budgets))) for task_id, prompt in PROMPTS[:2]]
+    for engine in (FastEngine(model, tokenizer, GREEDY, FastEngineOptions(slots=3, chunk_steps=4)), HFEngine(model, tokenizer, GREEDY, batch_size=4)):
+        found = _run(engine, jobs)
+        for task_id, prompt in PROMPTS[:2]:
+            expected = _reference(model, tokenizer, prompt, 33)
+            for index, budget in enumerate(budgets):
+                sample = found[(task_id, index)]
+                tokens = list(sample.token_ids)
+                if sample.finish_reason is FinishReason.LENGTH:
+                    assert tokens == expected[:budget]
+                elif sample.finish_reason is FinishReason.EOS:
+                    assert tokens == expected and len(tokens) <= budget
+                else:
+                    assert tokens == expected[: len(tokens)] and len(tokens) <= budget
+
+
+def test_fast_engine_stops_early_at_an_end_string(tiny, monkeypatch):
+    model, tokenizer = tiny
+    monkeypatch.setattr(model.generation_config, "eos_token_id", None)
+    monkeypatch.setattr(model.config, "eos_token_id", None)
+    expected = _reference(model, tokenizer, PROMPTS[0][1], 60)
+    prefixes = [tokenizer.decode(expected[:length], skip_special_tokens=True) for length in range(len(expected) + 1)]
+    marker = prefixes[-1][30:32]  # pretend this pair of characters is an EOF string
+    first_end = next(length for length, text in enumerate(prefixes) if marker in text)  # in tokens
+    monkeypatch.setattr(engine_module, "eof_position", lambda t: t.find(marker) if marker in t else None)
+    chunk = 4
+    jobs = plan_jobs(PROMPTS[:1], GenerationSettings("tiny", n=2, max_new_tokens=60, sampling=GREEDY))
+    found = _run(FastEngine(model, tokenizer, GREEDY, FastEngineOptions(slots=2, chunk_steps=chunk)), jobs)
+    for sample in found.values():
+        assert sample.finish_reason is FinishReason.STOP
+        assert list(sample.token_ids) == expected[: len(sample.token_ids)]
+        # Stopped within one chunk of the token that completed the string.
+        assert first_end <= len(sample.token_ids) < first_end + chunk
+
+
+def test_tracker_finds_end_strings_across_chunk_boundaries():
+    tokenizer = char_tokenizer(add_bos=False)
+    text = "print(1)\nQUESTION:\nmore"
+    ids = tokenizer(text)["input_ids"]
+    end = text.index("\nQUESTION") + len("\nQUESTION")
+    for chunk in (1, 2, 3, 5, 8):
+        tracker = SampleTracker(0, SampleSpec(0, 0, 100), engine_module.np.array([tokenizer.eos_token_id]))
+        stopped_at = None
+        for start in range(0, len(ids), chunk):
+            assert tracker.extend(ids[start : start + chunk]) is None
+            if hit_eof_strings(tokenizer, [tracker])[0]:
+                stopped_at = len(tracker.tokens)
+                break
+        assert stopped_at is not None and end <= stopped_at < end + chunk
+
+
+def test_out_of_memory_halves_the_slots_and_loses_nothing(tiny, monkeypatch):
+    model, tokenizer = tiny
+    original = fast_module._SlotRun.__init__
+
+    def allocate(self, engine, jobs, prompts, capacity, slots):
+        if slots > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        original(self, engine, jobs, prompts, capacity, slots)
+
+    monkeypatch.setattr(fast_module._SlotRun, "__init__", allocate)
+    messages = []
+    jobs = plan_jobs(PROMPTS, GenerationSettings("tiny", n=2, max_new_tokens=20, sampling=GREEDY))
+    engine = FastEngine(model, tokenizer, GREEDY, FastEngineOptions(slots=9, chunk_steps=4), say=messages.append)
+    found = _run(engine, jobs)
+    assert engine.last_run.slots == 2 and len(messages) == 2 and "batch size 2" in messages[-1]
+    for task_id, prompt in PROMPTS:
+        assert list(found[(task_id, 0)].token_ids) == _reference(model, tokenizer, prompt, 20)
+
+
+def test_out_of_memory_midway_keeps_finished_samples(tiny, monkeypatch):
+    model, tokenizer = tiny
+    calls = []
+    original = model.generate
+
+    def generate(*args, **kwargs):
+        calls.append(kwargs["input_ids"].shape[0])
+        if len(calls) == 2:  # the second batch fails once
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(model, "generate", generate)
+    jobs = plan_jobs(PROMPTS, GenerationSettings("tiny", n=2, max_new_tokens=10, sampling=GREEDY))
+    emitted = []
+    HFEngine(model, tokenizer, GREEDY, batch_size=4).run(jobs, lambda s: emitted.append((s.task_id, s.index)))
+    assert sorted(emitted) == sorted((t, i) for t, _ in PROMPTS for i in range(2))  # each exactly once
+    assert calls[:3] == [4, 4, 2]
+
+
+def test_unsupported_architectures_are_refused(tmp_path):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=50, n_embd=32, n_layer=1, n_head=2))
+    assert "gpt2" in unsupported_reason(model)
+    with pytest.raises(ValueError, match="fast engine"):
+        FastEngine(model, char_tokenizer(False), GREEDY)
+
+
+def test_sliding_window_models_are_refused(tiny):
+    model, _ = tiny
+    config = model.config.__class__.from_dict({**model.config.to_dict(), "layer_types": ["sliding_attention", "full_attention"]})
+    with_sliding_layers = type("Model", (), {"config": config, "_supports_attention_backend": True})()
+    assert "sliding" in unsupported_reason(with_sliding_layers)
+
+
+def test_end_of_run_moves_the_last_samples_into_the_small_bank(tiny, monkeypatch):
+    model, tokenizer = tiny
+    moved = []
+    original = fast_module._SlotRun._shrink
+
+    def shrink(self):
+        moved.append([slot for slot in range(self.small.size, len(self.active)) if self.active[slot] is not None])
+        original(self)
+
+    monkeypatch.setattr(fast_module._SlotRun, "_shrink", shrink)
+    monkeypatch.setattr(model.generation_config, "eos_token_id", None)  # budgets alone decide the lengths
+    monkeypatch.setattr(model.config, "eos_token_id", None)
+    budgets = [2, 3, 2, 3, 2, 40, 2, 30]  # task 0's longest sample sits in slot 5, above the small bank
+    jobs = [PromptJob(task_id, prompt, tuple(SampleSpec(i, i, b) for i, b in enumerate(budgets))) for task_id, prompt in PROMPTS[:2]]
+    found = _run(FastEngine(model, tokenizer, GREEDY, FastEngineOptions(slots=12, chunk_steps=4)), jobs)
+    assert len(moved) == 1 and moved[0], "the run should end in the small bank, after moving samples there"
+    for task_id, prompt in PROMPTS[:2]:
+        expected = _reference(model, tokenizer, prompt, 40)
+        for index, budget in enumerate(budgets):
+            tokens = list(found[(task_id, index)].token_ids)
+            assert tokens == expected[: len(tokens)] and len(tokens) <= budget
+            if found[(task_id, index)].finish_reason is FinishReason.LENGTH:
+                assert len(tokens) == budget
