@@ -1,9 +1,10 @@
 # taco-harness: `make demo` evaluates the bundled sample, `make test` runs the tests, `make bench`
-# measures.  Each one first runs scripts/setup.sh (Docker daemon, virtualenv, sandbox image).
+# measures, `make lint` runs the static checks.  Each one first runs scripts/setup.sh (Docker daemon,
+# virtualenv, sandbox image).
 VENV := .venv/bin
 PYTEST_ARGS ?=
 
-.PHONY: setup setup-test demo demo-run test soak bench bench-gen prune host-image clean
+.PHONY: setup setup-test setup-lint demo demo-run test lint soak bench bench-gen prune host-image clean
 
 setup:
 	@bash scripts/setup.sh
@@ -11,6 +12,10 @@ setup:
 # setup, plus what only the tests need (a headless chromium for the report's browser check).
 setup-test:
 	@bash scripts/setup.sh test
+
+# setup, plus the static checkers (the `lint` extra: ruff, mypy, import-linter).
+setup-lint:
+	@bash scripts/setup.sh lint
 
 demo: setup
 	$(VENV)/harness evaluate --dataset samples/problems.jsonl --generations samples/generations.json --output out/demo
@@ -24,6 +29,15 @@ demo-run: setup
 
 test: setup-test
 	$(VENV)/python -m pytest -q $(PYTEST_ARGS)
+
+# Static checks, configured in pyproject.toml: lint rules, formatting, types, and the import layers
+# (each stage imports only the stages below it).  All four run; the target fails if any one does.
+LINT_STEPS := "$(VENV)/ruff check" "$(VENV)/ruff format --check" "$(VENV)/mypy" "$(VENV)/lint-imports"
+lint: setup-lint
+	@failed=""; for step in $(LINT_STEPS); do \
+	  echo "$$step"; $$step || failed="$$failed [$$step]"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "lint: failed:$$failed" >&2; exit 1; fi
 
 # Reliability soak at full size (10,000 executions under container kills, 100,000 sustained, 3 runs x
 # {1,2,8} workers on ../shared/data); `make test` runs the same tests at SOAK_SCALE=0.1.
@@ -49,4 +63,4 @@ host-image: setup
 	@bash scripts/build-host-image.sh $(HOST_IMAGE_TAG)
 
 clean:
-	rm -rf out .pytest_cache
+	rm -rf out .pytest_cache .mypy_cache .ruff_cache .import_linter_cache

@@ -39,21 +39,23 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository, for `python bench/...`
 
-from bench.corpus import build_generations  # noqa: E402
-from bench.generation import evenly_spaced  # noqa: E402
-from bench.sections import figures_dir, write_figures, write_section  # noqa: E402
-from harness.data.generations import join_by_task_id, load_generations  # noqa: E402
-from harness.data.problems import load_problems  # noqa: E402
-from harness.data.prompts import build_prompt  # noqa: E402
-from harness.evaluation.session import EvaluationSettings, evaluate  # noqa: E402
-from harness.generation.engine import FinishedSample, FinishReason  # noqa: E402
-from harness.generation.generate import generate  # noqa: E402
-from harness.generation.plan import GenerationSettings, PromptJob, SamplingSettings  # noqa: E402
-from harness.pipeline import run_pipeline  # noqa: E402
-from harness.sandbox.choice import SandboxChoice, SandboxKind  # noqa: E402
+from bench.corpus import build_generations
+from bench.generation import evenly_spaced
+from bench.sections import figures_dir, write_figures, write_section
+from harness.data.generations import join_by_task_id, load_generations
+from harness.data.problems import load_problems
+from harness.data.prompts import build_prompt
+from harness.evaluation.plan import EvaluationSettings
+from harness.evaluation.session import evaluate
+from harness.generation.engine import FinishedSample, FinishReason
+from harness.generation.generate import generate
+from harness.generation.plan import GenerationSettings, PromptJob, SamplingSettings
+from harness.pipeline import run_pipeline
+from harness.sandbox.choice import SandboxChoice, SandboxKind
+
+ROOT = Path(__file__).resolve().parents[1]
 
 SHARED = Path(os.environ.get("TACO_SHARED_DATA", ROOT.parent / "shared" / "data"))
 HEADING = "## End to end: `harness run` overlap (issue: harness run)"
@@ -78,7 +80,9 @@ class PacedCorpusEngine:
                 if pause > 0:
                     time.sleep(pause)
                 text = programs[job.task_id][spec.index]
-                on_sample(FinishedSample(job.task_id, spec.index, spec.seed, (0,) * max(1, len(text) // 4), text, FinishReason.EOS))
+                on_sample(
+                    FinishedSample(job.task_id, spec.index, spec.seed, (0,) * max(1, len(text) // 4), text, FinishReason.EOS)
+                )
 
 
 @dataclass(frozen=True)
@@ -129,10 +133,14 @@ class LengthMixEngine:
     def run(self, jobs, on_sample) -> None:
         f = self.factory
         mixed = [
-            PromptJob(job.task_id, job.prompt, tuple(
-                replace(s, max_new_tokens=target_length(job.task_id, s.index, f.max_new_tokens, f.long_fraction, f.short))
-                for s in job.samples
-            ))
+            PromptJob(
+                job.task_id,
+                job.prompt,
+                tuple(
+                    replace(s, max_new_tokens=target_length(job.task_id, s.index, f.max_new_tokens, f.long_fraction, f.short))
+                    for s in job.samples
+                ),
+            )
             for job in jobs
         ]
         programs = dict(f.substitute) if f.substitute else None
@@ -161,8 +169,15 @@ def measure(args) -> dict:
     devices = ("cuda:0",) if args.generator == "model" and _cuda() else ("cpu",)
     prompts = [(p.task_id, build_prompt(p.row)) for p in problems]
     samples = len(problems) * args.n
-    figures: dict = {"problems": len(problems), "n": args.n, "samples": samples, "generator": args.generator,
-                     "sandbox": args.sandbox, "workers": choice.capacity, "cpus": os.cpu_count()}
+    figures: dict = {
+        "problems": len(problems),
+        "n": args.n,
+        "samples": samples,
+        "generator": args.generator,
+        "sandbox": args.sandbox,
+        "workers": choice.capacity,
+        "cpus": os.cpu_count(),
+    }
 
     def evaluate_alone(generations: Path) -> tuple[float, dict]:
         tasks = join_by_task_id(problems, load_generations(generations), False, {p.task_id for p in problems})
@@ -195,8 +210,12 @@ def measure(args) -> dict:
         else:
             settings = GenerationSettings(f"random:{args.shape}", n=args.n, max_new_tokens=args.max_new_tokens)
             factory = RandomModelFactory(
-                args.shape, tuple(text for _, text in prompts), args.max_new_tokens, args.long_fraction,
-                tuple(int(x) for x in args.short_range.split(",")), programs if args.substitute_programs else None,
+                args.shape,
+                tuple(text for _, text in prompts),
+                args.max_new_tokens,
+                args.long_fraction,
+                tuple(int(x) for x in args.short_range.split(",")),
+                programs if args.substitute_programs else None,
             )
             # Warm-up, not timed: CUDA initialisation and kernel compilation would otherwise be
             # charged to whichever of the two timed generations runs first.
@@ -222,7 +241,9 @@ def measure(args) -> dict:
         stats = outcome.stats
         figures["run_stats"] = {key: stats[key] for key in ("wall_seconds", "generation", "evaluation", "sandboxes", "host")}
         figures["pass@1"] = outcome.evaluation.metrics.get("pass@1")
-    figures["machine"] = (f"{_gpu_name()}, " if devices[0].startswith("cuda") else "") + f"{os.cpu_count()} CPUs, {platform.platform()}"
+    figures["machine"] = (
+        f"{_gpu_name()}, " if devices[0].startswith("cuda") else ""
+    ) + f"{os.cpu_count()} CPUs, {platform.platform()}"
     figures["date"] = time.strftime("%Y-%m-%d")
     figures["command"] = "python bench/end_to_end.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     return figures
@@ -255,7 +276,8 @@ def _gpu_name() -> str:
 
 def render(runs: list[dict]) -> str:
     lines = [
-        HEADING, "",
+        HEADING,
+        "",
         "Walls of the same workload measured three ways in one process, each from a fresh directory with no verdict "
         "cache: generation alone (`generate`, model set-up included), evaluation alone (`evaluate` of the file it "
         "wrote, pool start-up included), and `harness run`'s pipeline (both overlapped). **Target: run ≤ 1.15 × the "
@@ -265,14 +287,17 @@ def render(runs: list[dict]) -> str:
         "is a random-weight model in the fast engine on the problems' official prompts, with "
         "`bench/generation.py`'s output-length mix imposed; its gibberish fails to compile at once, so with "
         "`--substitute-programs` each sample's text is replaced by a corpus program after the GPU generated it, to "
-        "give evaluation a real load.", "",
-        "| generator | problems × n | sandboxes | generation alone s | evaluation alone s | run s | run / slower stage | evaluation tail after generation s |",
+        "give evaluation a real load.",
+        "",
+        "| generator | problems × n | sandboxes | generation alone s | evaluation alone s | run s | run / slower stage "
+        "| evaluation tail after generation s |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in runs:
         tail = r["run_stats"]["evaluation"]["tail_after_generation_seconds"]
         lines.append(
-            f"| {_generator_label(r)} | {r['problems']} × {r['n']} | {r['workers']} {r['sandbox']} | {r['generation_alone_s']:.1f} | "
+            f"| {_generator_label(r)} | {r['problems']} × {r['n']} | {r['workers']} {r['sandbox']} "
+            f"| {r['generation_alone_s']:.1f} | "
             f"{r['evaluation_alone_s']:.1f} | {r['run_s']:.1f} | **{r['ratio']:.2f}** | {tail:.1f} |"
         )
     lines.append("")

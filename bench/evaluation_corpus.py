@@ -31,16 +31,17 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository, for `python bench/...`
 
-from bench.corpus import build_generations  # noqa: E402
-from bench.sections import figures_dir, write_figures, write_section  # noqa: E402
-from harness.data.problems import load_problems  # noqa: E402
-from harness.evaluation.execution import ExecutionJob  # noqa: E402
-from harness.sandbox.docker.backend import DockerBackend, connect  # noqa: E402
-from harness.sandbox.docker.image import ensure_image  # noqa: E402
-from harness.sandbox.pool import SandboxPool  # noqa: E402
+from bench.corpus import build_generations
+from bench.sections import figures_dir, write_figures, write_section
+from harness.data.problems import load_problems
+from harness.evaluation.execution import ExecutionJob
+from harness.sandbox.docker.backend import DockerBackend, connect
+from harness.sandbox.docker.image import ensure_image
+from harness.sandbox.pool import SandboxPool
+
+ROOT = Path(__file__).resolve().parents[1]
 
 SHARED = Path(os.environ.get("TACO_SHARED_DATA", ROOT.parent / "shared" / "data"))
 
@@ -136,12 +137,8 @@ def main() -> None:
     def passed(verdicts) -> bool:
         return all(v is True for v in verdicts)
 
-    test_mismatch = sum(
-        a != b for task, lists in official.items() for a, b in zip(lists, full_results[str(task)])
-    )
-    pass_mismatch = sum(
-        passed(a) != passed(b) for task, lists in official.items() for a, b in zip(lists, results[str(task)])
-    )
+    test_mismatch = sum(a != b for task, lists in official.items() for a, b in zip(lists, full_results[str(task)]))
+    pass_mismatch = sum(passed(a) != passed(b) for task, lists in official.items() for a, b in zip(lists, results[str(task)]))
     tests_official = sum(len(v) for lists in official.values() for v in lists)
     scale = sum(len(e["output"]) for e in entries) / official_samples
     sample_startup = official_sample_overhead()
@@ -150,15 +147,21 @@ def main() -> None:
     corpus_distinct = len({(e["task_id"], c) for e in entries for c in e["output"]})
     floor = floor_s * corpus_distinct / distinct / cpus
     rows = [
-        ("official procedure (serial, fresh `python` per test)", official_total,
-         f"measured on {official_samples} samples ({distinct} distinct programs), "
-         f"+{sample_startup * 1000:.0f} ms Manager/Process start-up per sample"
-         + ("" if scale == 1 else f", scaled ×{scale:.2f} to the corpus")),
+        (
+            "official procedure (serial, fresh `python` per test)",
+            official_total,
+            f"measured on {official_samples} samples ({distinct} distinct programs), "
+            f"+{sample_startup * 1000:.0f} ms Manager/Process start-up per sample"
+            + ("" if scale == 1 else f", scaled ×{scale:.2f} to the corpus"),
+        ),
         (f"`harness evaluate`, {cpus} containers, defaults (early exit, dedup)", first, first_line.split("  ", 1)[0]),
         ("`harness evaluate --all-tests --no-cache`", full, "every test of every distinct program"),
         ("`harness evaluate` again, new output dir (verdict cache)", cached, cached_line.split(" in ")[0].split("samples, ")[-1]),
-        ("floor: the distinct programs' own run time (warm, all tests) / CPUs", floor,
-         "no evaluator of every test can beat this on this machine"),
+        (
+            "floor: the distinct programs' own run time (warm, all tests) / CPUs",
+            floor,
+            "no evaluator of every test can beat this on this machine",
+        ),
     ]
     lines = [
         "| run | wall s | speed-up vs official | note |",
@@ -179,13 +182,26 @@ def main() -> None:
     table = "\n".join(lines)
     print(table)
     print(identity)
-    write_figures(figures_dir() / "evaluation_corpus.json", {
-        "problems": len(problems), "samples": total_samples, "distinct_programs": corpus_distinct, "cpus": cpus,
-        "official_s": round(official_total, 2), "harness_s": round(first, 2), "all_tests_s": round(full, 2),
-        "cached_s": round(cached, 2), "floor_s": round(floor, 2), "ratio": round(official_total / first, 1),
-        "ceiling_ratio": round(official_total / floor, 1), "test_mismatches": test_mismatch, "pass_mismatches": pass_mismatch,
-        "date": time.strftime("%Y-%m-%d"), "machine": platform.platform(),
-    })
+    write_figures(
+        figures_dir() / "evaluation_corpus.json",
+        {
+            "problems": len(problems),
+            "samples": total_samples,
+            "distinct_programs": corpus_distinct,
+            "cpus": cpus,
+            "official_s": round(official_total, 2),
+            "harness_s": round(first, 2),
+            "all_tests_s": round(full, 2),
+            "cached_s": round(cached, 2),
+            "floor_s": round(floor, 2),
+            "ratio": round(official_total / first, 1),
+            "ceiling_ratio": round(official_total / floor, 1),
+            "test_mismatches": test_mismatch,
+            "pass_mismatches": pass_mismatch,
+            "date": time.strftime("%Y-%m-%d"),
+            "machine": platform.platform(),
+        },
+    )
     if args.markdown:
         command = "python bench/evaluation_corpus.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
         section = (

@@ -93,7 +93,9 @@ def target_lengths(count: int, max_new: int, long_fraction: float, short: tuple[
     return [max_new if rng.random() < long_fraction else rng.randint(*short) for _ in range(count)]
 
 
-def batch_shares(batch: int, max_new: int, long_fraction: float, short: tuple[int, int], trials: int = 2000) -> tuple[float, float]:
+def batch_shares(
+    batch: int, max_new: int, long_fraction: float, short: tuple[int, int], trials: int = 2000
+) -> tuple[float, float]:
     """(mean sample length, mean longest length in a batch): a static batch runs as many steps as its
     longest row, so mean length / mean longest is the share of its row-steps that are useful."""
     rng = random.Random(1)
@@ -115,7 +117,10 @@ def build_tokenizer(prompts: list[str], vocab_size: int):
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     backend.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=min(vocab_size, 32000), special_tokens=["<pad>", "<eos>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False
+        vocab_size=min(vocab_size, 32000),
+        special_tokens=["<pad>", "<eos>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
     )
     backend.train_from_iterator(prompts, trainer)
     spec = json.loads(backend.to_str())
@@ -132,9 +137,18 @@ def build_model(shape: str, dtype, device: str, eos_id: int, pad_id: int):
 
     family, hidden, layers, heads, kv_heads, head_dim, mlp, vocab = SHAPES[shape]
     common = dict(
-        vocab_size=vocab, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv_heads,
-        head_dim=head_dim, intermediate_size=mlp, max_position_embeddings=32768, eos_token_id=eos_id, pad_token_id=pad_id,
-        bos_token_id=None, tie_word_embeddings=True,
+        vocab_size=vocab,
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads,
+        head_dim=head_dim,
+        intermediate_size=mlp,
+        max_position_embeddings=32768,
+        eos_token_id=eos_id,
+        pad_token_id=pad_id,
+        bos_token_id=None,
+        tie_word_embeddings=True,
     )
     config = Qwen2Config(**common) if family == "qwen2" else LlamaConfig(**common)
     torch.manual_seed(0)
@@ -318,8 +332,13 @@ def _timed_generate(model, input_ids, mask, steps: int, **kwargs) -> tuple[float
     _sync()
     started = time.perf_counter()
     out = model.generate(
-        input_ids=input_ids, attention_mask=mask, do_sample=True, temperature=0.2, top_p=0.95,
-        stopping_criteria=StoppingCriteriaList([_StopAfter(input_ids.shape[1], steps)]), **kwargs,
+        input_ids=input_ids,
+        attention_mask=mask,
+        do_sample=True,
+        temperature=0.2,
+        top_p=0.95,
+        stopping_criteria=StoppingCriteriaList([_StopAfter(input_ids.shape[1], steps)]),
+        **kwargs,
     )
     _sync()
     return time.perf_counter() - started, out.shape[1] - input_ids.shape[1]
@@ -361,12 +380,22 @@ def measure_padded(model, tokenizer, chosen, batch: int, args, short) -> dict:
     prompts = [p for _, p in chosen[start : start + batch]]
     input_ids, mask = _left_padded(tokenizer, prompts, model.device)
     _timed_generate(model, input_ids, mask, 4, max_new_tokens=args.max_new_tokens, pad_token_id=tokenizer.pad_token_id)
-    short_seconds, short_steps = _timed_generate(model, input_ids, mask, 4, max_new_tokens=args.max_new_tokens, pad_token_id=tokenizer.pad_token_id)
-    long_seconds, long_steps = _timed_generate(model, input_ids, mask, 4 + args.baseline_steps, max_new_tokens=args.max_new_tokens, pad_token_id=tokenizer.pad_token_id)
+    short_seconds, short_steps = _timed_generate(
+        model, input_ids, mask, 4, max_new_tokens=args.max_new_tokens, pad_token_id=tokenizer.pad_token_id
+    )
+    long_seconds, long_steps = _timed_generate(
+        model, input_ids, mask, 4 + args.baseline_steps, max_new_tokens=args.max_new_tokens, pad_token_id=tokenizer.pad_token_id
+    )
     step = (long_seconds - short_seconds) / (long_steps - short_steps)
     mean_length, mean_longest = batch_shares(batch, args.max_new_tokens, args.long_fraction, short)
     utilisation = mean_length / mean_longest
-    result = {"batch": batch, "step_ms": step * 1000, "utilisation": utilisation, "raw_tok_s": batch / step, "useful_tok_s": batch / step * utilisation}
+    result = {
+        "batch": batch,
+        "step_ms": step * 1000,
+        "utilisation": utilisation,
+        "raw_tok_s": batch / step,
+        "useful_tok_s": batch / step * utilisation,
+    }
     print(f"batch{batch}: {result}", file=sys.stderr)
     return result
 
@@ -382,12 +411,26 @@ def measure_official(model, tokenizer, chosen, args) -> dict:
         torch.manual_seed(i)
         _sync()
         started = time.perf_counter()
-        out = model.generate(**inputs, do_sample=True, temperature=0.2, top_p=0.95, max_new_tokens=args.baseline_steps, min_new_tokens=args.baseline_steps, pad_token_id=tokenizer.pad_token_id)
+        out = model.generate(
+            **inputs,
+            do_sample=True,
+            temperature=0.2,
+            top_p=0.95,
+            max_new_tokens=args.baseline_steps,
+            min_new_tokens=args.baseline_steps,
+            pad_token_id=tokenizer.pad_token_id,
+        )
         _sync()
         if i:  # the first call warms up kernels and is not counted
             seconds += time.perf_counter() - started
             tokens += out.shape[1] - inputs["input_ids"].shape[1]
-    result = {"calls": len(prompts) - 1, "tokens": tokens, "seconds": seconds, "raw_tok_s": tokens / seconds, "useful_tok_s": tokens / seconds}
+    result = {
+        "calls": len(prompts) - 1,
+        "tokens": tokens,
+        "seconds": seconds,
+        "raw_tok_s": tokens / seconds,
+        "useful_tok_s": tokens / seconds,
+    }
     print(f"official: {result}", file=sys.stderr)
     return result
 
@@ -412,7 +455,8 @@ def render(runs: list[dict]) -> str:
         "",
         f"Machine: {first['machine']}. Random-weight models of the stated shapes, bf16 (the official procedure: fp32).",
         "",
-        f"Workload: the official TACO test prompts (`{first['prompts_file']}`, {first['prompts_total']} prompts; the prompt count "
+        f"Workload: the official TACO test prompts (`{first['prompts_file']}`, {first['prompts_total']} prompts; "
+        "the prompt count "
         f"of each run is below), n = {first['n']} samples per prompt, max_new_tokens = {max_new}, temperature 0.2, top-p 0.95, "
         f"top-k 50. **Output-length mix** (imposed, since random weights never stop): {mix['long_fraction']:.0%} of the samples "
         f"run to {max_new} tokens, the others are uniform in {mix['short'][0]}–{mix['short'][1]} tokens (mean about "
@@ -444,7 +488,8 @@ def render(runs: list[dict]) -> str:
                 "",
                 f"Command: `{run['command']}`",
                 "",
-                f"Prompts: {run['prompts_fast']} of {run['prompts_total']}" + (" (all)" if run["prompts_fast"] == run["prompts_total"] else ", evenly spaced (device-time budget)")
+                f"Prompts: {run['prompts_fast']} of {run['prompts_total']}"
+                + (" (all)" if run["prompts_fast"] == run["prompts_total"] else ", evenly spaced (device-time budget)")
                 + f", {out['prompt_tokens_mean']:.0f} tokens on average, {out['prompt_tokens_max']} at most.",
                 "",
                 "| method | raw tok/s | useful tok/s | useful vs best generate(static) |",
@@ -458,21 +503,38 @@ def render(runs: list[dict]) -> str:
                 rows.append(("official procedure: fp32, one generate call per sample", o["raw_tok_s"], o["useful_tok_s"]))
             if "batch4" in out:
                 b = out["batch4"]
-                rows.append((f"generate on padded batches of 4 (eager; {b['step_ms']:.0f} ms/step, {b['utilisation']:.0%} of row-steps useful)", b["raw_tok_s"], b["useful_tok_s"]))
+                rows.append(
+                    (
+                        f"generate on padded batches of 4 (eager; {b['step_ms']:.0f} ms/step, "
+                        f"{b['utilisation']:.0%} of row-steps useful)",
+                        b["raw_tok_s"],
+                        b["useful_tok_s"],
+                    )
+                )
             for s in out.get("static", []):
                 if "error" in s:
                     rows.append((f"generate(static), batch {s['batch']}: {s['error'].split('.')[0]}", None, None))
                 else:
-                    rows.append((
-                        f"generate(cache_implementation=\"static\"), batch {s['batch']} ({s['step_ms']:.0f} ms/step, cache {s['prompt_width'] + max_new} tokens, "
-                        f"{s['utilisation']:.0%} of row-steps useful)", s["raw_tok_s"], s["useful_tok_s"],
-                    ))
+                    rows.append(
+                        (
+                            f'generate(cache_implementation="static"), batch {s["batch"]} ({s["step_ms"]:.0f} ms/step, '
+                            f"cache {s['prompt_width'] + max_new} tokens, "
+                            f"{s['utilisation']:.0%} of row-steps useful)",
+                            s["raw_tok_s"],
+                            s["useful_tok_s"],
+                        )
+                    )
             if "fast" in out:
                 f = out["fast"]
-                rows.append((
-                    f"**fast engine** ({f['slots']} slots; {f['samples']:,} samples, {f['tokens']:,} tokens in {f['seconds']:.0f} s, "
-                    f"of which setup {f['setup_seconds']:.1f} s)", f["raw_tok_s"], f["useful_tok_s"],
-                ))
+                rows.append(
+                    (
+                        f"**fast engine** ({f['slots']} slots; {f['samples']:,} samples, "
+                        f"{f['tokens']:,} tokens in {f['seconds']:.0f} s, "
+                        f"of which setup {f['setup_seconds']:.1f} s)",
+                        f["raw_tok_s"],
+                        f["useful_tok_s"],
+                    )
+                )
             for label, raw, useful in rows:
                 ratio = _ratio(useful / best["useful_tok_s"]) if best and useful else ""
                 if label.startswith("**fast"):
@@ -502,7 +564,9 @@ def _summary(runs: list[dict]) -> list[str]:
             if pair is not None:
                 fast, best_static = pair
                 official = f", {fast / out['official']['useful_tok_s']:,.0f}× the official procedure" if "official" in out else ""
-                parts.append(f"{shape}: {fast:,.0f} useful tok/s, {_ratio(fast / best_static)} the best generate(static){official}")
+                parts.append(
+                    f"{shape}: {fast:,.0f} useful tok/s, {_ratio(fast / best_static)} the best generate(static){official}"
+                )
     return ["Result: " + "; ".join(parts) + ".", ""] if parts else []
 
 

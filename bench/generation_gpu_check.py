@@ -10,22 +10,20 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "bench"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository, for `python bench/...`
 
-import torch  # noqa: E402
-from generation import (  # noqa: E402
+import torch
+
+from bench.generation import (
     DEFAULT_PROMPTS,
     build_model,
     build_tokenizer,
     evenly_spaced,
     load_prompts,
 )
-
-from harness.generation.attention import torch_decode_attention  # noqa: E402
-from harness.generation.fast_engine import FastEngine, FastEngineOptions  # noqa: E402
-from harness.generation.plan import (  # noqa: E402
+from harness.generation.attention import torch_decode_attention
+from harness.generation.fast_engine import FastEngine, FastEngineOptions
+from harness.generation.plan import (
     GenerationSettings,
     PromptJob,
     SampleSpec,
@@ -64,8 +62,16 @@ def check_greedy(tokenizer, prompts) -> None:
 
     for dtype in (torch.float32, torch.bfloat16):
         config = Qwen2Config(
-            vocab_size=len(tokenizer), hidden_size=512, intermediate_size=1024, num_hidden_layers=4, num_attention_heads=8,
-            num_key_value_heads=2, head_dim=64, eos_token_id=None, pad_token_id=tokenizer.pad_token_id, bos_token_id=None,
+            vocab_size=len(tokenizer),
+            hidden_size=512,
+            intermediate_size=1024,
+            num_hidden_layers=4,
+            num_attention_heads=8,
+            num_key_value_heads=2,
+            head_dim=64,
+            eos_token_id=None,
+            pad_token_id=tokenizer.pad_token_id,
+            bos_token_id=None,
         )
         from transformers import AutoModelForCausalLM
 
@@ -83,7 +89,9 @@ def check_greedy(tokenizer, prompts) -> None:
         for task_id, prompt in prompts[:6]:
             inputs = tokenizer(prompt, return_tensors="pt").to("cuda")
             with torch.inference_mode():
-                ref = model.generate(**inputs, do_sample=False, max_new_tokens=64, pad_token_id=tokenizer.pad_token_id)[0, inputs["input_ids"].shape[1] :].tolist()
+                ref = model.generate(**inputs, do_sample=False, max_new_tokens=64, pad_token_id=tokenizer.pad_token_id)[
+                    0, inputs["input_ids"].shape[1] :
+                ].tolist()
             for i in range(2):
                 got = list(found[(task_id, i)].token_ids)
                 total += 1
@@ -94,7 +102,9 @@ def check_greedy(tokenizer, prompts) -> None:
         jobs = plan_jobs(prompts[:6], GenerationSettings("m", n=4, max_new_tokens=48, sampling=sampled))
         a = _run(FastEngine(model, tokenizer, sampled, FastEngineOptions(slots=7, chunk_steps=8)), jobs)
         b = _run(FastEngine(model, tokenizer, sampled, FastEngineOptions(slots=24, chunk_steps=16)), jobs)
-        report("sampled_slots_7_vs_24", dtype=str(dtype), samples=len(a), identical=sum(a[k].token_ids == b[k].token_ids for k in a))
+        report(
+            "sampled_slots_7_vs_24", dtype=str(dtype), samples=len(a), identical=sum(a[k].token_ids == b[k].token_ids for k in a)
+        )
         del model
         torch.cuda.empty_cache()
 
@@ -114,18 +124,31 @@ def check_speed(tokenizer, prompts) -> None:
         stats = engine.last_run
         loop = seconds - stats.setup_seconds
         report(
-            "speed_1.5b", kernel=kernel, slots=stats.slots, steps=stats.decode_steps, seconds=seconds, setup_seconds=stats.setup_seconds,
-            ms_per_step=1000 * loop / stats.decode_steps, tokens=sum(len(s.token_ids) for s in found.values()),
-            raw_tok_s=stats.row_steps / loop, peak_gib=torch.cuda.max_memory_allocated() / 2**30,
+            "speed_1.5b",
+            kernel=kernel,
+            slots=stats.slots,
+            steps=stats.decode_steps,
+            seconds=seconds,
+            setup_seconds=stats.setup_seconds,
+            ms_per_step=1000 * loop / stats.decode_steps,
+            tokens=sum(len(s.token_ids) for s in found.values()),
+            raw_tok_s=stats.row_steps / loop,
+            peak_gib=torch.cuda.max_memory_allocated() / 2**30,
         )
 
 
 if __name__ == "__main__":
     import importlib.util
 
-    report("environment", torch=torch.__version__, gpu=torch.cuda.get_device_name(0), **{
-        name: importlib.util.find_spec(name) is not None for name in ("triton", "docker", "click", "tqdm", "datasets", "numpy", "pyarrow")
-    })
+    report(
+        "environment",
+        torch=torch.__version__,
+        gpu=torch.cuda.get_device_name(0),
+        **{
+            name: importlib.util.find_spec(name) is not None
+            for name in ("triton", "docker", "click", "tqdm", "datasets", "numpy", "pyarrow")
+        },
+    )
     all_prompts = load_prompts(Path(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT_PROMPTS)
     small_tokenizer = build_tokenizer([p for _, p in all_prompts], 4096)
     check_kernel()

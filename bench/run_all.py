@@ -19,11 +19,12 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository, for `python bench/...`
 
-from bench.generation import fast_and_best_static  # noqa: E402
-from bench.sections import figures_dir, write_section  # noqa: E402
+from bench.generation import fast_and_best_static
+from bench.sections import figures_dir, write_section
+
+ROOT = Path(__file__).resolve().parents[1]
 
 SHARED = Path(os.environ.get("TACO_SHARED_DATA", ROOT.parent / "shared" / "data"))
 SUMMARY_HEADING = "## Summary"
@@ -45,18 +46,77 @@ def steps(markdown: Path, quick: bool, gpu: bool) -> list[tuple[str, list[str] |
     no_gpu = "no CUDA GPU on this machine"
     return [
         ("sandbox", ["bench/sandbox_overhead.py", *(["--tests", "500", "--official-tests", "50"] if quick else []), *md], ""),
-        ("corpus", ["bench/evaluation_corpus.py", "--official-fraction", "0.05" if quick else "0.2", *(["--samples", "5"] if quick else []), *md]
-         if shared else None, no_shared),
-        ("generation", ["bench/generation.py", "--shapes", "llama-3.2-3b", "--prompts", "300", "--static-batches", "128",
-                        "--out", str(figures_dir() / "generation_llama-3.2-3b.json"), *md]
-         if gpu else None, no_gpu),
+        (
+            "corpus",
+            [
+                "bench/evaluation_corpus.py",
+                "--official-fraction",
+                "0.05" if quick else "0.2",
+                *(["--samples", "5"] if quick else []),
+                *md,
+            ]
+            if shared
+            else None,
+            no_shared,
+        ),
+        (
+            "generation",
+            [
+                "bench/generation.py",
+                "--shapes",
+                "llama-3.2-3b",
+                "--prompts",
+                "300",
+                "--static-batches",
+                "128",
+                "--out",
+                str(figures_dir() / "generation_llama-3.2-3b.json"),
+                *md,
+            ]
+            if gpu
+            else None,
+            no_gpu,
+        ),
         *[
-            (f"overlap-pace-{pace}", ["bench/end_to_end.py", "--generator", "scripted", "--problems", "50" if quick else "200",
-                                      "--n", "5" if quick else "20", "--pace", pace, *md] if shared else None, no_shared)
+            (
+                f"overlap-pace-{pace}",
+                [
+                    "bench/end_to_end.py",
+                    "--generator",
+                    "scripted",
+                    "--problems",
+                    "50" if quick else "200",
+                    "--n",
+                    "5" if quick else "20",
+                    "--pace",
+                    pace,
+                    *md,
+                ]
+                if shared
+                else None,
+                no_shared,
+            )
             for pace in (("1",) if quick else ("0.5", "1", "2"))
         ],
-        ("overlap-gpu", ["bench/end_to_end.py", "--generator", "model", "--shape", "llama-3.2-3b", "--problems", "200",
-                         "--n", "20", "--substitute-programs", *md] if gpu and shared else None, no_gpu if not gpu else no_shared),
+        (
+            "overlap-gpu",
+            [
+                "bench/end_to_end.py",
+                "--generator",
+                "model",
+                "--shape",
+                "llama-3.2-3b",
+                "--problems",
+                "200",
+                "--n",
+                "20",
+                "--substitute-programs",
+                *md,
+            ]
+            if gpu and shared
+            else None,
+            no_gpu if not gpu else no_shared,
+        ),
     ]
 
 
@@ -68,53 +128,81 @@ def summary_rows() -> list[tuple[str, str, str]]:
         return json.loads(path.read_text()) if path.exists() else None
 
     if (f := load("sandbox_overhead.json")) is not None:
-        rows.append((
-            "per-test overhead: pool vs a fresh `python` per test (trivial program)",
-            f"{f['pool_all_ms']:.2f} ms vs {f['official_ms']:.1f} ms (**{f['ratio']:.0f}×**)",
-            f"{f['cpus']} CPUs, {f['date']}",
-        ))
+        rows.append(
+            (
+                "per-test overhead: pool vs a fresh `python` per test (trivial program)",
+                f"{f['pool_all_ms']:.2f} ms vs {f['official_ms']:.1f} ms (**{f['ratio']:.0f}×**)",
+                f"{f['cpus']} CPUs, {f['date']}",
+            )
+        )
     if (f := load("evaluation_corpus.json")) is not None:
-        rows.append((
-            f"real corpus ({f['problems']} TACO problems, {f['samples']} samples): `harness evaluate` vs the official procedure",
-            f"{f['harness_s']:.0f} s vs {f['official_s']:.0f} s (**{f['ratio']:.0f}×**; this corpus's compute ceiling {f['ceiling_ratio']:.0f}×)",
-            f"{f['cpus']} CPUs, {f['date']}",
-        ))
+        rows.append(
+            (
+                f"real corpus ({f['problems']} TACO problems, {f['samples']} samples): "
+                "`harness evaluate` vs the official procedure",
+                f"{f['harness_s']:.0f} s vs {f['official_s']:.0f} s "
+                f"(**{f['ratio']:.0f}×**; this corpus's compute ceiling {f['ceiling_ratio']:.0f}×)",
+                f"{f['cpus']} CPUs, {f['date']}",
+            )
+        )
         rows.append(("same corpus re-evaluated (verdict cache)", f"{f['cached_s']:.2f} s", f"{f['cpus']} CPUs, {f['date']}"))
-        rows.append((
-            "verdicts differing from the official procedure, test by test",
-            f"**{f['test_mismatches']}** (pass/fail: {f['pass_mismatches']})", f"{f['date']}",
-        ))
+        rows.append(
+            (
+                "verdicts differing from the official procedure, test by test",
+                f"**{f['test_mismatches']}** (pass/fail: {f['pass_mismatches']})",
+                f"{f['date']}",
+            )
+        )
     for path in sorted(figures_dir().glob("generation_*.json")):
         run = json.loads(path.read_text())
         for shape, out in run["shapes"].items():
             pair = fast_and_best_static(out)
             if pair is not None:
                 fast, best_static = pair
-                rows.append((
-                    f"generation, {shape} shape (random weights), fast engine",
-                    f"{fast:,.0f} useful tok/s (**{fast / best_static:.1f}×** the best generate(static))",
-                    run["machine"].split(",")[0] + f", {run['prompts_fast']} prompts × {run['n']}",
-                ))
+                rows.append(
+                    (
+                        f"generation, {shape} shape (random weights), fast engine",
+                        f"{fast:,.0f} useful tok/s (**{fast / best_static:.1f}×** the best generate(static))",
+                        run["machine"].split(",")[0] + f", {run['prompts_fast']} prompts × {run['n']}",
+                    )
+                )
     for run in load("end_to_end.json") or []:
-        label = f"scripted generator, generation alone ≈ {run.get('pace', 1.0):g} × evaluation alone" if run["generator"] == "scripted" else (
-            f"{run.get('shape')} random-weight model" + (", programs substituted" if run.get("substitute_programs") else ""))
-        rows.append((
-            f"`harness run` overlap: run / slower stage ({label}; target ≤ 1.15)",
-            f"**{run['ratio']:.2f}** ({run['run_s']:.0f} s vs generation {run['generation_alone_s']:.0f} s, evaluation {run['evaluation_alone_s']:.0f} s)",
-            f"{run['machine'].split(',')[0]}, {run['problems']} × {run['n']}, {run['date']}",
-        ))
+        label = (
+            f"scripted generator, generation alone ≈ {run.get('pace', 1.0):g} × evaluation alone"
+            if run["generator"] == "scripted"
+            else (
+                f"{run.get('shape')} random-weight model" + (", programs substituted" if run.get("substitute_programs") else "")
+            )
+        )
+        rows.append(
+            (
+                f"`harness run` overlap: run / slower stage ({label}; target ≤ 1.15)",
+                f"**{run['ratio']:.2f}** ({run['run_s']:.0f} s vs generation {run['generation_alone_s']:.0f} s, "
+                f"evaluation {run['evaluation_alone_s']:.0f} s)",
+                f"{run['machine'].split(',')[0]}, {run['problems']} × {run['n']}, {run['date']}",
+            )
+        )
     return rows
 
 
 def render_summary(rows, skipped: list[str]) -> str:
     lines = [
-        SUMMARY_HEADING, "",
-        "Headline figures of the sections below (`make bench`; each row names the machine and date it was measured on).", "",
-        "| figure | value | measured on |", "|---|---|---|",
-        *[f"| {a} | {b} | {c} |" for a, b, c in rows], "",
+        SUMMARY_HEADING,
+        "",
+        "Headline figures of the sections below (`make bench`; each row names the machine and date it was measured on).",
+        "",
+        "| figure | value | measured on |",
+        "|---|---|---|",
+        *[f"| {a} | {b} | {c} |" for a, b, c in rows],
+        "",
     ]
     if skipped:
-        lines += ["Not re-measured in the latest `make bench`: " + "; ".join(skipped) + " (their rows are from the last run that could).", ""]
+        lines += [
+            "Not re-measured in the latest `make bench`: "
+            + "; ".join(skipped)
+            + " (their rows are from the last run that could).",
+            "",
+        ]
     return "\n".join(lines)
 
 
@@ -122,7 +210,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--markdown", type=Path, default=ROOT / "docs" / "BENCHMARKS.md")
     parser.add_argument("--quick", action="store_true", help="Smaller workloads (a check that every benchmark runs).")
-    parser.add_argument("--only", nargs="+", help="Run only these steps (sandbox, corpus, generation, overlap-pace-0.5/1/2, overlap-gpu).")
+    parser.add_argument(
+        "--only", nargs="+", help="Run only these steps (sandbox, corpus, generation, overlap-pace-0.5/1/2, overlap-gpu)."
+    )
     args = parser.parse_args()
     if args.quick and args.markdown == parser.get_default("markdown"):
         # A quick check must not replace the real figures: it writes beside them, in a scratch place.
@@ -143,7 +233,11 @@ def main() -> None:
         print(f"bench: {name}: {' '.join(command)}", flush=True)
         started = time.monotonic()
         done = subprocess.run([sys.executable, *command], cwd=ROOT)
-        print(f"bench: {name}: {'done' if done.returncode == 0 else f'FAILED (exit {done.returncode})'} in {time.monotonic() - started:.0f} s", flush=True)
+        print(
+            f"bench: {name}: {'done' if done.returncode == 0 else f'FAILED (exit {done.returncode})'} "
+            f"in {time.monotonic() - started:.0f} s",
+            flush=True,
+        )
         if done.returncode != 0:
             failed.append(name)
     rows = summary_rows()

@@ -16,16 +16,17 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository, for `python bench/...`
 
-from bench.sections import figures_dir, write_figures, write_section  # noqa: E402
+from bench.sections import figures_dir, write_figures, write_section
 from harness.data.testcases import parse_input_output
 from harness.evaluation.execution import ExecutionJob
 from harness.judging.programs import stdin_programs
 from harness.sandbox.docker.backend import DockerBackend, connect
 from harness.sandbox.docker.image import ensure_image
 from harness.sandbox.pool import SandboxPool
+
+ROOT = Path(__file__).resolve().parents[1]
 
 PROGRAM = "a, b = map(int, input().split())\nprint(a + b)\n"
 
@@ -37,7 +38,7 @@ def suite(n: int):
 def pool_per_test_ms(image, client, workers: int, tests: int, per_job: int = 200) -> float:
     jobs = [ExecutionJob(suite(per_job), PROGRAM) for _ in range(tests // per_job)]
     with SandboxPool(DockerBackend(image, client=client, capacity=workers)) as pool:
-        pool.map(jobs[: workers])  # start every container before timing
+        pool.map(jobs[:workers])  # start every container before timing
         start = time.perf_counter()
         results = pool.map(jobs)
         elapsed = time.perf_counter() - start
@@ -84,10 +85,18 @@ def main() -> None:
     ]
     table = "\n".join(lines)
     print(table)
-    write_figures(figures_dir() / "sandbox_overhead.json", {
-        "cpus": cpus, "pool_1_ms": round(one, 3), "pool_all_ms": round(many, 3), "official_ms": round(official, 3),
-        "ratio": round(official / many, 1), "date": time.strftime("%Y-%m-%d"), "machine": platform.platform(),
-    })
+    write_figures(
+        figures_dir() / "sandbox_overhead.json",
+        {
+            "cpus": cpus,
+            "pool_1_ms": round(one, 3),
+            "pool_all_ms": round(many, 3),
+            "official_ms": round(official, 3),
+            "ratio": round(official / many, 1),
+            "date": time.strftime("%Y-%m-%d"),
+            "machine": platform.platform(),
+        },
+    )
     if args.markdown:
         section = (
             "## Sandbox per-test overhead (issue: sandbox core)\n\n"

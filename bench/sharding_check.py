@@ -22,14 +22,15 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository, for `python bench/...`
 
-from harness.data.problems import load_problems  # noqa: E402
-from harness.data.prompts import build_prompt  # noqa: E402
+from harness.data.problems import load_problems
+from harness.data.prompts import build_prompt
 from harness.generation.factory import ModelEngineFactory
-from harness.generation.generate import generate  # noqa: E402
-from harness.generation.plan import GenerationSettings, SamplingSettings  # noqa: E402
+from harness.generation.generate import generate
+from harness.generation.plan import GenerationSettings, SamplingSettings
+
+ROOT = Path(__file__).resolve().parents[1]
 
 SHARED = Path(os.environ.get("TACO_SHARED_DATA", ROOT.parent / "shared" / "data"))
 
@@ -60,8 +61,15 @@ def main() -> None:
     prompts = [(p.task_id, build_prompt(p.row)) for p in problems]
     several = tuple(args.devices.split(","))
     sampling = SamplingSettings(temperature=0.2, top_k=50, top_p=0.95, seed=0)
-    figures = {"shape": args.shape, "problems": len(prompts), "n": args.n, "max_new_tokens": args.max_new_tokens,
-               "slots": args.slots, "devices": list(several), "dtype": args.dtype}
+    figures = {
+        "shape": args.shape,
+        "problems": len(prompts),
+        "n": args.n,
+        "max_new_tokens": args.max_new_tokens,
+        "slots": args.slots,
+        "devices": list(several),
+        "dtype": args.dtype,
+    }
     with tempfile.TemporaryDirectory(prefix="taco-sharding-") as tmp:
         tmp = Path(tmp)
         save_random_model(args.shape, [text for _, text in prompts], tmp / "model")
@@ -72,19 +80,20 @@ def main() -> None:
             started = time.perf_counter()
             summary = generate(prompts, settings, tmp / label / "generations.json", factory, devices)
             seconds = time.perf_counter() - started
-            figures[label] = {"devices": list(devices), "seconds": round(seconds, 2), "tokens": summary.new_tokens,
-                              "useful_tok_s": round(summary.new_tokens / seconds, 1), "gpu_memory_peak_bytes": summary.gpu_memory_peak_bytes}
+            figures[label] = {
+                "devices": list(devices),
+                "seconds": round(seconds, 2),
+                "tokens": summary.new_tokens,
+                "useful_tok_s": round(summary.new_tokens / seconds, 1),
+                "gpu_memory_peak_bytes": summary.gpu_memory_peak_bytes,
+            }
             print(f"sharding_check: {label}: {figures[label]}", file=sys.stderr, flush=True)
         one = (tmp / "one_process" / "generations.json").read_bytes()
         many = (tmp / "several_processes" / "generations.json").read_bytes()
         figures["identical"] = one == many
         # Where they differ: a sample that differs from its first character points at the plan (seeds,
         # prompts); a late divergence at rounding.
-        pairs = [
-            (a, b)
-            for x, y in zip(json.loads(one), json.loads(many))
-            for a, b in zip(x["output"], y["output"])
-        ]
+        pairs = [(a, b) for x, y in zip(json.loads(one), json.loads(many)) for a, b in zip(x["output"], y["output"])]
         prefixes = [next((i for i, (c, d) in enumerate(zip(a, b)) if c != d), min(len(a), len(b))) for a, b in pairs]
         figures["samples_identical"] = sum(a == b for a, b in pairs)
         figures["samples"] = len(pairs)

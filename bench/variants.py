@@ -25,7 +25,6 @@ def wrong_variants(code: str, suite: TestSuite) -> list[str]:
     variants = [code + "\nimport sys\nsys.exit(1)\n", code + "\ndef (\n"]
     if f"def {name}(" in code and not code.lstrip().startswith("class"):
         variants.append(
-            code + f"\n_right = {name}\ndef {name}(*args):\n"
-            "    return None if len(repr(args)) % 3 == 0 else _right(*args)\n"
+            code + f"\n_right = {name}\ndef {name}(*args):\n    return None if len(repr(args)) % 3 == 0 else _right(*args)\n"
         )
     return variants

@@ -52,6 +52,10 @@ class ImageBuildError(SandboxUnavailable):
     """The sandbox image could not be built."""
 
 
+class SandboxNotInstalled(SandboxUnavailable):
+    """The chosen kind of sandbox needs a Python package that is not installed here."""
+
+
 # -- generation ---------------------------------------------------------------------------------
 class ModelError(HarnessError, RuntimeError):
     """The model or tokenizer cannot be loaded or used."""
@@ -59,6 +63,14 @@ class ModelError(HarnessError, RuntimeError):
 
 class GenerationError(HarnessError, RuntimeError):
     """A generation run cannot start or complete (bad journal, a worker failed, samples missing)."""
+
+
+class ModelNotFound(ModelError):
+    """The model named is neither a model directory nor a hub id."""
+
+
+class DeviceError(HarnessError, ValueError):
+    """The devices asked for (``--gpus``) are not understood or not visible on this machine."""
 
 
 # -- outputs ----------------------------------------------------------------------------------

@@ -1,43 +1,63 @@
-"""``harness run`` without the CLI: generation and evaluation overlapped.
+"""The harness's flows as library calls, each writing the output directory its command writes.
 
-The generator journals each sample as it finishes and hands it to an ``EvaluationSession`` at the
-same moment, so sandboxes test the first samples while the GPU still produces the last ones; the
-run ends when the last sample's verdicts arrive.  Both stages keep their own journal in the output
-directory (``generations.json.journal/`` and ``journal.jsonl``), so rerunning the same command
-resumes both: journaled samples are not generated again, journaled verdicts are not run again.
+* ``evaluate``: samples (``load_tasks`` reads a generations file for them) judged in sandboxes of a
+  chosen kind; with an output directory it resumes from its journal and writes ``results.json``,
+  ``metrics.json`` and ``run_stats.json`` there, as ``harness evaluate`` does.
+* ``generate``: ``n`` samples per problem with the official prompt, written as the official
+  ``generations.json`` (journal beside it), as ``harness generate`` does.
+* ``run`` (``run_pipeline`` underneath): both overlapped, as ``harness run`` does.  The generator
+  journals each sample as it finishes and hands it to an ``EvaluationSession`` at the same moment,
+  so sandboxes test the first samples while the GPU still produces the last ones; the run ends when
+  the last sample's verdicts arrive.  Both stages keep their own journal in the output directory
+  (``generations.json.journal/`` and ``journal.jsonl``), so rerunning the same call resumes both:
+  journaled samples are not generated again, journaled verdicts are not run again.
 
-Files written to the output directory: ``generations.json`` (official layout), ``results.json`` and
-``metrics.json`` (official layouts, plus tables), ``run_stats.json`` (per-stage figures).
+Each flow composes the stages below it and adds no logic of its own beyond that composition; the
+command line (``harness.cli``) adds progress bars, messages and the report.
 """
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from harness.data.problems import Problem
+from harness.data.generations import TaskSamples, join_by_task_id, load_generations
+from harness.data.problems import Problem, Selection, load_split, select
 from harness.data.prompts import build_prompt
+from harness.errors import SandboxNotInstalled
+from harness.evaluation import session
 from harness.evaluation.cache import VerdictCache
-from harness.evaluation.session import (
-    EvaluationOutcome,
-    EvaluationSession,
-    EvaluationSettings,
-    write_outputs,
-)
+from harness.evaluation.directory import discard_journal, journal_path
+from harness.evaluation.outputs import write_outputs
+from harness.evaluation.plan import EvaluationSettings
+from harness.evaluation.session import EvaluationOutcome, EvaluationSession
 from harness.evaluation.session import Progress as EvaluationProgress
 from harness.evaluation.verdict_journal import VerdictJournal
-from harness.generation.factory import EngineFactory
-from harness.generation.generate import GenerationSummary, generate
+from harness.generation import generate as generation
+from harness.generation.devices import resolve_devices
+from harness.generation.factory import EngineFactory, ModelEngineFactory
+from harness.generation.generate import GenerationSummary
 from harness.generation.generate import Progress as GenerationProgress
 from harness.generation.journal import JournalEntry
+from harness.generation.model_path import check_model_path
 from harness.generation.plan import GenerationSettings
-from harness.reporting.monitor import RunMonitor, write_run_stats
+from harness.reporting.monitor import RunMonitor, evaluation_run_stats, write_run_stats
+from harness.sandbox.choice import SandboxChoice
 from harness.sandbox.pool import SandboxPool
 
 GENERATIONS_FILE = "generations.json"
-EVALUATION_JOURNAL = "journal.jsonl"
+
+# Argument defaults (frozen dataclasses, so one instance serves every call).
+_NO_FILTER = Selection()
+_DEFAULT_EVALUATION = EvaluationSettings()
+_DOCKER_SANDBOXES = SandboxChoice()
+
+
+def _ignore(_: object) -> None:
+    """The default for callbacks nobody asked for (progress, notes)."""
 
 
 @dataclass(frozen=True)
@@ -45,6 +65,116 @@ class RunOutcome:
     generation: GenerationSummary
     evaluation: EvaluationOutcome
     stats: dict
+
+
+# -- evaluate -------------------------------------------------------------------------------------
+def load_tasks(
+    dataset: str | Path,
+    generations: str | Path,
+    split: str = "test",
+    selection: Selection = _NO_FILTER,
+    allow_partial: bool = False,
+) -> list[TaskSamples]:
+    """The selected problems of *dataset*, each with its samples from the *generations* file (the
+    official ``generations.json`` or JSONL of the same objects), joined by task_id."""
+    split_problems = load_split(dataset, split)
+    problems = select(split_problems, selection, dataset)
+    every_task_id = {p.task_id for p in split_problems}
+    return join_by_task_id(problems, load_generations(Path(generations)), allow_partial, every_task_id)
+
+
+def evaluate(
+    tasks: Sequence[TaskSamples],
+    output: Path | None = None,
+    *,
+    settings: EvaluationSettings = _DEFAULT_EVALUATION,
+    sandbox: SandboxChoice = _DOCKER_SANDBOXES,
+    cache: VerdictCache | None = None,
+    on_progress: Callable[[EvaluationProgress], None] = _ignore,
+    say: Callable[[str], None] = _ignore,
+) -> EvaluationOutcome:
+    """Judge every sample of *tasks* in sandboxes of the *sandbox* kind (``settings.sandbox_id`` is
+    set from it).  The sandboxes start only if some sample is not answered by the journal or *cache*.
+
+    With *output*, the evaluation resumes from ``output/journal.jsonl`` and writes ``results.json``,
+    ``metrics.json`` and ``run_stats.json`` there; without, nothing is written.
+    """
+    settings = _with_sandbox(settings, sandbox)
+    journal: AbstractContextManager[VerdictJournal | None] = (
+        VerdictJournal(journal_path(output)) if output is not None else nullcontext()
+    )
+    with journal as verdicts:
+        outcome = session.evaluate(list(tasks), sandbox.opener(say), settings, verdicts, cache, on_progress)
+    if output is not None:
+        write_outputs(outcome, output)
+        write_run_stats(output, evaluation_run_stats(outcome))
+    return outcome
+
+
+# -- generate -------------------------------------------------------------------------------------
+def generate(
+    problems: Sequence[Problem],
+    settings: GenerationSettings,
+    output: Path,
+    *,
+    engine_factory: EngineFactory | None = None,
+    devices: str | Sequence[str] = "all",
+    progress: GenerationProgress | None = None,
+    say: Callable[[str], None] = _ignore,
+) -> GenerationSummary:
+    """Sample ``settings.n`` programs per problem with TACO's prompt and write the official
+    ``generations.json`` at *output*; ``output.journal/`` beside it makes a rerun resume.
+
+    *devices* is a ``--gpus`` spec (``"all"``, ``"cpu"``, ``"2"``, ``"0,2"``) or device names: one
+    worker process each.  Without *engine_factory*, ``settings.model`` is loaded (``engine="auto"``).
+    """
+    factory = engine_factory if engine_factory is not None else _model_engine(settings)
+    chosen_devices = resolve_devices(devices)
+    prompts = [(p.task_id, build_prompt(p.row)) for p in problems]
+    output.parent.mkdir(parents=True, exist_ok=True)
+    return generation.generate(prompts, settings, output, factory, chosen_devices, progress, say)
+
+
+# -- run ------------------------------------------------------------------------------------------
+def run(
+    problems: Sequence[Problem],
+    generation_settings: GenerationSettings,
+    output: Path,
+    *,
+    evaluation_settings: EvaluationSettings = _DEFAULT_EVALUATION,
+    sandbox: SandboxChoice = _DOCKER_SANDBOXES,
+    engine_factory: EngineFactory | None = None,
+    devices: str | Sequence[str] = "all",
+    cache: VerdictCache | None = None,
+    generation_progress: GenerationProgress | None = None,
+    on_evaluation_progress: Callable[[EvaluationProgress], None] = _ignore,
+    say: Callable[[str], None] = _ignore,
+) -> RunOutcome:
+    """``generate`` and ``evaluate`` overlapped: each sample is judged as soon as it is generated.
+    Writes every file of both into the *output* directory, with ``run_stats.json`` for the run;
+    rerunning resumes both stages.  The arguments are those of ``generate`` and ``evaluate``."""
+    evaluation_settings = _with_sandbox(evaluation_settings, sandbox)
+    factory = engine_factory if engine_factory is not None else _model_engine(generation_settings)
+    return run_pipeline(
+        problems,
+        generation_settings,
+        evaluation_settings,
+        output,
+        factory,
+        sandbox.opener(say),
+        resolve_devices(devices),
+        cache,
+        generation_progress,
+        on_evaluation_progress,
+        say,
+    )
+
+
+def discard_journals(output: Path) -> None:
+    """Start a run's *output* directory over: both stages forget what earlier runs finished."""
+    # The generation journal's place is generation.journal.SampleJournal's: beside the file it feeds.
+    shutil.rmtree(output / (GENERATIONS_FILE + ".journal"), ignore_errors=True)
+    discard_journal(output)
 
 
 def run_pipeline(
@@ -57,10 +187,11 @@ def run_pipeline(
     devices: Sequence[str] = ("cpu",),
     cache: VerdictCache | None = None,
     generation_progress: GenerationProgress | None = None,
-    on_evaluation_progress: Callable[[EvaluationProgress], None] = lambda progress: None,
-    say: Callable[[str], None] = lambda message: None,
+    on_evaluation_progress: Callable[[EvaluationProgress], None] = _ignore,
+    say: Callable[[str], None] = _ignore,
 ) -> RunOutcome:
-    """Generate ``generation_settings.n`` samples per problem and evaluate each as it is produced."""
+    """Generate ``generation_settings.n`` samples per problem and evaluate each as it is produced
+    (``evaluation_settings`` as they are: ``run`` fills in the sandbox's identity)."""
     missing_tests = [p.task_id for p in problems if p.tests is None]
     if missing_tests:
         raise ValueError(f"tasks without tests cannot be evaluated: {missing_tests[:10]}")
@@ -68,31 +199,57 @@ def run_pipeline(
     by_id = {p.task_id: p for p in problems}
     prompts = [(p.task_id, build_prompt(p.row)) for p in problems]
     monitor = RunMonitor()
-    with VerdictJournal(output / EVALUATION_JOURNAL) as journal, EvaluationSession(
-        evaluation_settings, open_pool, journal, cache, _counting(on_evaluation_progress, monitor)
-    ) as session:
+    with (
+        VerdictJournal(journal_path(output)) as journal,
+        EvaluationSession(
+            evaluation_settings, open_pool, journal, cache, _counting(on_evaluation_progress, monitor)
+        ) as evaluation,
+    ):
 
         def evaluate_sample(entry: JournalEntry) -> None:
             monitor.sample_generated()
-            session.add_sample(by_id[entry.task_id], entry.index, entry.output)
+            evaluation.add_sample(by_id[entry.task_id], entry.index, entry.output)
 
         # Before the model loads: a sandbox problem fails the run at once, and the sandboxes are up
         # by the time the first sample is.
-        session.open_pool()
-        with monitor.running(session):
+        evaluation.open_pool()
+        with monitor.running(evaluation):
             monitor.generation_started()
-            summary = generate(
-                prompts, generation_settings, output / GENERATIONS_FILE, engine_factory, devices,
-                generation_progress, say, on_sample=evaluate_sample,
+            summary = generation.generate(
+                prompts,
+                generation_settings,
+                output / GENERATIONS_FILE,
+                engine_factory,
+                devices,
+                generation_progress,
+                say,
+                on_sample=evaluate_sample,
             )
             monitor.generation_finished()
             # The samples still in the sandboxes are the run's tail beyond generation.
-            outcome = session.finish(list(problems))
+            outcome = evaluation.finish(list(problems))
             monitor.evaluation_finished()
     write_outputs(outcome, output)
     stats = monitor.stats(generation=summary, evaluation=outcome, devices=devices)
     write_run_stats(output, stats)
     return RunOutcome(summary, outcome, stats)
+
+
+# -- shared -----------------------------------------------------------------------------------------
+def _with_sandbox(settings: EvaluationSettings, sandbox: SandboxChoice) -> EvaluationSettings:
+    """*settings* for verdicts from *sandbox*: its identity goes into every job key, so that verdicts
+    from one kind of sandbox are never reused for another."""
+    try:
+        identity = sandbox.identity()
+    except ImportError as exc:
+        raise SandboxNotInstalled(f"--sandbox {sandbox.kind.value} needs {exc.name} (pip install -e . on this machine)") from exc
+    return replace(settings, sandbox_id=identity)
+
+
+def _model_engine(settings: GenerationSettings) -> ModelEngineFactory:
+    """The real engine for ``settings.model`` (checked before any worker loads it)."""
+    check_model_path(settings.model)
+    return ModelEngineFactory(settings)
 
 
 def _counting(on_progress: Callable[[EvaluationProgress], None], monitor: RunMonitor) -> Callable[[EvaluationProgress], None]:

@@ -2,6 +2,8 @@
 # Everything `make demo` / `make test` / `make bench` need: a Docker daemon, a virtualenv with the
 # package, and the sandbox image.  Idempotent and quick when already done.
 # `setup.sh test` also installs what only the tests need: a headless chromium (Debian's, as root).
+# `setup.sh test` and `setup.sh lint` also install the static checkers (the `lint` extra: ruff, mypy,
+# import-linter), which `make lint` runs before the tests in CI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 purpose="${1:-}"
@@ -20,9 +22,16 @@ fi
 if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   .venv/bin/python -m pip install -q --disable-pip-version-check torch==2.13.0 2>&1 | grep -v -E "^WARNING: (Location|Running pip)" || true
 fi
-.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test,gpu]' 2>&1 | grep -v -E "^WARNING: (Location|Running pip)" || true
+extras=test,gpu
+case "$purpose" in test | lint) extras="$extras,lint" ;; esac
+.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[$extras]" 2>&1 | grep -v -E "^WARNING: (Location|Running pip)" || true
 .venv/bin/python -c "import harness, docker, click, numpy, tqdm, matplotlib" \
   || { echo "setup: the package did not install" >&2; exit 1; }
+if [[ "$extras" == *lint* ]]; then
+  for tool in ruff mypy lint-imports; do
+    [ -x ".venv/bin/$tool" ] || { echo "setup: $tool (the lint extra) did not install" >&2; exit 1; }
+  done
+fi
 .venv/bin/harness sandbox build >/dev/null
 
 # The report tests look at report.html in a real browser.  Not fatal here: the test says what is

@@ -34,7 +34,9 @@ def host_image() -> str:
     started = time.monotonic()
     done = subprocess.run(
         ["bash", str(REPO / "scripts" / "build-host-image.sh")],
-        capture_output=True, text=True, timeout=3000,
+        capture_output=True,
+        text=True,
+        timeout=3000,
     )
     assert done.returncode == 0, f"build-host-image.sh failed:\n{done.stderr[-6000:]}"
     tag = done.stdout.strip().splitlines()[-1]
@@ -57,23 +59,36 @@ def test_help_lists_the_commands(host_image):
 
 
 def test_torch_and_transformers_import(host_image):
-    done = docker_run("--entrypoint", "python", host_image, "-c",
-                      "import torch, transformers; print(torch.__version__, transformers.__version__)")
+    done = docker_run(
+        "--entrypoint",
+        "python",
+        host_image,
+        "-c",
+        "import torch, transformers; print(torch.__version__, transformers.__version__)",
+    )
     assert done.returncode == 0, done.stderr
     print(f"in the image: torch, transformers = {done.stdout.strip()}")
 
 
 def test_image_names_the_sandbox_image_as_the_host_does(host_image):
     """Same content hash inside and outside, so the sandbox image the host built is found, not rebuilt."""
-    done = docker_run("--entrypoint", "python", host_image, "-c",
-                      "from harness.sandbox.docker.image import DEFAULT_BASE_IMAGE, image_tag; print(image_tag(DEFAULT_BASE_IMAGE))")
+    done = docker_run(
+        "--entrypoint",
+        "python",
+        host_image,
+        "-c",
+        "from harness.sandbox.docker.image import DEFAULT_BASE_IMAGE, image_tag; print(image_tag(DEFAULT_BASE_IMAGE))",
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == image_tag(DEFAULT_BASE_IMAGE)
 
 
 def _labelled(docker_client, image: str) -> list:
-    return [c for c in docker_client.containers.list(all=True, filters={"label": LABEL})
-            if c.attrs.get("Config", {}).get("Image") == image]
+    return [
+        c
+        for c in docker_client.containers.list(all=True, filters={"label": LABEL})
+        if c.attrs.get("Config", {}).get("Image") == image
+    ]
 
 
 def test_evaluate_in_the_container_equals_the_host(host_image, docker_client, sandbox_image, tmp_path):
@@ -93,19 +108,42 @@ def test_evaluate_in_the_container_equals_the_host(host_image, docker_client, sa
 
         harness = Path(sys.executable).parent / "harness"
         host = subprocess.run(
-            [str(harness), "evaluate", "--dataset", "problems.jsonl", "--generations", "generations.json",
-             "--output", "out", "--no-cache"],
-            cwd=dirs["host"], capture_output=True, text=True, timeout=600,
+            [
+                str(harness),
+                "evaluate",
+                "--dataset",
+                "problems.jsonl",
+                "--generations",
+                "generations.json",
+                "--output",
+                "out",
+                "--no-cache",
+            ],
+            cwd=dirs["host"],
+            capture_output=True,
+            text=True,
+            timeout=600,
             env={**os.environ, "TACO_HARNESS_BASE_IMAGE": private_base},
         )
         assert host.returncode == 0, host.stderr[-3000:]
 
         since = int(time.time()) - 1
         inside = docker_run(
-            "-v", f"{SOCKET}:{SOCKET}", "-v", f"{dirs['container']}:/work",
-            "-e", f"TACO_HARNESS_BASE_IMAGE={private_base}",
-            host_image, "evaluate", "--dataset", "/work/problems.jsonl",
-            "--generations", "/work/generations.json", "--output", "/work/out", "--no-cache",
+            "-v",
+            f"{SOCKET}:{SOCKET}",
+            "-v",
+            f"{dirs['container']}:/work",
+            "-e",
+            f"TACO_HARNESS_BASE_IMAGE={private_base}",
+            host_image,
+            "evaluate",
+            "--dataset",
+            "/work/problems.jsonl",
+            "--generations",
+            "/work/generations.json",
+            "--output",
+            "/work/out",
+            "--no-cache",
         )
         until = int(time.time()) + 1
         assert inside.returncode == 0, inside.stderr[-3000:]
@@ -117,8 +155,9 @@ def test_evaluate_in_the_container_equals_the_host(host_image, docker_client, sa
         assert json.loads((dirs["host"] / "out" / "metrics.json").read_text())["counts"]["samples"] == 24
 
         # The container did start sandboxes (siblings on this daemon), and none is left.
-        events = docker_client.events(since=since, until=until, decode=True,
-                                      filters={"type": "container", "event": "create", "label": LABEL})
+        events = docker_client.events(
+            since=since, until=until, decode=True, filters={"type": "container", "event": "create", "label": LABEL}
+        )
         started = [e for e in events if e.get("from") == private_tag]
         assert started, "the harness in the container started no sandbox container"
         deadline = time.monotonic() + 15

@@ -21,7 +21,8 @@ from bench.variants import wrong_variants
 from harness.data.generations import join_by_task_id, load_generations
 from harness.data.problems import load_problems
 from harness.data.prompts import build_prompt
-from harness.evaluation.session import EvaluationSettings, evaluate
+from harness.evaluation.plan import EvaluationSettings
+from harness.evaluation.session import evaluate
 from harness.generation.plan import GenerationSettings
 from harness.pipeline import run_pipeline
 from harness.sandbox.choice import SandboxChoice
@@ -49,8 +50,14 @@ def _settings(choice: SandboxChoice) -> EvaluationSettings:
 def _run(output: Path, factory, devices=("cpu",), on_progress=lambda progress: None):
     choice = SandboxChoice(workers=2)
     return run_pipeline(
-        load_problems(SAMPLE), GenerationSettings("scripted", n=N, max_new_tokens=64), _settings(choice), output,
-        factory, choice.opener(), devices, on_evaluation_progress=on_progress,
+        load_problems(SAMPLE),
+        GenerationSettings("scripted", n=N, max_new_tokens=64),
+        _settings(choice),
+        output,
+        factory,
+        choice.opener(),
+        devices,
+        on_evaluation_progress=on_progress,
     )
 
 
@@ -66,7 +73,9 @@ def test_samples_are_evaluated_while_generation_runs(tmp_path, sandbox_image, de
     emitted = tmp_path / "emitted.log"
     verdict_times: list[float] = []
     outcome = _run(
-        tmp_path / "out", ScriptedEngineFactory(scripted_outputs(), delay_s=0.15, emitted_log=str(emitted)), devices,
+        tmp_path / "out",
+        ScriptedEngineFactory(scripted_outputs(), delay_s=0.15, emitted_log=str(emitted)),
+        devices,
         lambda progress: verdict_times.append(time.monotonic()),
     )
     emissions = sorted(float(line.split()[2]) for line in emitted.read_text().splitlines())
@@ -84,7 +93,7 @@ def test_samples_are_evaluated_while_generation_runs(tmp_path, sandbox_image, de
     assert stats["generation"]["generated"] == 6 * N and stats["evaluation"]["samples"] == 6 * N
     assert stats["evaluation"]["executed"] == outcome.evaluation.executed == 6 * 3  # the duplicate reference runs once
     assert stats["timeline"]["points"][-1][1:] == [6 * N, 6 * N]
-    assert any(0 < evaluated and generated < 6 * N for _, generated, evaluated in stats["timeline"]["points"])
+    assert any(evaluated > 0 and generated < 6 * N for _, generated, evaluated in stats["timeline"]["points"])
 
 
 def test_a_killed_run_resumes_both_stages(tmp_path, sandbox_image):
@@ -134,8 +143,25 @@ def tiny_model(tmp_path_factory) -> Path:
 def test_cli_end_to_end_with_a_tiny_model_then_resume(tmp_path, sandbox_image, tiny_model):
     output = tmp_path / "run"
     command = [
-        "run", "--model", str(tiny_model), "--dataset", str(SAMPLE), "--n", "3", "--max-new-tokens", "48",
-        "--gpus", "cpu", "--dtype", "float32", "--temperature", "0.8", "--workers", "2", "--output", str(output),
+        "run",
+        "--model",
+        str(tiny_model),
+        "--dataset",
+        str(SAMPLE),
+        "--n",
+        "3",
+        "--max-new-tokens",
+        "48",
+        "--gpus",
+        "cpu",
+        "--dtype",
+        "float32",
+        "--temperature",
+        "0.8",
+        "--workers",
+        "2",
+        "--output",
+        str(output),
     ]
     done = harness_cli(*command)
     assert "pass@1" in done.stdout
@@ -151,8 +177,18 @@ def test_cli_end_to_end_with_a_tiny_model_then_resume(tmp_path, sandbox_image, t
 
     # The same file evaluated on its own (no cache) gives the same results.json and pass@k.
     alone = tmp_path / "alone"
-    harness_cli("evaluate", "--dataset", str(SAMPLE), "--generations", str(output / "generations.json"),
-                "--no-cache", "--workers", "2", "--output", str(alone))
+    harness_cli(
+        "evaluate",
+        "--dataset",
+        str(SAMPLE),
+        "--generations",
+        str(output / "generations.json"),
+        "--no-cache",
+        "--workers",
+        "2",
+        "--output",
+        str(alone),
+    )
     assert (alone / "results.json").read_text() == (output / "results.json").read_text()
     assert json.loads((alone / "metrics.json").read_text())["pass@1"] == metrics["pass@1"]
 
@@ -181,8 +217,27 @@ def test_cli_end_to_end_with_a_tiny_model_then_resume(tmp_path, sandbox_image, t
 
 def test_run_refuses_changed_generation_settings_with_one_line(tmp_path, sandbox_image, tiny_model):
     output = tmp_path / "run"
-    base = ["run", "--model", str(tiny_model), "--dataset", str(SAMPLE), "--limit", "1", "--n", "1",
-            "--max-new-tokens", "8", "--gpus", "cpu", "--dtype", "float32", "--workers", "1", "--output", str(output)]
+    base = [
+        "run",
+        "--model",
+        str(tiny_model),
+        "--dataset",
+        str(SAMPLE),
+        "--limit",
+        "1",
+        "--n",
+        "1",
+        "--max-new-tokens",
+        "8",
+        "--gpus",
+        "cpu",
+        "--dtype",
+        "float32",
+        "--workers",
+        "1",
+        "--output",
+        str(output),
+    ]
     harness_cli(*base)
     done = harness_cli(*base[:-2], "--temperature", "0.7", "--output", str(output), check=False)
     assert done.returncode != 0

@@ -4,10 +4,10 @@ joining them to problems by task_id: never by position, which is how the officia
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from harness.data.problems import Problem
 from harness.errors import GenerationsError
@@ -72,7 +72,7 @@ def load_generations(path: Path) -> list[Generations]:
     return out
 
 
-def _lines(path: Path, handle) -> Any:
+def _lines(path: Path, handle: TextIO) -> Iterator[tuple[int, str]]:
     """(number, line) of a JSONL file, refusing a line longer than MAX_JSONL_LINE characters before
     it is held in memory (a file that is one huge line is not JSONL)."""
     number = 0
@@ -82,7 +82,9 @@ def _lines(path: Path, handle) -> Any:
             return
         number += 1
         if len(line) > MAX_JSONL_LINE and not line.endswith("\n"):
-            raise GenerationsError(f"{path}:{number}: line longer than {MAX_JSONL_LINE >> 20} MB (one task's samples per line expected)")
+            raise GenerationsError(
+                f"{path}:{number}: line longer than {MAX_JSONL_LINE >> 20} MB (one task's samples per line expected)"
+            )
         yield number, line
 
 
@@ -127,7 +129,9 @@ def join_by_task_id(
     missing = sorted(set(by_id) - have)
     if not allow_partial:
         if unknown:
-            raise GenerationsError(f"generations name task ids absent from the dataset: {format_ids(unknown)} (use --allow-partial)")
+            raise GenerationsError(
+                f"generations name task ids absent from the dataset: {format_ids(unknown)} (use --allow-partial)"
+            )
         if missing:
             raise GenerationsError(f"dataset tasks without generations: {format_ids(missing)} (use --allow-partial)")
     joined = [TaskSamples(by_id[g.task_id], g.outputs) for g in generations if g.task_id in by_id]

@@ -21,8 +21,6 @@ from harness.errors import DatasetError, TestDataError
 DIFFICULTIES = ("EASY", "MEDIUM", "MEDIUM_HARD", "HARD", "VERY_HARD")
 
 
-
-
 @dataclass(frozen=True)
 class Problem:
     # The row index in the split before any filtering, as in the official generation.py.  A row

@@ -20,8 +20,6 @@ _EOF_PATTERN = re.compile("|".join(map(re.escape, EOF_STRINGS)))
 LONGEST_EOF = max(map(len, EOF_STRINGS))
 
 
-
-
 def build_prompt(row: Mapping[str, Any]) -> str:
     """The official prompt for a TACO row.  Rows that carry no ``question`` but a ready ``prompt`` (the
     official prompt files) are taken as they are."""

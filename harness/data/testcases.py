@@ -36,8 +36,6 @@ class TestSuite:
         return len(self.cases)
 
 
-
-
 def allow_long_int_strings() -> None:
     """TACO ran on Python <= 3.10: test data with >4300-digit integers must parse."""
     if hasattr(sys, "set_int_max_str_digits"):

@@ -58,9 +58,7 @@ class VerdictCache:
     def put(self, key: str, result: SampleResult) -> None:
         if result.status is not SampleStatus.JUDGED:
             return  # an infrastructure failure says nothing about the program
-        self._db.execute(
-            "INSERT OR REPLACE INTO verdicts (key, record) VALUES (?, ?)", (key, json.dumps(result_record(result)))
-        )
+        self._db.execute("INSERT OR REPLACE INTO verdicts (key, record) VALUES (?, ?)", (key, json.dumps(result_record(result))))
         self._pending += 1
         if self._pending >= 200 or time.monotonic() - self._last_commit > 2.0:
             self.flush()
@@ -74,7 +72,7 @@ class VerdictCache:
         self.flush()
         self._db.close()
 
-    def __enter__(self) -> "VerdictCache":
+    def __enter__(self) -> VerdictCache:
         return self
 
     def __exit__(self, *exc) -> None:

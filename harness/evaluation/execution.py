@@ -11,7 +11,18 @@ from harness.judging.judge import SampleJudgement, broken_stdin_tests, stdin_inp
 from harness.judging.programs import call_program, stdin_programs
 from harness.judging.verdicts import SampleResult, SampleStatus, Verdict
 from harness.sandbox.interface import Sandbox
-from sandbox_image import valuecodec
+from sandbox_image.taco_runner import valuecodec
+from sandbox_image.taco_runner.protocol import (
+    CaseFinished,
+    Compiled,
+    CompileStatus,
+    JobDone,
+    NotUnderstood,
+    RunCallJob,
+    RunJob,
+    RunStdinJob,
+    StopJob,
+)
 
 
 @dataclass(frozen=True)
@@ -41,32 +52,33 @@ class ExecutionJob:
 _job_ids = itertools.count(1)
 
 
-def job_message(job: ExecutionJob, job_id: int, compile_only: bool = False) -> dict:
-    message = {
-        "op": "run",
-        "id": job_id,
-        "mode": job.suite.mode.value,
-        "timeout": job.limits.timeout_s,
-        "output_limit": job.limits.output_limit_bytes,
-        "compile_only": compile_only,
-    }
-    if job.fresh_interpreter:
-        message["fresh_interpreter"] = True
-    if job.suite.mode is Mode.STDIN:
+def job_message(job: ExecutionJob, job_id: int, compile_only: bool = False) -> RunJob:
+    """The runner's job for *job*: programs and inputs only (expected outputs stay on the host)."""
+    suite = job.suite
+    if suite.mode is Mode.STDIN:
         programs = stdin_programs(job.code)
-        message.update(
+        return RunStdinJob(
+            job_id=job_id,
+            timeout_s=job.limits.timeout_s,
+            output_limit_bytes=job.limits.output_limit_bytes,
+            compile_only=compile_only,
+            fresh_interpreter=job.fresh_interpreter,
             compile_program=programs.compile_program,
             exec_program=programs.exec_program,
             second_program=programs.second_program,
-            inputs=[] if compile_only else [stdin_input_text(c.input) for c in job.suite.cases],
+            inputs=() if compile_only else tuple(stdin_input_text(c.input) for c in suite.cases),
         )
-    else:
-        message.update(
-            program=call_program(job.code),
-            fn_name=job.suite.fn_name,
-            args=[] if compile_only else [valuecodec.dumps(c.input).decode("utf-8") for c in job.suite.cases],
-        )
-    return message
+    if suite.fn_name is None:
+        raise ValueError("a call-based test suite without fn_name")
+    return RunCallJob(
+        job_id=job_id,
+        timeout_s=job.limits.timeout_s,
+        output_limit_bytes=job.limits.output_limit_bytes,
+        compile_only=compile_only,
+        program=call_program(job.code),
+        fn_name=suite.fn_name,
+        args=() if compile_only else tuple(valuecodec.dumps(c.input).decode("utf-8") for c in suite.cases),
+    )
 
 
 def _reply_timeout(job: ExecutionJob) -> float:
@@ -84,30 +96,26 @@ def run_job(sandbox: Sandbox, job: ExecutionJob) -> SampleResult:
     program_ms = 0.0
     wait = _reply_timeout(job)
     while True:
-        event = sandbox.recv(wait)
-        if event.get("id") != job_id:
-            if event.get("ev") == "error":
-                raise SandboxError(f"runner error: {event.get('error')}")
-            continue  # stale event of an earlier, abandoned job
-        kind = event.get("ev")
-        if kind == "compiled":
-            judgement.on_compiled(event["status"], event.get("error", ""))
-        elif kind == "test":
+        message = sandbox.recv(wait)
+        if isinstance(message, NotUnderstood):
+            raise SandboxError(f"runner error: {message.reason}")
+        if not isinstance(message, (Compiled, CaseFinished, JobDone)) or message.job_id != job_id:
+            continue  # stale message of an earlier, abandoned job
+        if isinstance(message, Compiled):
+            judgement.on_compiled(message.status, message.error)
+        elif isinstance(message, CaseFinished):
             if stop_sent:
                 continue
-            program_ms += float(event["outcome"].get("ms", 0.0))
-            settled = judgement.on_test(event["pass"], event["outcome"])
-            if settled:
-                sandbox.send({"op": "stop", "id": job_id})
+            program_ms += message.program_ms
+            if judgement.on_test(message.pass_number, message.outcome):
+                sandbox.send(StopJob(job_id))
                 stop_sent = True
-        elif kind == "done":
-            if event.get("retire"):
+        else:
+            if message.retire_reason:
                 # The program left state the runner cannot clean (e.g. SysV IPC objects): the verdict
                 # stands, and the pool replaces this sandbox before its next job.
-                sandbox.retire = str(event["retire"])
+                sandbox.retire = message.retire_reason
             break
-        else:
-            raise SandboxError(f"unexpected runner event {kind!r}")
-    if broken and judgement.compiled == "ok":
+    if broken and judgement.compiled is CompileStatus.OK:
         return SampleResult(SampleStatus.JUDGED, (Verdict.CRASHED,) * len(job.suite), detail="test data cannot be joined")
     return judgement.result(stopped_early=stop_sent).with_program_seconds(program_ms / 1000)

@@ -1,74 +1,47 @@
-"""Evaluating TACO generations: plan the jobs, reuse what is journaled or cached, run the rest
-through the sandbox pool longest first, and write TACO-format outputs.
+"""Evaluating samples: each one is answered by the journal, the verdict cache or an identical
+program already planned (dedup), or else run through the sandbox pool, longest expected first.
 
-A job is one distinct program on one problem's tests.  Its key is a digest of everything that
-decides its verdicts, so identical samples of a task share one job (dedup), and the journal and the
-verdict cache can answer for it on a later run.
+``EvaluationSession`` takes samples from any thread as they arrive (``harness run`` adds each one
+as the generator finishes it); ``evaluate`` adds a whole generations file at once.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
+import enum
+import functools
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from functools import lru_cache
-from pathlib import Path
 
-from harness.data.atomic import write_json_atomic
 from harness.data.generations import TaskSamples
 from harness.data.problems import Problem
-from harness.data.testcases import Mode
 from harness.evaluation.cache import VerdictCache
-from harness.evaluation.execution import ExecutionJob, RunLimits
+from harness.evaluation.execution import ExecutionJob
+from harness.evaluation.plan import (
+    EvaluationSettings,
+    PlannedJob,
+    cache_key,
+    expected_cost,
+    plan_jobs,
+    sample_key,
+    tests_digest,
+)
 from harness.evaluation.verdict_journal import VerdictJournal
 from harness.judging.verdicts import SampleResult, SampleStatus
 from harness.sandbox.pool import PoolStats, SandboxPool
 from harness.scoring.metrics import compute_metrics
 
-JUDGES = ("taco",)
 
-# The modules whose code decides verdicts: a change to any of them invalidates cached verdicts.
-_JUDGE_MODULES = (
-    "harness.judging.compare",
-    "harness.evaluation.execution",
-    "harness.judging.judge",
-    "harness.judging.programs",
-    "harness.data.testcases",
-    "harness.judging.verdicts",
-)
+class ResultSource(str, enum.Enum):
+    """Where a sample's result came from."""
 
-
-@dataclass(frozen=True)
-class EvaluationSettings:
-    limits: RunLimits = RunLimits()
-    early_exit: bool = True
-    dedup: bool = True
-    judge: str = "taco"
-    # The sandbox the verdicts come from (image and container limits), as part of the job key.
-    sandbox_id: str = ""
-
-    def record(self) -> dict:
-        return {
-            "judge": self.judge,
-            "timeout_s": self.limits.timeout_s,
-            "output_limit_bytes": self.limits.output_limit_bytes,
-            "early_exit": self.early_exit,
-            "dedup": self.dedup,
-            "sandbox": self.sandbox_id,
-        }
-
-
-@dataclass(frozen=True)
-class PlannedJob:
-    key: str
-    job: ExecutionJob
-    owners: tuple[tuple[int, int], ...]  # the (task_id, sample index) slots this job answers
-    expected_cost: float  # relative: only the order matters
+    JOURNAL = "journal"  # recorded by an earlier run into the same output directory
+    CACHE = "cache"  # the persistent verdict cache
+    DEDUP = "dedup"  # an identical program of the same task already answered
+    RUN = "run"  # executed in a sandbox now
 
 
 @dataclass(frozen=True)
@@ -77,7 +50,7 @@ class Progress:
 
     samples: int
     tests: int
-    source: str  # "journal", "cache", "dedup" (an identical program already answered) or "run"
+    source: ResultSource
     sandboxes: int = 0  # sandboxes up at that moment
 
 
@@ -107,82 +80,10 @@ class EvaluationOutcome:
         return self.metrics["counts"]["infra_errors"]
 
 
-@lru_cache(maxsize=1)
-def judge_fingerprint() -> str:
-    import importlib
-
-    digest = hashlib.sha256()
-    for name in _JUDGE_MODULES:
-        module = importlib.import_module(name)
-        digest.update(Path(module.__file__).read_bytes())
-    return digest.hexdigest()[:16]
-
-
-def tests_digest(problem: Problem) -> str:
-    """A digest of the problem's tests as stored, so that equal tests give equal keys."""
-    raw = problem.row.get("input_output")
-    text = raw if isinstance(raw, str) else json.dumps(raw, sort_keys=True)
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
-
-
-def job_key(tests: str, code: str, settings: EvaluationSettings) -> str:
-    material = json.dumps(
-        {
-            "tests": tests,
-            "code": code,
-            "judge": settings.judge,
-            "judge_code": judge_fingerprint(),
-            "timeout_s": settings.limits.timeout_s,
-            "output_limit": settings.limits.output_limit_bytes,
-            "early_exit": settings.early_exit,
-            "sandbox": settings.sandbox_id,
-        },
-        sort_keys=True,
-    )
-    return hashlib.sha256(material.encode("utf-8", "surrogatepass")).hexdigest()
-
-
-def expected_cost(problem: Problem) -> float:
-    # Tests dominate; big inputs take longer to feed, parse and answer.
-    suite = problem.tests
-    if suite is None:
-        return 0.0
-    input_bytes = sum(len(str(case.input)) for case in suite.cases)
-    return len(suite) + input_bytes / 20_000 + (0.5 if suite.mode is Mode.STDIN else 0.0)
-
-
-def sample_key(tests: str, code: str, task_id: int, index: int, settings: EvaluationSettings) -> str:
-    """The job key of one sample: identical programs on identical tests share it, unless dedup is off."""
-    key = job_key(tests, code, settings)
-    return key if settings.dedup else f"{key}:{task_id}:{index}"
-
-
-def plan_jobs(tasks: list[TaskSamples], settings: EvaluationSettings) -> list[PlannedJob]:
-    owners: dict[str, list[tuple[int, int]]] = {}
-    jobs: dict[str, tuple[ExecutionJob, float]] = {}
-    for task in tasks:
-        problem = task.problem
-        if problem.tests is None:
-            raise ValueError(f"task {problem.task_id} has no tests")
-        digest = tests_digest(problem)
-        cost = expected_cost(problem)
-        for sample, code in enumerate(task.outputs):
-            key = sample_key(digest, code, problem.task_id, sample, settings)
-            if key not in jobs:
-                jobs[key] = (ExecutionJob(problem.tests, code, settings.limits, settings.early_exit), cost)
-                owners[key] = []
-            owners[key].append((problem.task_id, sample))
-    return [PlannedJob(key, job, tuple(owners[key]), cost) for key, (job, cost) in jobs.items()]
-
-
-def _cache_key(key: str) -> str:
-    return key.split(":", 1)[0]  # --no-dedup keys carry the slot; the verdicts do not depend on it
-
-
 class _JobState:
     """A job inside a session: who waits for it and, once known, its result."""
 
-    __slots__ = ("planned", "owners", "result")
+    __slots__ = ("owners", "planned", "result")
 
     def __init__(self, planned: PlannedJob):
         self.planned = planned
@@ -225,7 +126,8 @@ class EvaluationSession:
         self._pool_context: AbstractContextManager[SandboxPool] | None = None
         self._pool: SandboxPool | None = None
         self._pool_stats: PoolStats | None = None
-        self._counts = Counter()
+        self._counts: Counter[ResultSource] = Counter()
+        self._tests_executed = 0
         self._first_submitted: float | None = None
         self._last_finished: float | None = None
 
@@ -260,29 +162,29 @@ class EvaluationSession:
                 if state is not None:  # the same program on the same tests: one job answers both
                     state.owners.extend(planned.owners)
                     if state.result is not None:
-                        self._settle(planned.owners, state.result, "dedup")
+                        self._settle(planned.owners, state.result, ResultSource.DEDUP)
                     continue
                 state = self._jobs[planned.key] = _JobState(planned)
                 recorded = self._recorded.get(planned.key)
                 if recorded is not None:
                     state.result = recorded
-                    self._counts["journal"] += 1
-                    self._settle(state.owners, recorded, "journal")
+                    self._counts[ResultSource.JOURNAL] += 1
+                    self._settle(state.owners, recorded, ResultSource.JOURNAL)
                 else:
                     fresh.append(state)
             if self._cache is not None and fresh:
-                hits = self._cache.get_many(_cache_key(s.planned.key) for s in fresh)
+                hits = self._cache.get_many(cache_key(s.planned.key) for s in fresh)
                 missing = []
                 for state in fresh:
-                    hit = hits.get(_cache_key(state.planned.key))
+                    hit = hits.get(cache_key(state.planned.key))
                     if hit is None:
                         missing.append(state)
                         continue
                     if self._journal is not None:
                         self._journal.append(state.planned.key, hit)
                     state.result = hit
-                    self._counts["cache"] += 1
-                    self._settle(state.owners, hit, "cache")
+                    self._counts[ResultSource.CACHE] += 1
+                    self._settle(state.owners, hit, ResultSource.CACHE)
                 fresh = missing
             if not fresh:
                 return
@@ -292,13 +194,11 @@ class EvaluationSession:
             if self._first_submitted is None:
                 self._first_submitted = time.monotonic()
             self._running += len(fresh)
-            self._counts["run"] += len(fresh)
+            self._counts[ResultSource.RUN] += len(fresh)
         for state in fresh:
             # Of the jobs waiting for a sandbox, the longest expected runs first: when generation
             # ends, the backlog drains longest first and the run does not end on one long job.
-            pool.submit_with_callback(
-                state.planned.job, lambda result, state=state: self._finished(state, result), -state.planned.expected_cost
-            )
+            pool.submit_with_callback(state.planned.job, functools.partial(self._finished, state), -state.planned.expected_cost)
 
     def open_pool(self) -> None:
         """Open the pool and start its sandboxes now: fails early when sandboxes cannot run, and
@@ -321,16 +221,18 @@ class EvaluationSession:
                 if self._journal is not None:
                     self._journal.append(state.planned.key, result)
                 if self._cache is not None:
-                    self._cache.put(_cache_key(state.planned.key), result)
-                self._counts["tests"] += len(result.verdicts)
+                    self._cache.put(cache_key(state.planned.key), result)
+                self._tests_executed += len(result.verdicts)
             state.result = result
-            self._settle(state.owners, result, "run")
+            self._settle(state.owners, result, ResultSource.RUN)
             self._running -= 1
             self._last_finished = time.monotonic()
             if self._running == 0:
                 self._idle.notify_all()
 
-    def _settle(self, owners, result: SampleResult, source: str) -> None:
+    def _settle(
+        self, owners: list[tuple[int, int]] | tuple[tuple[int, int], ...], result: SampleResult, source: ResultSource
+    ) -> None:
         for task_id, sample in owners:
             self._results[task_id][sample] = result
         live = self._pool.stats().sandboxes_live if self._pool is not None else 0
@@ -345,7 +247,7 @@ class EvaluationSession:
 
     def times(self) -> EvaluationTimes:
         with self._lock:
-            return EvaluationTimes(self._first_submitted, self._last_finished, self._counts["tests"])
+            return EvaluationTimes(self._first_submitted, self._last_finished, self._tests_executed)
 
     def pool_stats(self) -> PoolStats | None:
         with self._lock:
@@ -360,9 +262,7 @@ class EvaluationSession:
         self.close()
         if problems is None:
             problems = [self._problems[task] for task in sorted(self._problems)]
-        final = {
-            p.task_id: [result for _, result in sorted(self._results.get(p.task_id, {}).items())] for p in problems
-        }
+        final = {p.task_id: [result for _, result in sorted(self._results.get(p.task_id, {}).items())] for p in problems}
         metrics = compute_metrics(problems, final)
         metrics["settings"] = self.settings.record()
         return EvaluationOutcome(
@@ -370,9 +270,9 @@ class EvaluationSession:
             metrics=metrics,
             seconds=time.monotonic() - self._started,
             jobs=len(self._jobs),
-            from_journal=self._counts["journal"],
-            from_cache=self._counts["cache"],
-            executed=self._counts["run"],
+            from_journal=self._counts[ResultSource.JOURNAL],
+            from_cache=self._counts[ResultSource.CACHE],
+            executed=self._counts[ResultSource.RUN],
             pool=self._pool_stats,
             times=self.times(),
         )
@@ -387,7 +287,7 @@ class EvaluationSession:
         if context is not None:
             context.__exit__(None, None, None)
 
-    def __enter__(self) -> "EvaluationSession":
+    def __enter__(self) -> EvaluationSession:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -406,19 +306,3 @@ def evaluate(
     with EvaluationSession(settings, open_pool, journal, cache, on_progress) as session:
         session.add_tasks(tasks)
         return session.finish([t.problem for t in tasks])
-
-
-def taco_results(results: dict[int, list[SampleResult]]) -> dict[str, list[list[bool | int] | None]]:
-    """The official results.json layout.  An infrastructure failure is written as null: it is not a
-    verdict, and TACO's scripts would otherwise score whatever stood in its place."""
-    return {
-        str(task): [r.taco() if r.status is SampleStatus.JUDGED else None for r in samples]
-        for task, samples in sorted(results.items())
-    }
-
-
-def write_outputs(outcome: EvaluationOutcome, directory: Path) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(directory / "results.json", taco_results(outcome.results))
-    write_json_atomic(directory / "metrics.json", outcome.metrics)
-

@@ -11,7 +11,9 @@ from __future__ import annotations
 import torch
 
 
-def decode_attention(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, lengths: torch.Tensor, scale: float, kernel: str = "auto") -> torch.Tensor:
+def decode_attention(
+    query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, lengths: torch.Tensor, scale: float, kernel: str = "auto"
+) -> torch.Tensor:
     """query [S, H, 1, D], keys/values [S, KVH, L, D], lengths [S] -> attention output [S, 1, H, D]."""
     if kernel == "triton" or (kernel == "auto" and triton_applies(query)):
         from harness.generation.triton_attention import triton_decode_attention
@@ -22,14 +24,18 @@ def decode_attention(query: torch.Tensor, keys: torch.Tensor, values: torch.Tens
 
 def triton_applies(query: torch.Tensor) -> bool:
     head_dim = query.shape[-1]
-    if not (query.is_cuda and query.dtype in (torch.bfloat16, torch.float16) and head_dim >= 16 and head_dim & (head_dim - 1) == 0):
+    if not (
+        query.is_cuda and query.dtype in (torch.bfloat16, torch.float16) and head_dim >= 16 and head_dim & (head_dim - 1) == 0
+    ):
         return False
     from importlib.util import find_spec
 
     return find_spec("triton") is not None
 
 
-def torch_decode_attention(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, lengths: torch.Tensor, scale: float) -> torch.Tensor:
+def torch_decode_attention(
+    query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, lengths: torch.Tensor, scale: float
+) -> torch.Tensor:
     slots, heads, _, head_dim = query.shape
     kv_heads, capacity = keys.shape[1], keys.shape[2]
     grouped = query.reshape(slots, kv_heads, heads // kv_heads, head_dim)

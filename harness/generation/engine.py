@@ -44,8 +44,6 @@ class Engine(Protocol):
         """Generate every sample of ``jobs``, calling ``on_sample`` as each one finishes (any order)."""
 
 
-
-
 class SampleTracker:
     """The host's view of one sample being generated: its tokens so far, and whether it must stop."""
 
@@ -65,10 +63,11 @@ class SampleTracker:
         """Append freshly generated tokens; say why the sample ended if it did (tokens after its end are dropped)."""
         room = self.spec.max_new_tokens - len(self.tokens)
         fresh = np.asarray(new_tokens[:room], dtype=np.int64)
-        hits = np.flatnonzero(np.isin(fresh, self._eos_ids)) if len(self._eos_ids) else ()
-        if len(hits):
-            self.tokens.extend(fresh[: hits[0] + 1].tolist())
-            return FinishReason.EOS
+        if len(self._eos_ids):
+            hits = np.flatnonzero(np.isin(fresh, self._eos_ids))
+            if len(hits):
+                self.tokens.extend(fresh[: hits[0] + 1].tolist())
+                return FinishReason.EOS
         self.tokens.extend(fresh.tolist())
         return FinishReason.LENGTH if len(self.tokens) >= self.spec.max_new_tokens else None
 
@@ -89,7 +88,9 @@ def hit_eof_strings(tokenizer: Any, trackers: Sequence[SampleTracker]) -> list[b
     return [eof_position(text) is not None for text in texts]
 
 
-def finish(tokenizer: Any, jobs: Sequence[PromptJob], done: Sequence[tuple[SampleTracker, FinishReason]], on_sample: SampleSink) -> None:
+def finish(
+    tokenizer: Any, jobs: Sequence[PromptJob], done: Sequence[tuple[SampleTracker, FinishReason]], on_sample: SampleSink
+) -> None:
     """Decode finished samples (in one batch) and hand them on."""
     if not done:
         return
@@ -129,7 +130,8 @@ def load_model(path: str, dtype: str, device: str) -> tuple[Any, Any]:
         raise ModelError(f"unknown dtype {dtype!r} (use one of {', '.join(DTYPES)})")
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype), attn_implementation="sdpa")
+        # Any: transformers types the result as its own class, whose decorated ``to`` mypy cannot call.
+        model: Any = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype), attn_implementation="sdpa")
     except (OSError, ValueError, KeyError) as exc:
         first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise ModelError(f"cannot load model {path!r}: {first_line}") from exc

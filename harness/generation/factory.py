@@ -51,4 +51,6 @@ class ModelEngineFactory:
         if kind == "fast":
             options = FastEngineOptions(slots=self.batch_size, chunk_steps=self.chunk_steps, cuda_graphs=self.cuda_graphs)
             return FastEngine(model, tokenizer, self.settings.sampling, options, say=say)
-        return HFEngine(model, tokenizer, self.settings.sampling, batch_size=self.batch_size, check_every=self.chunk_steps, say=say)
+        return HFEngine(
+            model, tokenizer, self.settings.sampling, batch_size=self.batch_size, check_every=self.chunk_steps, say=say
+        )

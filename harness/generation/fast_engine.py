@@ -74,14 +74,27 @@ def unsupported_reason(model: Any) -> str | None:
     return None
 
 
-def _slot_attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None, slot_lengths=None, slot_kernel="auto", **kwargs):
+def _slot_attention(
+    module: Any,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    dropout: float = 0.0,
+    scaling: float | None = None,
+    slot_lengths: torch.Tensor | None = None,
+    slot_kernel: str = "auto",
+    **kwargs: Any,
+) -> tuple[torch.Tensor, None]:
     """The attention function registered as ATTENTION_NAME.  With ``slot_lengths`` (decode) it attends
     each slot's query to that slot's cache prefix; without (a prompt's prefill) causal SDPA."""
     if kwargs.get("sliding_window") is not None or kwargs.get("softcap") is not None:
         raise NotImplementedError("sliding-window and soft-capped attention are not supported by the fast engine")
     scale = scaling if scaling is not None else query.shape[-1] ** -0.5
     if slot_lengths is None:
-        out = F.scaled_dot_product_attention(query, key, value, is_causal=True, scale=scale, enable_gqa=key.shape[1] != query.shape[1])
+        out = F.scaled_dot_product_attention(
+            query, key, value, is_causal=True, scale=scale, enable_gqa=key.shape[1] != query.shape[1]
+        )
         return out.transpose(1, 2).contiguous(), None
     return decode_attention(query, key, value, slot_lengths, scale, slot_kernel), None
 
@@ -100,7 +113,9 @@ class _SlotCache:
         self.keys, self.values, self.positions = keys, values, positions
         self.rows = torch.arange(positions.shape[0], device=positions.device)
 
-    def update(self, key_states, value_states, layer_idx, *args, **kwargs):
+    def update(
+        self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int, *args: Any, **kwargs: Any
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         keys, values = self.keys[layer_idx], self.values[layer_idx]
         keys[self.rows, :, self.positions] = key_states[:, :, 0]
         values[self.rows, :, self.positions] = value_states[:, :, 0]
@@ -110,11 +125,13 @@ class _SlotCache:
 class _PromptCapture:
     """Collects one prompt's K/V during its prefill (batch 1), to be copied into slots."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.keys: dict[int, torch.Tensor] = {}
         self.values: dict[int, torch.Tensor] = {}
 
-    def update(self, key_states, value_states, layer_idx, *args, **kwargs):
+    def update(
+        self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int, *args: Any, **kwargs: Any
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         self.keys[layer_idx], self.values[layer_idx] = key_states, value_states
         return key_states, value_states
 
@@ -161,7 +178,9 @@ class FastEngine:
             started = time.perf_counter()
             slot_run = _SlotRun(self, remaining, [by_task[job.task_id] for job in remaining], capacity, slot_count)
             slot_run.run(sink, started)
-            self.last_run = RunStats(slot_count, slot_run.launched * slot_run.chunk_steps, slot_run.row_steps, slot_run.setup_seconds)
+            self.last_run = RunStats(
+                slot_count, slot_run.launched * slot_run.chunk_steps, slot_run.row_steps, slot_run.setup_seconds
+            )
 
         previous = self.model.config._attn_implementation
         _register_attention()
@@ -194,7 +213,7 @@ class _Bank:
     or (for the end of a run, when few samples are left) a small prefix of it, as views of the same
     storage.  Each bank has its own CUDA graph."""
 
-    def __init__(self, run: "_SlotRun", size: int):
+    def __init__(self, run: _SlotRun, size: int):
         self.size = size
         self.tokens, self.positions, self.steps = run.tokens[:size], run.positions[:size], run.steps[:size]
         self.seed_high, self.seed_low = run.seed_high[:size], run.seed_low[:size]
@@ -288,9 +307,10 @@ class _SlotRun:
         else:
             self._chunk(self.bank)
         buffer = chunk % 2
-        self.recent_host[buffer].copy_(self.recent, non_blocking=self.recent_ready[buffer] is not None)
-        if self.recent_ready[buffer] is not None:
-            self.recent_ready[buffer].record()
+        ready = self.recent_ready[buffer]
+        self.recent_host[buffer].copy_(self.recent, non_blocking=ready is not None)
+        if ready is not None:
+            ready.record()
 
     def _prefill(self, job_index: int) -> _PromptCapture | None:
         ids = self.prompts[job_index][:-1]  # the last prompt token is fed by the first decode step
@@ -314,10 +334,12 @@ class _SlotRun:
         while free and self.pending:
             job_index = self.pending[0][0]
             group: list[int] = []
+            seeds: list[int] = []
             while free and self.pending and self.pending[0][0] == job_index:
                 _, spec = self.pending.popleft()
                 slot = free.pop(0)
                 group.append(slot)
+                seeds.append(spec.seed)
                 self.active[slot] = _Active(SampleTracker(job_index, spec, eos), first_chunk)
             if self.prefix is None or self.prefix[0] != job_index:
                 self.prefix = (job_index, self._prefill(job_index))
@@ -329,8 +351,7 @@ class _SlotRun:
                     keys[rows, :, : len(prompt) - 1] = capture.keys[layer][0]
                     self.values[layer][rows, :, : len(prompt) - 1] = capture.values[layer][0]
             taken.extend(group)
-            for slot in group:
-                seed = self.active[slot].tracker.spec.seed
+            for seed in seeds:
                 values.append((prompt[-1], len(prompt) - 1, seed >> 32, seed & 0xFFFFFFFF))
         # Idle slots restart at position 0 so that their (discarded) attention stays cheap.
         taken.extend(free)
@@ -347,8 +368,10 @@ class _SlotRun:
 
     def _shrink(self) -> None:
         """Move the samples still running into the small bank's slots (only when none is in flight)."""
-        moving = [slot for slot in range(self.small.size, len(self.active)) if self.active[slot] is not None]
-        free = [slot for slot in range(self.small.size) if self.active[slot] is None]
+        small = self.small
+        assert small is not None, "run() shrinks only when there is a small bank"
+        moving = [slot for slot in range(small.size, len(self.active)) if self.active[slot] is not None]
+        free = [slot for slot in range(small.size) if self.active[slot] is None]
         if moving:
             source = torch.tensor(moving, device=self.device)
             target = torch.tensor(free[: len(moving)], device=self.device)
@@ -356,7 +379,7 @@ class _SlotRun:
                 tensor.index_copy_(0, target, tensor.index_select(0, source))
             for old, new in zip(moving, free):
                 self.active[new], self.active[old] = self.active[old], None
-        self.bank = self.small
+        self.bank = small
 
     # --- host loop --------------------------------------------------------------------------------
 
@@ -387,23 +410,24 @@ class _SlotRun:
 
     def _handle(self, chunk: int, on_sample: SampleSink) -> None:
         buffer = chunk % 2
-        if self.recent_ready[buffer] is not None:
-            self.recent_ready[buffer].synchronize()
+        ready = self.recent_ready[buffer]
+        if ready is not None:
+            ready.synchronize()
         block = self.recent_host[buffer].numpy()
         ended: list[tuple[SampleTracker, FinishReason]] = []
-        running: list[int] = []
+        running: list[tuple[int, SampleTracker]] = []
         for slot, active in enumerate(self.active):
             if active is None or active.first_chunk > chunk:
                 continue
             reason = active.tracker.extend(block[slot])
             if reason is None:
-                running.append(slot)
+                running.append((slot, active.tracker))
             else:
                 ended.append((active.tracker, reason))
                 self.active[slot] = None
-        for slot, stopped in zip(running, hit_eof_strings(self.engine.tokenizer, [self.active[s].tracker for s in running])):
+        for (slot, tracker), stopped in zip(running, hit_eof_strings(self.engine.tokenizer, [t for _, t in running])):
             if stopped:
-                ended.append((self.active[slot].tracker, FinishReason.STOP))
+                ended.append((tracker, FinishReason.STOP))
                 self.active[slot] = None
         finish(self.engine.tokenizer, self.jobs, ended, on_sample)
 

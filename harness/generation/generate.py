@@ -74,7 +74,9 @@ def generate(
     shas = {job.task_id: prompt_sha(job.prompt) for job in jobs}
     changed = sorted({task for (task, _), entry in known.items() if task in shas and entry.prompt_sha != shas[task]})
     if changed:
-        raise GenerationError(f"{journal.directory}: tasks {format_ids(changed)} were generated from other prompts; delete the journal")
+        raise GenerationError(
+            f"{journal.directory}: tasks {format_ids(changed)} were generated from other prompts; delete the journal"
+        )
     remaining = without_samples(jobs, set(known))
     resumed = sum(len(job.samples) for job in jobs) - sum(len(job.samples) for job in remaining)
     if resumed:
@@ -86,7 +88,7 @@ def generate(
                 on_sample(entry)
     if progress is not None:
         progress.begin(sum(len(job.samples) for job in remaining))
-    tokens = Counter()
+    tokens: Counter[str] = Counter()
     peaks: dict[str, int] = {}
 
     def count(entry: JournalEntry) -> None:
@@ -108,7 +110,9 @@ def generate(
     entries = journal.entries()
     missing = [(job.task_id, s.index) for job in jobs for s in job.samples if (job.task_id, s.index) not in entries]
     if missing:
-        raise GenerationError(f"{len(missing)} samples are missing after the run (first: task {missing[0][0]} sample {missing[0][1]})")
+        raise GenerationError(
+            f"{len(missing)} samples are missing after the run (first: task {missing[0][0]} sample {missing[0][1]})"
+        )
     document = [
         {"task_id": job.task_id, "prompt": job.prompt, "output": [entries[(job.task_id, s.index)].output for s in job.samples]}
         for job in jobs

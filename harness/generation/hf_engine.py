@@ -53,7 +53,9 @@ class HFEngine:
             return
         prompts = {job.task_id: ids for job, ids in zip(jobs, prompt_token_ids(self.tokenizer, jobs))}
         rows = sum(len(job.samples) for job in jobs)
-        batch = self.batch_size or self._auto_rows(max(map(len, prompts.values())), max(s.max_new_tokens for j in jobs for s in j.samples), rows)
+        batch = self.batch_size or self._auto_rows(
+            max(map(len, prompts.values())), max(s.max_new_tokens for j in jobs for s in j.samples), rows
+        )
 
         def attempt(remaining: Sequence[PromptJob], batch_rows: int, sink: SampleSink) -> None:
             work = [(j, spec) for j, job in enumerate(remaining) for spec in job.samples]
@@ -147,9 +149,9 @@ class _StopRows:
         self.done: torch.Tensor | None = None
         self.budgets: torch.Tensor | None = None
 
-    def __call__(self, input_ids: torch.Tensor, scores: Any, **kwargs) -> torch.Tensor:
+    def __call__(self, input_ids: torch.Tensor, scores: Any, **kwargs: Any) -> torch.Tensor:
         generated = input_ids.shape[1] - self.prompt_width
-        if self.budgets is None:
+        if self.budgets is None or self.done is None:  # both are set on the first step
             self.budgets = torch.tensor([t.spec.max_new_tokens for t in self.trackers], device=input_ids.device)
             self.done = torch.zeros(len(self.trackers), dtype=torch.bool, device=input_ids.device)
         if generated % self.every == 0:

@@ -77,4 +77,6 @@ class SampleJournal:
 def _difference(found: Any, wanted: dict) -> str:
     if not isinstance(found, dict):
         return "unreadable settings.json"
-    return ", ".join(f"{key}: {found.get(key)!r} there, {value!r} now" for key, value in wanted.items() if found.get(key) != value)
+    return ", ".join(
+        f"{key}: {found.get(key)!r} there, {value!r} now" for key, value in wanted.items() if found.get(key) != value
+    )

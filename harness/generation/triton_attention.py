@@ -16,6 +16,8 @@ SPLIT = 512  # cache positions per pass-1 program
 BLOCK = 64  # positions per inner step
 
 
+# The kernels' arguments (and the launches below) are grouped by hand, one tensor's strides to a
+# line: `# fmt: skip` keeps the formatter from putting each on a line of its own.
 @triton.jit
 def _partial_kernel(
     Q, K, V, LENGTHS, ACC, MAX, SUM,
@@ -26,7 +28,7 @@ def _partial_kernel(
     m_slot, m_head,
     scale,
     GROUP: tl.constexpr, GROUP_PAD: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK: tl.constexpr, SPLIT: tl.constexpr,
-):
+):  # fmt: skip
     slot = tl.program_id(0)
     kv_head = tl.program_id(1)
     split = tl.program_id(2)
@@ -72,7 +74,7 @@ def _merge_kernel(
     m_slot, m_head,
     o_slot, o_head,
     SPLITS: tl.constexpr, SPLITS_PAD: tl.constexpr, HEAD_DIM: tl.constexpr,
-):
+):  # fmt: skip
     slot = tl.program_id(0)
     head = tl.program_id(1)
     splits = tl.arange(0, SPLITS_PAD)
@@ -82,12 +84,16 @@ def _merge_kernel(
     sums = tl.load(SUM + slot * m_slot + head * m_head + splits, mask=used, other=0.0)
     top = tl.max(maxima, 0)  # finite: split 0 always holds at least one valid position
     weights = tl.exp(maxima - top)  # 0 for empty splits
-    acc = tl.load(ACC + slot * acc_slot + head * acc_head + splits[:, None] * acc_split + dims[None, :], mask=used[:, None], other=0.0)
+    acc = tl.load(
+        ACC + slot * acc_slot + head * acc_head + splits[:, None] * acc_split + dims[None, :], mask=used[:, None], other=0.0
+    )
     out = tl.sum(acc * weights[:, None], 0) / tl.sum(sums * weights, 0)
     tl.store(OUT + slot * o_slot + head * o_head + dims, out.to(OUT.dtype.element_ty))
 
 
-def triton_decode_attention(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, lengths: torch.Tensor, scale: float) -> torch.Tensor:
+def triton_decode_attention(
+    query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, lengths: torch.Tensor, scale: float
+) -> torch.Tensor:
     slots, heads, _, head_dim = query.shape
     kv_heads, capacity = keys.shape[1], keys.shape[2]
     group = heads // kv_heads
@@ -106,12 +112,12 @@ def triton_decode_attention(query: torch.Tensor, keys: torch.Tensor, values: tor
         maxima.stride(0), maxima.stride(1),
         scale,
         GROUP=group, GROUP_PAD=max(16, triton.next_power_of_2(group)), HEAD_DIM=head_dim, BLOCK=BLOCK, SPLIT=SPLIT,
-    )
+    )  # fmt: skip
     _merge_kernel[(slots, heads)](
         acc, maxima, sums, out,
         acc.stride(0), acc.stride(1), acc.stride(2),
         maxima.stride(0), maxima.stride(1),
         out.stride(0), out.stride(1),
         SPLITS=splits, SPLITS_PAD=max(2, triton.next_power_of_2(splits)), HEAD_DIM=head_dim,
-    )
+    )  # fmt: skip
     return out.view(slots, 1, heads, head_dim)

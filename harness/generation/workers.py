@@ -77,7 +77,9 @@ def run_processes(
     context = multiprocessing.get_context("spawn")  # CUDA cannot be used in forked children
     messages = context.Queue()
     workers = [
-        context.Process(target=_worker_process, args=(rank, device, jobs, engine_factory, journal.part(rank), messages), daemon=True)
+        context.Process(
+            target=_worker_process, args=(rank, device, jobs, engine_factory, journal.part(rank), messages), daemon=True
+        )
         for rank, (device, jobs) in enumerate(assignments)
     ]
     for process in workers:
@@ -91,7 +93,9 @@ def run_processes(
             except queue_module.Empty:
                 for rank, process in enumerate(workers):
                     if rank not in finished and not process.is_alive():
-                        raise GenerationError(f"worker {rank} ({assignments[rank][0]}) died with exit code {process.exitcode}")
+                        raise GenerationError(
+                            f"worker {rank} ({assignments[rank][0]}) died with exit code {process.exitcode}"
+                        ) from None
                 continue
             if kind == "sample":
                 count(value)
@@ -111,10 +115,15 @@ def run_processes(
     return peaks
 
 
-def _worker_process(rank: int, device: str, jobs: list[PromptJob], engine_factory: EngineFactory, part: Journal, messages: Any) -> None:
+def _worker_process(
+    rank: int, device: str, jobs: list[PromptJob], engine_factory: EngineFactory, part: Journal, messages: Any
+) -> None:
     try:
         peak = run_worker(
-            device, jobs, engine_factory, part,
+            device,
+            jobs,
+            engine_factory,
+            part,
             lambda entry: messages.put(("sample", rank, entry)),
             lambda text: messages.put(("say", rank, text)),
         )

@@ -13,7 +13,19 @@ from typing import Any
 from harness.data.testcases import Mode, TestSuite
 from harness.judging.compare import compare_call_result, compare_stdout
 from harness.judging.verdicts import SampleResult, SampleStatus, Verdict
-from sandbox_image import valuecodec
+from sandbox_image.taco_runner import valuecodec
+from sandbox_image.taco_runner.protocol import (
+    CheckerDied,
+    CompileStatus,
+    NonZeroExit,
+    Outcome,
+    Output,
+    OutputOverflow,
+    Raised,
+    ReturnValue,
+    TimedOut,
+    Uncomparable,
+)
 
 
 def expected_text(output: Any) -> str:
@@ -36,38 +48,36 @@ def broken_stdin_tests(suite: TestSuite) -> bool:
     return False
 
 
-def stdin_verdict(outcome: dict, expected: Any) -> tuple[Verdict, str]:
+def stdin_verdict(outcome: Outcome, expected: Any) -> tuple[Verdict, str]:
     """Verdict and TACO label for one stdin test outcome reported by the runner."""
-    kind = outcome["k"]
-    if kind == "out":
-        ok = compare_stdout(outcome["text"], expected_text(expected))
+    if isinstance(outcome, Output):
+        ok = compare_stdout(outcome.text, expected_text(expected))
         return (Verdict.PASSED, "passed") if ok else (Verdict.WRONG_ANSWER, "false")
-    if kind == "timeout":
+    if isinstance(outcome, TimedOut):
         return Verdict.TIMEOUT, "timeout"
-    if kind == "overflow":
+    if isinstance(outcome, OutputOverflow):
         return Verdict.OUTPUT_LIMIT, "false"
-    if kind == "rc":
-        return Verdict.RUNTIME_ERROR, f"returncode:{outcome['rc']}"
+    if isinstance(outcome, NonZeroExit):
+        return Verdict.RUNTIME_ERROR, f"returncode:{outcome.returncode}"
     return Verdict.RUNTIME_ERROR, "runtime_error"
 
 
-def call_verdict(outcome: dict, expected: Any) -> Verdict:
-    kind = outcome["k"]
-    if kind == "value":
+def call_verdict(outcome: Outcome, expected: Any) -> Verdict:
+    if isinstance(outcome, ReturnValue):
         try:
-            value = valuecodec.decode(outcome["v"])
+            value = valuecodec.decode(outcome.encoded)
             return Verdict.PASSED if compare_call_result(value, expected) else Verdict.WRONG_ANSWER
         except Exception:
             return Verdict.COMPARE_ERROR
-    if kind == "uncomparable":
+    if isinstance(outcome, Uncomparable):
         return Verdict.COMPARE_ERROR
-    if kind == "raised":
+    if isinstance(outcome, Raised):
         return Verdict.RUNTIME_ERROR
-    if kind == "timeout":
+    if isinstance(outcome, TimedOut):
         return Verdict.CALL_TIMEOUT
-    if kind == "overflow":
+    if isinstance(outcome, OutputOverflow):
         return Verdict.OUTPUT_LIMIT
-    raise ValueError(f"unexpected call outcome {kind!r}")
+    raise ValueError(f"unexpected call outcome {outcome.KIND!r}")
 
 
 @dataclass
@@ -81,19 +91,19 @@ class SampleJudgement:
 
     suite: TestSuite
     early_exit: bool
-    compiled: str | None = None
+    compiled: CompileStatus | None = None
     first: list[tuple[Verdict, str]] = field(default_factory=list)
     second: list[tuple[Verdict, str]] = field(default_factory=list)
     crashed: bool = False
     detail: str = ""
 
-    def on_compiled(self, status: str, error: str) -> None:
+    def on_compiled(self, status: CompileStatus, error: str) -> None:
         self.compiled = status
         self.detail = error
 
-    def on_test(self, pass_number: int, outcome: dict) -> bool:
+    def on_test(self, pass_number: int, outcome: Outcome) -> bool:
         """Record one test; return True when the verdict is settled and the rest can be skipped."""
-        if outcome["k"] == "died":
+        if isinstance(outcome, CheckerDied):
             self.crashed = True
             return True
         index = len(self.first) if pass_number == 1 else len(self.second)
@@ -104,7 +114,7 @@ class SampleJudgement:
             verdict = call_verdict(outcome, expected)
             entry = (verdict, verdict.value)
         if entry[0] is Verdict.RUNTIME_ERROR and not self.detail:
-            self.detail = outcome.get("stderr") or outcome.get("exc") or ""
+            self.detail = _error_text(outcome)
         (self.first if pass_number == 1 else self.second).append(entry)
         return self.early_exit and self._settled(pass_number)
 
@@ -123,10 +133,19 @@ class SampleJudgement:
 
     def result(self, stopped_early: bool) -> SampleResult:
         n = len(self.suite)
-        if self.compiled == "error":
+        if self.compiled is CompileStatus.ERROR:
             return SampleResult(SampleStatus.JUDGED, (Verdict.COMPILE_ERROR,), detail=self.detail)
-        if self.compiled == "died" or self.crashed:
+        if self.compiled is CompileStatus.DIED or self.crashed:
             return SampleResult(SampleStatus.JUDGED, (Verdict.CRASHED,) * n, detail=self.detail or "checker died")
         entries = self.second if self.second else self.first
         verdicts = tuple(v for v, _ in entries)
         return SampleResult(SampleStatus.JUDGED, verdicts, stopped_early=stopped_early, detail=self.detail)
+
+
+def _error_text(outcome: Outcome) -> str:
+    """What a failed run said about its failure, for humans: its stderr, or the exception a call raised."""
+    if isinstance(outcome, NonZeroExit):
+        return outcome.stderr_tail
+    if isinstance(outcome, Raised):
+        return outcome.exception
+    return ""

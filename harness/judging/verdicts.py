@@ -60,7 +60,7 @@ class SampleResult:
     # Seconds the program's runs took inside the sandbox (all tests and retries), for reports only.
     program_seconds: float = field(default=0.0, compare=False)
 
-    def with_program_seconds(self, seconds: float) -> "SampleResult":
+    def with_program_seconds(self, seconds: float) -> SampleResult:
         return replace(self, program_seconds=seconds)
 
     @property

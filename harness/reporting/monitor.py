@@ -8,7 +8,9 @@ else is counted where it happens.
 
 from __future__ import annotations
 
+import os
 import resource
+import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -186,3 +188,22 @@ def write_run_stats(directory: Path, stats: dict) -> Path:
 
 def _rate(count: float, seconds: float) -> float:
     return round(count / seconds, 3) if seconds > 0 else 0.0
+
+
+# -- live memory probes (for the progress bars; the saved figures are peaks from the OS) -------------
+def host_rss_mib() -> float:
+    """This process's resident memory now, in MiB (0 where /proc is not there)."""
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def gpu_memory_peak_gib() -> float:
+    """Peak GPU memory of this process's CUDA devices, in GiB: 0 when torch is not loaded or CUDA not
+    initialised here (as when the samples are generated in worker processes)."""
+    torch = sys.modules.get("torch")  # never imported for this: a probe must not load torch
+    if torch is None or not torch.cuda.is_available() or not torch.cuda.is_initialized():
+        return 0.0
+    return float(sum(torch.cuda.max_memory_allocated(i) for i in range(torch.cuda.device_count())) / 2**30)

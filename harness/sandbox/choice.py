@@ -25,8 +25,6 @@ class SandboxKind(str, enum.Enum):
     NAMESPACE = "namespace"
 
 
-
-
 @dataclass(frozen=True)
 class SandboxChoice:
     kind: SandboxKind = SandboxKind.DOCKER
@@ -75,5 +73,8 @@ class SandboxChoice:
         reason = namespace_sandbox_unavailable()
         if reason is not None:
             raise SandboxUnavailable(f"namespace sandboxes cannot run here: {reason}")
-        say("namespace sandboxes: weaker isolation than Docker (same kernel without seccomp, host system directories visible read-only)")
+        say(
+            "namespace sandboxes: weaker isolation than Docker "
+            "(same kernel without seccomp, host system directories visible read-only)"
+        )
         return SandboxPool(NamespaceBackend(capacity=self.capacity, memory_mb=self.memory_mb))

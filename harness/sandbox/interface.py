@@ -1,19 +1,30 @@
 """The seam between the evaluator and whatever runs the runner: one sandbox = one runner process.
 
 A ``SandboxBackend`` starts sandboxes (the Docker one starts a container per sandbox on one Docker
-host; a pool may hold backends for several hosts).  A ``Sandbox`` exchanges framed messages with its
-runner.  Anything that goes wrong below this seam raises ``SandboxError``: an infrastructure
-failure, which the pool retries on a fresh sandbox and never scores as a wrong answer.
+host; a pool may hold backends for several hosts).  A ``Sandbox`` exchanges the typed messages of
+``sandbox_image.taco_runner.protocol`` with its runner.  Anything that goes wrong below this seam
+raises ``SandboxError``: an infrastructure failure, which the pool retries on a fresh sandbox and
+never scores as a wrong answer.
 """
 
 from __future__ import annotations
 
-import json
-import struct
 from dataclasses import dataclass
 from typing import Protocol
 
 from harness.errors import SandboxError
+from sandbox_image.taco_runner.protocol import (
+    PROTOCOL_VERSION,
+    FrameDecoder,
+    Hello,
+    HostMessage,
+    ProtocolError,
+    Ready,
+    RunnerMessage,
+    decode_runner_message,
+)
+
+GREETING_TIMEOUT_S = 60.0  # a new runner's first answer (its imports, on a loaded host)
 
 
 @dataclass(frozen=True)
@@ -27,15 +38,13 @@ class SandboxLimits:
     shm_mb: int = 16  # /dev/shm
 
 
-
-
 class Sandbox(Protocol):
     name: str
     retire: str  # non-empty once the runner asked to be replaced after its current job
 
-    def send(self, message: dict) -> None: ...
+    def send(self, message: HostMessage) -> None: ...
 
-    def recv(self, timeout: float) -> dict:
+    def recv(self, timeout: float) -> RunnerMessage:
         """Next message from the runner; raise SandboxError when none comes within *timeout*."""
         ...
 
@@ -49,29 +58,33 @@ class SandboxBackend(Protocol):
     def start(self) -> Sandbox: ...
 
 
-def encode_frame(message: dict) -> bytes:
-    payload = json.dumps(message, separators=(",", ":")).encode("utf-8")
-    return struct.pack(">I", len(payload)) + payload
+class RunnerStream:
+    """What the host reads from a runner's stdout: bytes in, in pieces of any size; runner messages
+    out.  A frame that is not a runner message means the runner (or the channel) is broken."""
 
-
-class FrameDecoder:
-    """Reassembles length-prefixed JSON frames from a byte stream."""
-
-    def __init__(self) -> None:
-        self._buf = bytearray()
+    def __init__(self, sandbox_name: str) -> None:
+        self._sandbox_name = sandbox_name
+        self._frames = FrameDecoder()
 
     def feed(self, data: bytes) -> None:
-        self._buf += data
+        self._frames.feed(data)
 
-    def next(self) -> dict | None:
-        if len(self._buf) < 4:
-            return None
-        (size,) = struct.unpack(">I", self._buf[:4])
-        if len(self._buf) < 4 + size:
-            return None
-        payload = bytes(self._buf[4 : 4 + size])
-        del self._buf[: 4 + size]
+    def next_message(self) -> RunnerMessage | None:
+        """The next complete message, or None until one has fully arrived."""
         try:
-            return json.loads(payload)
-        except ValueError as exc:
-            raise SandboxError(f"runner sent a malformed frame: {exc}") from exc
+            wire = self._frames.next_object()
+            return None if wire is None else decode_runner_message(wire)
+        except ProtocolError as exc:
+            raise SandboxError(f"{self._sandbox_name}: runner sent a malformed frame: {exc}") from exc
+
+
+def greet(sandbox: Sandbox) -> Ready:
+    """The first exchange with a freshly started runner: Hello, answered by a Ready of this protocol
+    version (SandboxError otherwise: an old image or a broken runner)."""
+    sandbox.send(Hello())
+    reply = sandbox.recv(GREETING_TIMEOUT_S)
+    if not isinstance(reply, Ready):
+        raise SandboxError(f"{sandbox.name}: unexpected greeting {reply!r:.300}")
+    if reply.protocol_version != PROTOCOL_VERSION:
+        raise SandboxError(f"{sandbox.name}: runner speaks protocol {reply.protocol_version}, this harness {PROTOCOL_VERSION}")
+    return reply

@@ -12,9 +12,9 @@ one; the tests use others.
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import logging
-import math
 import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -25,9 +25,6 @@ from harness.errors import SandboxError
 from harness.sandbox.interface import Sandbox, SandboxBackend
 
 log = logging.getLogger(__name__)
-
-_STOP = object()
-_WARM = object()
 
 R = TypeVar("R")
 R_co = TypeVar("R_co", covariant=True)
@@ -66,7 +63,12 @@ class SandboxPool(Generic[R]):
         self.size = size or capacity
         self.retries = retries
         # (priority, arrival, job, deliver): lower priority values run first, ties in arrival order.
-        self._jobs: queue.PriorityQueue = queue.PriorityQueue()
+        self._waiting: list[tuple[float, int, SandboxTask[R], Callable[[R], None]]] = []
+        # Slots asked by warm_up to start their sandbox.  Addressed to each slot: a shared "start one"
+        # token could be taken twice by one slot whose start is quick (or fails fast), leaving another
+        # slot cold.
+        self._warm_wanted: set[int] = set()
+        self._work = threading.Condition()  # guards _waiting and _warm_wanted; slots wait on it
         self._arrivals = itertools.count()
         self._lock = threading.Lock()
         self._closed = False
@@ -91,9 +93,7 @@ class SandboxPool(Generic[R]):
         self._enqueue(job, lambda result: reply.put(result))
         return reply
 
-    def submit_with_callback(
-        self, job: SandboxTask[R], deliver: Callable[[R], None], priority: float = 0.0
-    ) -> None:
+    def submit_with_callback(self, job: SandboxTask[R], deliver: Callable[[R], None], priority: float = 0.0) -> None:
         """Queue *job*; ``deliver(result)`` is called from a pool thread when it finishes.  For
         callers that feed jobs as they appear (``harness run``) and must not block on each one.
         Of the jobs waiting, the lowest *priority* runs first (then the earliest queued)."""
@@ -103,8 +103,11 @@ class SandboxPool(Generic[R]):
         """Start the sandboxes now rather than at the first jobs (for callers whose jobs trickle in
         later, such as ``harness run`` while the model loads).  A sandbox that fails to start here
         is simply started again by the job that needs it."""
-        for _ in self._threads:
-            self._enqueue(_WARM, None, -math.inf)
+        with self._work:
+            if self._closed:
+                raise RuntimeError("pool is closed")
+            self._warm_wanted.update(range(self.size))
+            self._work.notify_all()
 
     def run(self, job: SandboxTask[R]) -> R:
         return self.submit(job).get()
@@ -112,9 +115,13 @@ class SandboxPool(Generic[R]):
     def map_unordered(self, jobs: Iterable[SandboxTask[R]]) -> Iterator[tuple[int, R]]:
         """Run all *jobs* concurrently; yield (index, result) as each finishes."""
         results: queue.Queue[tuple[int, R]] = queue.Queue()
+
+        def deliver_as(index: int) -> Callable[[R], None]:
+            return lambda result: results.put((index, result))
+
         count = 0
         for index, job in enumerate(jobs):
-            self._enqueue(job, lambda result, index=index: results.put((index, result)))
+            self._enqueue(job, deliver_as(index))
             count += 1
         for _ in range(count):
             yield results.get()
@@ -137,11 +144,13 @@ class SandboxPool(Generic[R]):
 
     def close(self) -> None:
         """Stop all slots and remove every sandbox (safe to call twice, and from Ctrl-C handling)."""
-        if self._closed:
-            return
-        self._closed = True
-        for _ in self._threads:
-            self._jobs.put((math.inf, next(self._arrivals), _STOP, None))  # after every queued job
+        with self._work:
+            if self._closed:
+                return
+            # Slots end each queued job as an infrastructure error, then stop.
+            self._closed = True
+            self._warm_wanted.clear()
+            self._work.notify_all()
         with self._lock:
             sandboxes = list(self._sandboxes.values())
             self._sandboxes.clear()
@@ -157,30 +166,37 @@ class SandboxPool(Generic[R]):
         self.close()
 
     # -- internals ---------------------------------------------------------------------------
-    def _enqueue(self, job, deliver, priority: float = 0.0) -> None:
-        if self._closed:
-            raise RuntimeError("pool is closed")
-        self._jobs.put((priority, next(self._arrivals), job, deliver))
+    def _enqueue(self, job: SandboxTask[R], deliver: Callable[[R], None], priority: float = 0.0) -> None:
+        with self._work:
+            if self._closed:
+                raise RuntimeError("pool is closed")
+            heapq.heappush(self._waiting, (priority, next(self._arrivals), job, deliver))
+            self._work.notify()
 
     def _slot(self, slot: int, backend: SandboxBackend) -> None:
         sandbox: Sandbox | None = None
         try:
             while True:
-                _, _, job, deliver = self._jobs.get()
-                if job is _STOP:
-                    return
-                if job is _WARM:
+                with self._work:
+                    self._work.wait_for(lambda: self._waiting or slot in self._warm_wanted or self._closed)
+                    warm = slot in self._warm_wanted  # before jobs, as a job would start it anyway
+                    self._warm_wanted.discard(slot)
+                    if not warm:
+                        if not self._waiting:
+                            return  # closed, and no job left to end
+                        _, _, job, deliver = heapq.heappop(self._waiting)
+                if warm:
                     if sandbox is None and not self._closed:
                         try:
                             sandbox = backend.start()
-                        except Exception as exc:  # noqa: BLE001 - the next job retries on a fresh one
+                        except Exception as exc:  # the next job retries on a fresh one
                             log.warning("sandbox failed to start while warming up: %s", exc)
                         else:
                             with self._lock:
                                 self._started += 1
                                 self._sandboxes[slot] = sandbox
                     continue
-                result = None
+                ran: list[R] = []  # the job's result once it ran (which may legitimately be None)
                 error = ""
                 for _attempt in range(self.retries):
                     if self._closed:
@@ -191,7 +207,7 @@ class SandboxPool(Generic[R]):
                             with self._lock:
                                 self._started += 1
                                 self._sandboxes[slot] = sandbox
-                        result = job.run(sandbox)
+                        ran.append(job.run(sandbox))
                         if getattr(sandbox, "retire", ""):
                             log.info("replacing sandbox %s: %s", sandbox.name, sandbox.retire)
                             with self._lock:
@@ -211,8 +227,7 @@ class SandboxPool(Generic[R]):
                         if sandbox is not None:
                             _close_quietly(sandbox)
                         sandbox = None
-                if result is None:
-                    result = job.infrastructure_error(error or "pool closed")
+                result = ran[0] if ran else job.infrastructure_error(error or "pool closed")
                 with self._lock:
                     self._done += 1
                 deliver(result)

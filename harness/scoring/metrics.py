@@ -30,9 +30,7 @@ def compute_metrics(
     results: Mapping[int, Sequence[SampleResult]],
     ks: Sequence[int] = DEFAULT_KS,
 ) -> dict:
-    judged = {
-        task: [r for r in samples if r.status is SampleStatus.JUDGED] for task, samples in results.items()
-    }
+    judged = {task: [r for r in samples if r.status is SampleStatus.JUDGED] for task, samples in results.items()}
     counts = {task: (len(rs), sum(r.passed for r in rs)) for task, rs in judged.items()}
     metrics = pass_at_k_table(counts, ks)
     detail = metrics["detail"]

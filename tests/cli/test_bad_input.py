@@ -24,8 +24,13 @@ def run_cli(args: list[str], env: dict | None = None, memory_cap: int | None = N
             resource.setrlimit(resource.RLIMIT_AS, (memory_cap, memory_cap))
 
     return subprocess.run(
-        [sys.executable, "-m", "harness", "evaluate", *args], capture_output=True, text=True, cwd=ROOT,
-        env={**os.environ, **(env or {})}, preexec_fn=cap, timeout=300,
+        [sys.executable, "-m", "harness", "evaluate", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        preexec_fn=cap,
+        timeout=300,
     )
 
 
@@ -59,9 +64,9 @@ GENERATIONS_CASES = {
     "missing output": ([{"task_id": 0}], "needs 'task_id' and 'output'"),
     "missing task_id": ([{"output": ["x"]}], "needs 'task_id' and 'output'"),
     "entry not an object": ([["x"]], "needs 'task_id' and 'output'"),
-    "unknown task id": (GOOD + [{"task_id": 99, "output": ["x"]}], "absent from the dataset: 99"),
-    "duplicate task ids": (GOOD + [{"task_id": 3, "output": ["x"]}], "task_id 3 appears more than once"),
-    "empty output list": ([{"task_id": 0, "output": []}] + GOOD[1:], "'output' is empty"),
+    "unknown task id": ([*GOOD, {"task_id": 99, "output": ["x"]}], "absent from the dataset: 99"),
+    "duplicate task ids": ([*GOOD, {"task_id": 3, "output": ["x"]}], "task_id 3 appears more than once"),
+    "empty output list": ([{"task_id": 0, "output": []}, *GOOD[1:]], "'output' is empty"),
     "tasks without generations": (GOOD[:4], "without generations: 4, 5"),
     "non-UTF-8 bytes": (b'[{"task_id": 0, "output": ["\xff\xfe"]}]', "not UTF-8"),
 }
@@ -82,7 +87,11 @@ def test_two_gigabyte_generations_file(tmp_path, suffix, needle):
     """A sparse 2 GiB file (valid start, then NUL bytes): refused before it is read, in bounded memory."""
     path = tmp_path / f"huge{suffix}"
     with path.open("wb") as handle:
-        handle.write(b'[{"task_id": 0, "output": ["print(1)"]}]' if suffix == ".json" else b'{"task_id": 0, "output": ["print(1)"]}\n{"task_id": 1, "output": ["')
+        handle.write(
+            b'[{"task_id": 0, "output": ["print(1)"]}]'
+            if suffix == ".json"
+            else b'{"task_id": 0, "output": ["print(1)"]}\n{"task_id": 1, "output": ["'
+        )
         handle.truncate(2 << 30)
     out = tmp_path / "out"
     # 3 GiB of address space: reading the file whole (2 GiB of bytes, then as much again decoded) cannot fit.
@@ -116,7 +125,9 @@ def test_missing_generations_file_and_output_that_is_a_file(tmp_path):
     generations = _write(tmp_path / "g.json", GOOD)
     blocker = _write(tmp_path / "file", "x")
     done = run_cli(["--dataset", str(SAMPLE), "--generations", str(generations), "--output", str(blocker)])
-    assert done.returncode != 0 and done.stderr.strip().splitlines() == [f"harness: error: --output must be a directory: {blocker} is a file"]
+    assert done.returncode != 0 and done.stderr.strip().splitlines() == [
+        f"harness: error: --output must be a directory: {blocker} is a file"
+    ]
 
 
 def test_docker_daemon_unreachable(tmp_path):

@@ -40,7 +40,10 @@ def test_starter_code_is_glued_on_and_makes_the_prompt_call_based():
         "starter_code": "def converter(n, decimals=0, base=pi):\n\t",
         "input_output": json.dumps({"fn_name": "converter", "inputs": [], "outputs": []}),
     }
-    assert build_prompt(row) == "\nQUESTION:\n...feedback...:)def converter(n, decimals=0, base=pi):\n\t\nUse Call-Based format\nANSWER:\n"
+    assert (
+        build_prompt(row)
+        == "\nQUESTION:\n...feedback...:)def converter(n, decimals=0, base=pi):\n\t\nUse Call-Based format\nANSWER:\n"
+    )
     # Starter code without fn_name is still prompted as call-based (executed as stdin, though).
     assert build_prompt({**row, "input_output": '{"inputs": [], "outputs": []}'}).endswith("\nUse Call-Based format\nANSWER:\n")
 

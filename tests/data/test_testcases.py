@@ -1,6 +1,5 @@
 """Reading input_output as TACO does."""
 
-
 from __future__ import annotations
 
 from harness.data.testcases import Mode, parse_input_output

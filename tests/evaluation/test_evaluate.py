@@ -19,7 +19,8 @@ import pytest
 from bench.variants import wrong_variants
 from harness.data.generations import TaskSamples
 from harness.data.problems import load_problems
-from harness.evaluation.session import EvaluationSettings, evaluate
+from harness.evaluation.plan import EvaluationSettings
+from harness.evaluation.session import evaluate
 from tests.conftest import shared_file
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -27,9 +28,7 @@ SAMPLE = ROOT / "samples" / "problems.jsonl"
 
 
 def harness_cli(*args: str, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
-    done = subprocess.run(
-        [sys.executable, "-m", "harness", *args], capture_output=True, text=True, cwd=ROOT, **kwargs
-    )
+    done = subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True, text=True, cwd=ROOT, **kwargs)
     if check:
         assert done.returncode == 0, done.stderr[-2000:]
     return done
@@ -100,7 +99,9 @@ def test_mismatched_ids_are_a_one_line_error(tmp_path):
     entries[2]["task_id"] = 42
     generations = tmp_path / "g.json"
     generations.write_text(json.dumps(entries))
-    done = harness_cli("evaluate", "--dataset", str(SAMPLE), "--generations", str(generations), "--output", str(tmp_path / "o"), check=False)
+    done = harness_cli(
+        "evaluate", "--dataset", str(SAMPLE), "--generations", str(generations), "--output", str(tmp_path / "o"), check=False
+    )
     assert done.returncode != 0
     assert done.stderr.strip().splitlines() == [
         "harness: error: generations name task ids absent from the dataset: 42 (use --allow-partial)"
@@ -118,8 +119,13 @@ def test_resume_after_kill_equals_uninterrupted_run(tmp_path, sandbox_image):
     harness_cli(*common, "--output", str(tmp_path / "whole"))
 
     out = tmp_path / "killed"
-    process = subprocess.Popen([sys.executable, "-m", "harness", *common, "--output", str(out)], cwd=ROOT,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "harness", *common, "--output", str(out)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     journal = out / "journal.jsonl"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:

@@ -1,6 +1,5 @@
 """The job message, job keys, the journal and the verdict cache."""
 
-
 from __future__ import annotations
 
 from pathlib import Path
@@ -51,7 +50,7 @@ def test_job_keys_dedup_and_separate_what_decides_verdicts():
     from harness.data.generations import TaskSamples
     from harness.data.problems import load_problems
     from harness.evaluation.execution import RunLimits
-    from harness.evaluation.session import EvaluationSettings, plan_jobs
+    from harness.evaluation.plan import EvaluationSettings, plan_jobs
 
     problems = load_problems(Path(__file__).resolve().parents[2] / "samples" / "problems.jsonl")
     tasks = [TaskSamples(problems[0], ("a", "b", "a")), TaskSamples(problems[1], ("a",))]
@@ -59,6 +58,9 @@ def test_job_keys_dedup_and_separate_what_decides_verdicts():
     assert sorted(p.owners for p in plan) == sorted([((0, 0), (0, 2)), ((0, 1),), ((1, 0),)])
     assert len(plan_jobs(tasks, EvaluationSettings(dedup=False))) == 4
     keys = {p.key for p in plan}
-    for other in (EvaluationSettings(limits=RunLimits(timeout_s=2)), EvaluationSettings(early_exit=False),
-                  EvaluationSettings(sandbox_id="other image")):
+    for other in (
+        EvaluationSettings(limits=RunLimits(timeout_s=2)),
+        EvaluationSettings(early_exit=False),
+        EvaluationSettings(sandbox_id="other image"),
+    ):
         assert keys.isdisjoint(p.key for p in plan_jobs(tasks, other))

@@ -147,8 +147,13 @@ def test_sampled_tokens_match_between_engines_and_slot_counts(tiny):
 def test_per_sample_token_budgets(tiny):
     model, tokenizer = tiny
     budgets = [1, 2, 7, 33]
-    jobs = [PromptJob(task_id, prompt, tuple(SampleSpec(i, i, b) for i, b in enumerate(budgets))) for task_id, prompt in PROMPTS[:2]]
-    for engine in (FastEngine(model, tokenizer, GREEDY, FastEngineOptions(slots=3, chunk_steps=4)), HFEngine(model, tokenizer, GREEDY, batch_size=4)):
+    jobs = [
+        PromptJob(task_id, prompt, tuple(SampleSpec(i, i, b) for i, b in enumerate(budgets))) for task_id, prompt in PROMPTS[:2]
+    ]
+    for engine in (
+        FastEngine(model, tokenizer, GREEDY, FastEngineOptions(slots=3, chunk_steps=4)),
+        HFEngine(model, tokenizer, GREEDY, batch_size=4),
+    ):
         found = _run(engine, jobs)
         for task_id, prompt in PROMPTS[:2]:
             expected = _reference(model, tokenizer, prompt, 33)
@@ -265,7 +270,9 @@ def test_end_of_run_moves_the_last_samples_into_the_small_bank(tiny, monkeypatch
     monkeypatch.setattr(model.generation_config, "eos_token_id", None)  # budgets alone decide the lengths
     monkeypatch.setattr(model.config, "eos_token_id", None)
     budgets = [2, 3, 2, 3, 2, 40, 2, 30]  # task 0's longest sample sits in slot 5, above the small bank
-    jobs = [PromptJob(task_id, prompt, tuple(SampleSpec(i, i, b) for i, b in enumerate(budgets))) for task_id, prompt in PROMPTS[:2]]
+    jobs = [
+        PromptJob(task_id, prompt, tuple(SampleSpec(i, i, b) for i, b in enumerate(budgets))) for task_id, prompt in PROMPTS[:2]
+    ]
     found = _run(FastEngine(model, tokenizer, GREEDY, FastEngineOptions(slots=12, chunk_steps=4)), jobs)
     assert len(moved) == 1 and moved[0], "the run should end in the small bank, after moving samples there"
     for task_id, prompt in PROMPTS[:2]:

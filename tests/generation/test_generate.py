@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -30,7 +31,9 @@ def _expected_document(prompts=PROMPTS, settings=SETTINGS):
         {
             "task_id": task_id,
             "prompt": prompt,
-            "output": [truncate_at_eof(fake_text(task_id, i, sample_seed(settings.sampling.seed, task_id, i))) for i in range(settings.n)],
+            "output": [
+                truncate_at_eof(fake_text(task_id, i, sample_seed(settings.sampling.seed, task_id, i))) for i in range(settings.n)
+            ],
         }
         for task_id, prompt in prompts
     ]
@@ -77,9 +80,9 @@ def test_resume_refuses_other_settings_or_changed_prompts(tmp_path):
     output = tmp_path / "generations.json"
     generate(PROMPTS, SETTINGS, output, FakeEngineFactory())
     hotter = GenerationSettings("fake-model", n=3, max_new_tokens=32, sampling=SamplingSettings(temperature=0.8))
-    with pytest.raises(GenerationError, match="temperature: 0.2 there, 0.8 now"):
+    with pytest.raises(GenerationError, match=re.escape("temperature: 0.2 there, 0.8 now")):
         generate(PROMPTS, hotter, output, FakeEngineFactory())
-    changed = [(4, "a different prompt")] + PROMPTS[1:]
+    changed = [(4, "a different prompt"), *PROMPTS[1:]]
     with pytest.raises(GenerationError, match="tasks 4 were generated from other prompts"):
         generate(changed, SETTINGS, output, FakeEngineFactory())
 
@@ -116,7 +119,9 @@ def tiny_model_dir(tmp_path_factory):
 
 
 def test_real_engine_two_processes_equal_one(tiny_model_dir, tmp_path):
-    settings = GenerationSettings(str(tiny_model_dir), n=3, max_new_tokens=24, sampling=SamplingSettings(0.7, 20, 0.95, seed=5), dtype="float32")
+    settings = GenerationSettings(
+        str(tiny_model_dir), n=3, max_new_tokens=24, sampling=SamplingSettings(0.7, 20, 0.95, seed=5), dtype="float32"
+    )
     factory = ModelEngineFactory(settings, "fast", batch_size=4, chunk_steps=4)
     one = generate(PROMPTS, settings, tmp_path / "one.json", factory)
     two = generate(PROMPTS, settings, tmp_path / "two.json", factory, devices=("cpu", "cpu"))
@@ -126,8 +131,16 @@ def test_real_engine_two_processes_equal_one(tiny_model_dir, tmp_path):
 
 def _dataset(tmp_path: Path) -> Path:
     rows = [
-        {"question": "Print the sum of two integers.", "starter_code": "", "input_output": json.dumps({"inputs": ["1 2\n"], "outputs": ["3\n"]})},
-        {"question": "Return n doubled.", "starter_code": "def double(n):\n\t", "input_output": json.dumps({"fn_name": "double", "inputs": [[1]], "outputs": [[2]]})},
+        {
+            "question": "Print the sum of two integers.",
+            "starter_code": "",
+            "input_output": json.dumps({"inputs": ["1 2\n"], "outputs": ["3\n"]}),
+        },
+        {
+            "question": "Return n doubled.",
+            "starter_code": "def double(n):\n\t",
+            "input_output": json.dumps({"fn_name": "double", "inputs": [[1]], "outputs": [[2]]}),
+        },
         {"question": "No tests here.", "starter_code": ""},
     ]
     path = tmp_path / "problems.jsonl"
@@ -138,7 +151,21 @@ def _dataset(tmp_path: Path) -> Path:
 def test_cli_generates_official_generations_json(tiny_model_dir, tmp_path):
     dataset = _dataset(tmp_path)
     output = tmp_path / "out" / "generations.json"
-    args = ["generate", "--model", str(tiny_model_dir), "--dataset", str(dataset), "--n", "2", "--max-new-tokens", "16", "--dtype", "float32", "--output", str(output)]
+    args = [
+        "generate",
+        "--model",
+        str(tiny_model_dir),
+        "--dataset",
+        str(dataset),
+        "--n",
+        "2",
+        "--max-new-tokens",
+        "16",
+        "--dtype",
+        "float32",
+        "--output",
+        str(output),
+    ]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     document = json.loads(output.read_text())
@@ -147,7 +174,7 @@ def test_cli_generates_official_generations_json(tiny_model_dir, tmp_path):
     assert [entry["prompt"] for entry in document] == [build_prompt(row) for row in rows]
     assert all(len(entry["output"]) == 2 and all(isinstance(o, str) for o in entry["output"]) for entry in document)
     assert "3 tasks x 2 samples (0 resumed, 6 generated" in result.output
-    again = CliRunner().invoke(main, args + ["--engine", "hf"])  # same settings: everything resumed
+    again = CliRunner().invoke(main, [*args, "--engine", "hf"])  # same settings: everything resumed
     assert again.exit_code == 0 and "(6 resumed, 0 generated" in again.output
     assert json.loads(output.read_text()) == document
 
@@ -158,8 +185,25 @@ def test_cli_with_official_prompts_file_and_filters(tiny_model_dir, tmp_path):
     output = tmp_path / "g.json"
     result = CliRunner().invoke(
         main,
-        ["generate", "--model", str(tiny_model_dir), "--dataset", str(prompts_file), "--indices", "7,3,500-501", "--n", "1",
-         "--max-new-tokens", "4", "--dtype", "float32", "--gpus", "cpu", "--output", str(output)],
+        [
+            "generate",
+            "--model",
+            str(tiny_model_dir),
+            "--dataset",
+            str(prompts_file),
+            "--indices",
+            "7,3,500-501",
+            "--n",
+            "1",
+            "--max-new-tokens",
+            "4",
+            "--dtype",
+            "float32",
+            "--gpus",
+            "cpu",
+            "--output",
+            str(output),
+        ],
     )
     assert result.exit_code == 0, result.output
     document = json.loads(output.read_text())
@@ -187,5 +231,7 @@ def test_cli_bad_input_is_one_line_and_exit_1(tiny_model_dir, tmp_path, extra, m
 
 
 def test_cli_refuses_a_directory_that_is_no_model(tmp_path):
-    result = CliRunner().invoke(main, ["generate", "--model", str(tmp_path), "--dataset", str(_dataset(tmp_path)), "--output", str(tmp_path / "g.json")])
+    result = CliRunner().invoke(
+        main, ["generate", "--model", str(tmp_path), "--dataset", str(_dataset(tmp_path)), "--output", str(tmp_path / "g.json")]
+    )
     assert result.exit_code == 1 and "no config.json" in result.output

@@ -7,11 +7,11 @@ import os
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
-from transformers import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper  # noqa: E402
+import pytest
+import torch
+from transformers import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
-from harness.generation.plan import (  # noqa: E402
+from harness.generation.plan import (
     GenerationSettings,
     SamplingSettings,
     plan_jobs,
@@ -19,7 +19,7 @@ from harness.generation.plan import (  # noqa: E402
     shard_jobs,
     without_samples,
 )
-from harness.generation.sampling import (  # noqa: E402
+from harness.generation.sampling import (
     choose_tokens,
     filtered_candidates,
     hash_uniform,
@@ -38,7 +38,15 @@ def _generate_filter(logits: torch.Tensor, s: SamplingSettings) -> torch.Tensor:
     return scores
 
 
-@pytest.mark.parametrize("settings", [SamplingSettings(0.2, 50, 0.95), SamplingSettings(1.0, 50, 0.9), SamplingSettings(0.7, 0, 0.8), SamplingSettings(0.5, 7, 1.0)])
+@pytest.mark.parametrize(
+    "settings",
+    [
+        SamplingSettings(0.2, 50, 0.95),
+        SamplingSettings(1.0, 50, 0.9),
+        SamplingSettings(0.7, 0, 0.8),
+        SamplingSettings(0.5, 7, 1.0),
+    ],
+)
 def test_filter_keeps_exactly_what_generate_keeps(settings):
     torch.manual_seed(1)
     logits = torch.randn(64, 1000) * 3
@@ -80,7 +88,7 @@ def test_noise_is_uniform_and_varies_with_every_input():
     high, low = split_seeds([sample_seed(0, 1, 2)] * 4)
     tokens = torch.arange(200000).reshape(4, 50000)
     u = hash_uniform(high, low, torch.tensor([0, 1, 2, 3]), tokens)
-    assert 0 < u.min() and u.max() < 1
+    assert u.min() > 0 and u.max() < 1
     assert abs(u.mean().item() - 0.5) < 0.005
     assert abs(u.var().item() - 1 / 12) < 0.002
     other_seed = hash_uniform(*split_seeds([sample_seed(0, 1, 3)] * 4), torch.tensor([0, 1, 2, 3]), tokens)
@@ -102,7 +110,9 @@ def test_sampled_tokens_are_batch_invariant():
 def test_greedy_is_argmax():
     logits = torch.randn(5, 100)
     high, low = split_seeds([1] * 5)
-    assert torch.equal(choose_tokens(logits, SamplingSettings(temperature=0.0), high, low, torch.zeros(5, dtype=torch.int64)), logits.argmax(-1))
+    assert torch.equal(
+        choose_tokens(logits, SamplingSettings(temperature=0.0), high, low, torch.zeros(5, dtype=torch.int64)), logits.argmax(-1)
+    )
 
 
 def test_seeds_depend_on_seed_task_and_index_only():

@@ -1,6 +1,5 @@
 """TACO's program synthesis (sol, sol2, the second pass)."""
 
-
 from __future__ import annotations
 
 from harness.judging.programs import HEADER, stdin_programs
@@ -11,7 +10,9 @@ def test_stdin_synthesis_keeps_leading_imports_and_wraps_the_rest():
     programs = stdin_programs(code)
     aliases = "\nstdin = sys.stdin\nstdout = sys.stdout\n"
     # exec program: lines before the first plain line verbatim, the header, then the rest verbatim
-    assert programs.exec_program == "import os\nfrom math import *\n" + HEADER + aliases + "x = int(input())\nimport re\nprint(x)\n"
+    assert (
+        programs.exec_program == "import os\nfrom math import *\n" + HEADER + aliases + "x = int(input())\nimport re\nprint(x)\n"
+    )
     # compile program: leading type-1 lines, header, hoisted `import *` lines, then the body in code()
     assert programs.compile_program == (
         "import os\n" + HEADER + "from math import *" + aliases + "def code():\n\tx = int(input())\n\timport re\n\tprint(x)\n"

@@ -196,8 +196,12 @@ def assert_tables_match(tables: dict[str, list[dict[str, str]]], metrics: dict) 
         assert number(row["share"]) == pytest.approx(100 * expected / samples, abs=0.005), label
     assert sum(int(number(row["samples"])) for row in groups.values()) == samples
     assert {row["verdict"]: row["TACO value"] for row in tables["verdicts"]} == {
-        "passed": "True", "wrong answer": "False", "timeout": "-1", "runtime error": "-3",
-        "compile error": "-2", "infrastructure error": "not scored",
+        "passed": "True",
+        "wrong answer": "False",
+        "timeout": "-1",
+        "runtime error": "-3",
+        "compile error": "-2",
+        "infrastructure error": "not scored",
     }
 
     settings = {row["setting"]: row["value"] for row in tables["settings"]}
@@ -259,13 +263,25 @@ def synthetic_metrics() -> dict:
             "passed_samples": 11,
             "infra_errors": 1,
             "outcomes": {
-                "passed": 11, "wrong_answer": 2, "output_limit": 1, "crashed": 2, "compare_error": 1,
-                "call_timeout": 1, "compile_error": 1, "infra_error": 1,
+                "passed": 11,
+                "wrong_answer": 2,
+                "output_limit": 1,
+                "crashed": 2,
+                "compare_error": 1,
+                "call_timeout": 1,
+                "compile_error": 1,
+                "infra_error": 1,
             },
         },
         "infra_error_samples": {"1": [7]},
-        "settings": {"judge": "taco", "timeout_s": 4.0, "output_limit_bytes": 67108864, "early_exit": True,
-                     "dedup": True, "sandbox": "taco-harness-sandbox:test memory=2048MB"},
+        "settings": {
+            "judge": "taco",
+            "timeout_s": 4.0,
+            "output_limit_bytes": 67108864,
+            "early_exit": True,
+            "dedup": True,
+            "sandbox": "taco-harness-sandbox:test memory=2048MB",
+        },
     }
 
 
@@ -391,7 +407,9 @@ def test_official_taco_metrics_file(tmp_path):
 def test_importing_the_report_module_loads_no_matplotlib():
     done = subprocess.run(
         [sys.executable, "-c", "import sys, harness.reporting.report, harness.cli; print('matplotlib' in sys.modules)"],
-        capture_output=True, text=True, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
     )
     assert done.stdout.strip() == "False", done.stderr
 
@@ -463,13 +481,23 @@ class Browser:
     def run(self, page: Path, *args: str) -> str:
         done = subprocess.run(
             [
-                self.binary, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                "--force-device-scale-factor=1", "--no-first-run", "--disable-extensions",
+                self.binary,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--hide-scrollbars",
+                "--force-device-scale-factor=1",
+                "--no-first-run",
+                "--disable-extensions",
                 # A profile of its own: parallel or concurrent runs do not fight over one.
-                f"--user-data-dir={self.profile}", f"--window-size={WINDOW[0]},{WINDOW[1]}",
-                *args, page.resolve().as_uri(),
+                f"--user-data-dir={self.profile}",
+                f"--window-size={WINDOW[0]},{WINDOW[1]}",
+                *args,
+                page.resolve().as_uri(),
             ],
-            capture_output=True, text=True, timeout=180,
+            capture_output=True,
+            text=True,
+            timeout=180,
         )
         assert done.returncode == 0, done.stderr[-3000:]
         return done.stdout

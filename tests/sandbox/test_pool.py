@@ -15,14 +15,23 @@ from tests.conftest import shared_file
 from tests.support.faults import map_while_killing
 from tests.support.truth_tables import CALL_CASES, CALL_SUITE, STDIN_CASES, STDIN_SUITE
 
+# The real TACO programs below end by themselves, but two need seconds of CPU per test: tasks 65 and 125
+# took 1.2-2.8 s per test at light load and 4.1-4.3 s, past TACO's 4 s, on a 2-core machine loaded
+# with two busy loops and other test suites (three workers on two cores slow them further).  A timeout
+# decided by the load in one run and not the other would fail a test that is about the worker count,
+# not the limit, so they get 20 s: over 4.6 times the worst measured (4.3 s).  The truth tables keep
+# TACO's 4 s: their infinite loops are meant to time out, and their one slow program (sleep 3.5s) has a
+# safe margin (tests/support/truth_tables.py).
+TACO_ROW_LIMITS = RunLimits(timeout_s=20.0)
+
 
 def _jobs():
     jobs = [ExecutionJob(STDIN_SUITE, code) for code, _ in STDIN_CASES.values()]
     jobs += [ExecutionJob(CALL_SUITE, code) for code, _ in CALL_CASES.values()]
     for problem in load_problems(shared_file("taco_test_examples.jsonl"))[:60]:
         reference = json.loads(problem.row["solutions"])[0]
-        jobs.append(ExecutionJob(problem.tests, reference))
-        jobs.append(ExecutionJob(problem.tests, reference + "\nprint(0)"))  # a wrong variant
+        jobs.append(ExecutionJob(problem.tests, reference, TACO_ROW_LIMITS))
+        jobs.append(ExecutionJob(problem.tests, reference + "\nprint(0)", TACO_ROW_LIMITS))  # a wrong variant
     return jobs
 
 
@@ -40,6 +49,8 @@ def test_same_verdicts_with_one_and_many_workers(docker_client, sandbox_image):
 def test_killed_containers_are_replaced_and_jobs_retried(docker_client, sandbox_image):
     suite = parse_input_output({"inputs": [f"{i} {i}\n" for i in range(150)], "outputs": [f"{2 * i}\n" for i in range(150)]})
     codes = ["a, b = map(int, input().split())\nprint(a + b)", "a, b = map(int, input().split())\nprint(a * b)"]
+    # Each test takes milliseconds (the 4 s limit is 100 times that even on a loaded machine): the only
+    # failures here are the kills.
     jobs = [ExecutionJob(suite, codes[i % 2], RunLimits(timeout_s=4.0)) for i in range(40)]
     backend = DockerBackend(sandbox_image, client=docker_client, capacity=2)
     with SandboxPool(backend) as pool:
@@ -57,7 +68,9 @@ def test_killed_containers_are_replaced_and_jobs_retried(docker_client, sandbox_
         results, kills, stats = map_while_killing(pool, jobs, kill_one, interval_s=2.0)
     assert kills, "the test did not manage to kill a container"
     assert stats.sandbox_failures >= 1
-    assert all(r.status is SampleStatus.JUDGED for r in results), [r.detail for r in results if r.status is not SampleStatus.JUDGED]
+    assert all(r.status is SampleStatus.JUDGED for r in results), [
+        r.detail for r in results if r.status is not SampleStatus.JUDGED
+    ]
     for i, result in enumerate(results):
         expected = [True] * 150 if i % 2 == 0 else [i == 0 or i == 2 for i in range(150)]
         assert result.taco() == expected
@@ -93,5 +106,6 @@ def test_nothing_outlives_a_test(pool):
     )
     result = pool.run(ExecutionJob(suite, code, RunLimits(timeout_s=2.0)))
     # The sleeping grandchild holds stdout open, so test 1 times out (as `communicate` would);
-    # test 2 must then find no leftover process and no leftover file.
+    # test 2 must then find no leftover process and no leftover file.  Test 2 needs little time: at most
+    # 32 ms over 8 runs on a 2-core machine loaded with two busy loops and other test suites, against 2 s.
     assert result.taco() == [-1, True], result.detail

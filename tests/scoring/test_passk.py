@@ -1,6 +1,5 @@
 """pass@k and TACO's rule for which k are reported."""
 
-
 from __future__ import annotations
 
 import math

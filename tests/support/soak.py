@@ -24,12 +24,15 @@ from harness.data.generations import TaskSamples
 from harness.data.problems import Problem, load_problems
 from harness.data.testcases import parse_input_output
 from harness.evaluation.execution import ExecutionJob, RunLimits
-from harness.evaluation.session import EvaluationSettings, evaluate, taco_results
+from harness.evaluation.outputs import taco_results
+from harness.evaluation.plan import EvaluationSettings
+from harness.evaluation.session import evaluate
 from harness.evaluation.verdict_journal import VerdictJournal
 from harness.judging.verdicts import SampleStatus
 from harness.sandbox.docker.backend import DockerBackend, connect, sandbox_containers
 from harness.sandbox.docker.image import ensure_image
 from harness.sandbox.pool import SandboxPool
+from sandbox_image.taco_runner.protocol import CaseFinished, HostMessage, RunnerMessage
 
 SHARED_DATA = Path(os.environ.get("TACO_SHARED_DATA", Path(__file__).resolve().parents[3] / "shared" / "data"))
 TESTS_PER_PROBLEM = 50
@@ -56,7 +59,10 @@ def synthetic_programs(index: int, pairs) -> list[tuple[str, list]]:
     return [
         (tag + READ + "print(a + b)", [True] * n),
         (tag + READ + "print(a - b if b else a + b)", [b == 0 for _, b in pairs]),
-        (tag + READ + f"if (a, b) == {pairs[bad]!r}:\n    raise ValueError\nprint(a + b)", [True if p != pairs[bad] else -3 for p in pairs]),
+        (
+            tag + READ + f"if (a, b) == {pairs[bad]!r}:\n    raise ValueError\nprint(a + b)",
+            [True if p != pairs[bad] else -3 for p in pairs],
+        ),
         (tag + READ + "print(a + b)\nsys.exit(1)", [-3] * n),  # every test returncode:1: the second pass runs too
         (tag + "import time\ntime.sleep(0.02)\n" + READ + "print(a + b)", [True] * n),  # far below any limit
     ]
@@ -109,7 +115,9 @@ class FaultReport:
     equal_to_truth: bool
 
 
-def fault_run(tests_wanted: int, workers: int = 2, kill_every: tuple[float, float] = (2.0, 4.0), journal_dir: Path | None = None) -> FaultReport:
+def fault_run(
+    tests_wanted: int, workers: int = 2, kill_every: tuple[float, float] = (2.0, 4.0), journal_dir: Path | None = None
+) -> FaultReport:
     """Evaluate a synthetic corpus while a thread `docker kill`s a random running sandbox container
     every *kill_every* seconds; then the same without kills.  Spacing kills further apart than a
     job plus a container start means no job can be hit on all of its 3 attempts."""
@@ -211,7 +219,9 @@ def sustained_run(tests_wanted: int, workers: int = 2, interval_s: float = 10.0)
                     report.wrong += result.taco() != expected[index]
                     now = time.monotonic()
                     if now - last >= interval_s:
-                        report.throughput.append((round(now - started, 1), round((report.tests - tests_at_last) / (now - last), 1)))
+                        report.throughput.append(
+                            (round(now - started, 1), round((report.tests - tests_at_last) / (now - last), 1))
+                        )
                         report.rss_mb.append((round(now - started, 1), round(host_rss_mb(), 1)))
                         last, tests_at_last = now, report.tests
                 container_ids.update(c.id for c in sandbox_containers(client, backend.session))
@@ -282,14 +292,14 @@ class _TimedSandbox:
     def __init__(self, inner, times) -> None:
         self.inner, self.times, self.name, self.retire = inner, times, inner.name, ""
 
-    def send(self, message: dict) -> None:
+    def send(self, message: HostMessage) -> None:
         self.inner.send(message)
 
-    def recv(self, timeout: float) -> dict:
-        event = self.inner.recv(timeout)
-        if event.get("ev") == "test":
-            self.times.append((event["outcome"]["k"], float(event["outcome"].get("ms", 0.0)) / 1000))
-        return event
+    def recv(self, timeout: float) -> RunnerMessage:
+        message = self.inner.recv(timeout)
+        if isinstance(message, CaseFinished):
+            self.times.append((message.outcome.KIND, message.program_ms / 1000))
+        return message
 
     def close(self) -> None:
         self.inner.close()
@@ -308,7 +318,9 @@ class DeterminismReport:
     danger_zone_tests: int = 0  # tests that ended between timeout/8 and the deadline: contention could flip them
 
 
-def determinism_run(max_problems: int | None, repeats: int = 3, worker_counts=(1, 2, 8), timeout_s: float = 60.0) -> DeterminismReport:
+def determinism_run(
+    max_problems: int | None, repeats: int = 3, worker_counts=(1, 2, 8), timeout_s: float = 60.0
+) -> DeterminismReport:
     """Every run must give the same results.json.  The corpus' programs either finish far below the
     limit or never finish: *timeout_s* is chosen so that the slowest finishing sample, slowed by
     running 8 containers on 2 cores, still finishes well inside it."""

@@ -9,9 +9,9 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import torch  # noqa: E402
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers  # noqa: E402
-from transformers import (  # noqa: E402
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+from transformers import (
     AutoModelForCausalLM,
     LlamaConfig,
     MistralConfig,
@@ -42,8 +42,8 @@ def char_tokenizer(add_bos: bool) -> PreTrainedTokenizerFast:
 
 def build_tiny_model(directory: Path, family: str = "qwen2", seed: int = 0, weight_scale: float = 12.0) -> Path:
     """Save a ~100k-parameter model of ``family`` (qwen2: no BOS, tied embeddings; llama: BOS, untied;
-    qwen3: query/key norms; mistral: no sliding window) with its tokenizer into ``directory``.  Weights are scaled up so greedy paths vary instead of
-    repeating one token."""
+    qwen3: query/key norms; mistral: no sliding window) with its tokenizer into ``directory``.  Weights are
+    scaled up so greedy paths vary instead of repeating one token."""
     tokenizer = char_tokenizer(add_bos=family == "llama")
     common = dict(
         vocab_size=len(tokenizer),

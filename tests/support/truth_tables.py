@@ -23,6 +23,11 @@ STDIN_CASES = {
     "sys.exit(3) after print": (READ + "print(a + b)\nsys.exit(3)", [-3, -3]),
     "only defines a function": ("def f():\n    return 1", [False, False]),
     "infinite loop": ("while True:\n    pass", [-1, -1]),
+    # Sleeping 3.5 s against TACO's 4 s per test (7 s in all: the limit is per test, in wall time).  The
+    # 0.5 s of slack is safe on a busy machine: a sleeping program needs little CPU and is scheduled at
+    # once when it wakes.  In Docker on a 2-core machine it ended at most 24 ms after its sleep with four
+    # busy loops running (24 runs), 40 ms with two busy loops and other test suites at load average
+    # 10-50 (50 runs).
     "sleep 3.5s": ("import time\ntime.sleep(3.5)\n" + READ + "print(a + b)", [True, True]),
     "only import lines": ("import sys\nimport os", [-2]),
     "failing import": ("import no_such_module_xyz\n" + READ + "print(a + b)", [-2]),
@@ -49,7 +54,10 @@ CALL_CASES = {
     "top-level input()": ("x = input()\ndef add(a, b):\n    return a + b", [-2]),
     "top-level SystemExit": ("sys.exit(0)\ndef add(a, b):\n    return a + b", [-1, -1]),
     "exit() is disabled by the guard": ("def add(a, b):\n    exit()", [-3, -3]),
-    "state persists across tests": ("calls = []\ndef add(a, b):\n    calls.append(1)\n    return a + b if len(calls) == 1 else 0", [True, False]),
+    "state persists across tests": (
+        "calls = []\ndef add(a, b):\n    calls.append(1)\n    return a + b if len(calls) == 1 else 0",
+        [True, False],
+    ),
     "numpy array result": ("def add(a, b):\n    return np.array([a + b, 0])", [-1, -1]),
     "numpy scalar result": ("def add(a, b):\n    return np.int64(a + b)", [True, True]),
     "returns a generator": ("def add(a, b):\n    return (x for x in [a + b])", [False, False]),

@@ -7,12 +7,14 @@ import select
 import struct
 import time
 import uuid
+from typing import Any
 
 import docker
 import docker.errors
 
 from harness.errors import DockerUnavailable, SandboxError
-from harness.sandbox.interface import FrameDecoder, SandboxLimits, encode_frame
+from harness.sandbox.interface import RunnerStream, SandboxLimits, greet
+from sandbox_image.taco_runner.protocol import HostMessage, RunnerMessage, encode_frame
 
 LABEL = "taco-harness.sandbox"
 RUNNER_CAPABILITIES = ("SETUID", "SETGID", "KILL", "DAC_OVERRIDE", "FOWNER")
@@ -21,7 +23,7 @@ RUNNER_CAPABILITIES = ("SETUID", "SETGID", "KILL", "DAC_OVERRIDE", "FOWNER")
 class DockerSandbox:
     """One container running the runner as PID 1; messages go over its attached stdin/stdout."""
 
-    def __init__(self, client: docker.DockerClient, container, sock) -> None:
+    def __init__(self, client: docker.DockerClient, container: Any, sock: Any) -> None:
         self._client = client
         self.container = container
         self.name = container.name
@@ -29,27 +31,27 @@ class DockerSandbox:
         self._raw = getattr(sock, "_sock", sock)
         self._raw.setblocking(True)
         self._stream = bytearray()  # Docker's multiplexed stream, undecoded
-        self._frames = FrameDecoder()
+        self._messages = RunnerStream(self.name)
         self._stderr_tail = bytearray()
         self.closed = False
-        self.retire = ""  # set when the runner asks to be replaced after its job (see runner.leftovers)
+        self.retire = ""  # set when the runner asks to be replaced after its job (JobDone.retire_reason)
 
-    def send(self, message: dict) -> None:
+    def send(self, message: HostMessage) -> None:
         try:
             self._raw.sendall(encode_frame(message))
         except OSError as exc:
             raise SandboxError(f"{self.name}: cannot write to the runner: {exc}") from exc
 
-    def recv(self, timeout: float) -> dict:
+    def recv(self, timeout: float) -> RunnerMessage:
         deadline = time.monotonic() + timeout
         while True:
-            frame = self._frames.next()
-            if frame is not None:
-                return frame
+            message = self._messages.next_message()
+            if message is not None:
+                return message
             self._demux()
-            frame = self._frames.next()
-            if frame is not None:
-                return frame
+            message = self._messages.next_message()
+            if message is not None:
+                return message
             left = deadline - time.monotonic()
             if left <= 0:
                 raise SandboxError(f"{self.name}: runner silent for {timeout:.0f}s")
@@ -74,7 +76,7 @@ class DockerSandbox:
             payload = bytes(self._stream[8 : 8 + size])
             del self._stream[: 8 + size]
             if stream_id == 1:
-                self._frames.feed(payload)
+                self._messages.feed(payload)
             else:
                 self._stderr_tail += payload
                 del self._stderr_tail[:-4000]
@@ -107,13 +109,13 @@ class DockerBackend:
         self,
         image: str,
         client: docker.DockerClient | None = None,
-        limits: SandboxLimits = SandboxLimits(),
+        limits: SandboxLimits | None = None,
         capacity: int | None = None,
         session: str | None = None,
     ) -> None:
         self.client = client or connect()
         self.image = image
-        self.limits = limits
+        self.limits = limits or SandboxLimits()
         self.capacity = capacity or (os.cpu_count() or 1)
         self.session = session or uuid.uuid4().hex[:12]
         self.name = self.client.api.base_url
@@ -152,24 +154,17 @@ class DockerBackend:
                 host_config=host_config,
             )
             container = self.client.containers.get(created["Id"])
-            sock = self.client.api.attach_socket(
-                container.id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
-            )
+            sock = self.client.api.attach_socket(container.id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
             container.start()
         except (docker.errors.DockerException, OSError) as exc:
             raise SandboxError(f"cannot start a sandbox container: {exc}") from exc
         sandbox = DockerSandbox(self.client, container, sock)
         try:
-            sandbox.send({"op": "hello"})
-            hello = sandbox.recv(60.0)
-            if hello.get("ev") != "hello":
-                raise SandboxError(f"{sandbox.name}: unexpected greeting {hello!r}")
+            greet(sandbox)
         except BaseException:
             sandbox.close()
             raise
         return sandbox
-
-
 
 
 def connect() -> docker.DockerClient:
@@ -178,9 +173,7 @@ def connect() -> docker.DockerClient:
         client = docker.from_env(timeout=120)
         client.ping()
     except (docker.errors.DockerException, OSError) as exc:
-        raise DockerUnavailable(
-            f"cannot reach a Docker daemon ({exc.__class__.__name__}); start one or set DOCKER_HOST"
-        ) from exc
+        raise DockerUnavailable(f"cannot reach a Docker daemon ({exc.__class__.__name__}); start one or set DOCKER_HOST") from exc
     return client
 
 

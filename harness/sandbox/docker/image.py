@@ -11,26 +11,29 @@ from pathlib import Path
 import docker
 import docker.errors
 
+import sandbox_image
 from harness.errors import ImageBuildError
 
 DEFAULT_BASE_IMAGE = "python:3.11-slim"
 LOCAL_BASE_IMAGE = "taco-harness-base:bookworm"
 IMAGE_REPOSITORY = "taco-harness-sandbox"
-_CONTEXT_FILES = ("Dockerfile", "runner.py", "valuecodec.py")
-
-
 
 
 def context_dir() -> Path:
-    import sandbox_image
+    return sandbox_image.context_dir()
 
-    return Path(sandbox_image.__file__).resolve().parent
+
+def context_files() -> list[str]:
+    """Every file of the build context that goes into the image, relative to it: the Dockerfile and
+    the runner package it copies (``COPY taco_runner/*.py``)."""
+    root = context_dir()
+    return ["Dockerfile", *(path.relative_to(root).as_posix() for path in sandbox_image.runner_files())]
 
 
 def image_tag(base_image: str) -> str:
     """Tag that changes exactly when the runner, the Dockerfile or the requested base changes."""
     digest = hashlib.sha256(base_image.encode())
-    for name in _CONTEXT_FILES:
+    for name in context_files():
         digest.update(name.encode() + b"\0" + (context_dir() / name).read_bytes())
     return f"{IMAGE_REPOSITORY}:{digest.hexdigest()[:16]}"
 
@@ -65,9 +68,7 @@ def chosen_base_image(base_image: str | None = None) -> str:
     return base_image or os.environ.get("TACO_HARNESS_BASE_IMAGE") or DEFAULT_BASE_IMAGE
 
 
-def ensure_image(
-    client: docker.DockerClient, base_image: str | None = None, say: Callable[[str], None] = lambda m: None
-) -> str:
+def ensure_image(client: docker.DockerClient, base_image: str | None = None, say: Callable[[str], None] = lambda m: None) -> str:
     """Return the sandbox image's tag, building it first if this content was never built."""
     base_image = chosen_base_image(base_image)
     tag = image_tag(base_image)

@@ -8,7 +8,9 @@ and scalars keep their dtype, and anything else becomes an ``Opaque`` stand-in t
 The same encoding carries call arguments into the sandbox, because TACO's int-keyed dicts do not
 survive plain JSON.
 
-Standard library only: this file is copied into the sandbox image.  Decoding never executes code.
+Standard library only (numpy only when a numpy value is met): this module runs in the sandbox as
+``taco_runner.valuecodec`` and on the host as ``sandbox_image.taco_runner.valuecodec``.  Decoding
+never executes code.
 """
 
 import base64
@@ -37,7 +39,7 @@ class Opaque:
     It equals nothing, and indexing it raises, like a foreign object would in the TACO comparison.
     """
 
-    __slots__ = ("type_name", "text")
+    __slots__ = ("text", "type_name")
 
     def __init__(self, type_name, text):
         self.type_name = type_name
@@ -49,7 +51,7 @@ class Opaque:
     def __ne__(self, other):
         return True
 
-    __hash__ = None
+    __hash__ = None  # type: ignore[assignment]  # unhashable, as a foreign object may be
 
     def __getitem__(self, index):
         raise TypeError(f"'{self.type_name}' object is not subscriptable")
@@ -92,8 +94,7 @@ def _encode(value, depth, active):
             if isinstance(value, tuple):
                 return [_TUPLE] + [_encode(v, depth - 1, active) for v in value]
             if isinstance(value, dict):
-                return [_DICT] + [[_encode(k, depth - 1, active), _encode(v, depth - 1, active)]
-                                  for k, v in value.items()]
+                return [_DICT] + [[_encode(k, depth - 1, active), _encode(v, depth - 1, active)] for k, v in value.items()]
             tag = _FROZENSET if isinstance(value, frozenset) else _SET
             return [tag] + [_encode(v, depth - 1, active) for v in value]
         finally:
@@ -119,20 +120,18 @@ def _encode(value, depth, active):
         text = repr(value)
     except BaseException:  # a hostile __repr__ must not break the runner
         text = "?"
-    return [_OPAQUE, cls.__qualname__ if isinstance(cls.__qualname__, str) else "?", text[:1000]]
+    qualname: object = cls.__qualname__  # a metaclass may make it anything
+    return [_OPAQUE, qualname if isinstance(qualname, str) else "?", text[:1000]]
 
 
 def _encode_numpy(value, depth, active):
-    module = type(value).__module__
+    module: object = type(value).__module__  # a class may set it to anything
     if not isinstance(module, str) or not module.startswith("numpy"):
         return None
     import numpy as np  # only when a numpy value is actually returned
 
     if isinstance(value, np.ndarray):
-        if value.dtype.kind in "biufc?SU":
-            items = value.ravel().tolist()
-        else:
-            items = list(value.ravel())
+        items = value.ravel().tolist() if value.dtype.kind in "biufc?SU" else list(value.ravel())
         return [_NDARRAY, value.dtype.str, list(value.shape)] + [_encode(v, depth - 1, active) for v in items]
     if isinstance(value, np.generic):
         return [_NPSCALAR, value.dtype.str, _encode(value.item(), depth - 1, active)]

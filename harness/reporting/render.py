@@ -1,0 +1,199 @@
+"""``report.md`` and ``report.html`` from a ``ReportData``: pure text.  The HTML is one file with
+inline CSS, no script and no network resource, and refers to the plots by relative path, so the
+directory can be copied or served anywhere as it is.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Collection, Sequence
+from urllib.parse import quote
+
+from harness.reporting.model import (
+    INFRA_GROUP,
+    PLOTS,
+    PassAtKRow,
+    PlotImage,
+    ReportData,
+    ReportImages,
+    format_value,
+    percent,
+)
+
+
+def _summary(data: ReportData) -> str:
+    parts: list[str] = []
+    if data.tasks is not None:
+        parts.append(f"{data.tasks:,} tasks")
+    if data.verdict_groups is not None:
+        passed = next(g.samples for g in data.verdict_groups if g.label == "passed")
+        infra = next(g.samples for g in data.verdict_groups if g.label == INFRA_GROUP)
+        parts.append(f"{data.samples:,} samples ({passed:,} passed, {infra:,} infrastructure errors)")
+    overall = ", ".join(f"{k} {percent(v)}" for k, v in zip(data.ks, data.overall.values))
+    return "; ".join(parts + ([overall] if overall else [])) + "."
+
+
+_INFRA_NOTE = (
+    "Infrastructure errors (the sandbox failed on every retry) are not scored: they are left out of "
+    "n for their task. Shares are of all samples."
+)
+
+# CommonMark backslash-escapes these; escaping them keeps a skill name from becoming markup.
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>|#&!{}])")
+
+
+def md_text(text: str) -> str:
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", str(text)).replace("\n", " ")
+
+
+def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]], numeric: Collection[int]) -> list[str]:
+    align = ["---:" if i in numeric else "---" for i in range(len(header))]
+    lines = ["| " + " | ".join(md_text(h) for h in header) + " |", "| " + " | ".join(align) + " |"]
+    lines += ["| " + " | ".join(md_text(c) for c in row) + " |" for row in rows]
+    return [*lines, ""]
+
+
+def _pass_numeric(data: ReportData) -> range:
+    return range(1, 2 + len(data.ks))  # tasks and every pass@k: all columns after the name
+
+
+def _pass_rows(rows: Sequence[PassAtKRow]) -> list[list[str]]:
+    return [[r.name, format_value(r.tasks), *(percent(v) for v in r.values)] for r in rows]
+
+
+def _group_rows(data: ReportData) -> list[list[str]]:
+    return [
+        [g.label, g.taco, f"{g.samples:,}", percent(data.share(g.samples)), ", ".join(o.outcome for o in g.outcomes) or "—"]
+        for g in data.verdict_groups or ()
+    ]
+
+
+def _outcome_rows(data: ReportData) -> list[list[str]]:
+    return [[o.outcome, o.group, f"{o.samples:,}", percent(data.share(o.samples))] for o in data.outcomes]
+
+
+def render_markdown(data: ReportData, images: ReportImages = PLOTS) -> str:
+    lines = [f"# {md_text(data.title)}", "", md_text(_summary(data)), ""]
+    pass_header = ["", "tasks", *data.ks]
+    lines += ["## pass@k", "", *_md_table(pass_header, _pass_rows([data.overall]), _pass_numeric(data))]
+    lines += ["## Plots", ""]
+    for image in _shown(data, images):
+        lines += [f"![{md_text(image.alt)}]({quote(image.filename)})", ""]
+    for heading, rows, name in (("By difficulty", data.by_difficulty, "difficulty"), ("By skill", data.by_skill, "skill")):
+        lines += [f"### {heading}", ""]
+        if rows is None:
+            lines += ["Not recorded in metrics.json.", ""]
+        else:
+            lines += _md_table([name, "tasks", *data.ks], _pass_rows(rows), _pass_numeric(data))
+    lines += ["## Verdicts", ""]
+    if data.verdict_groups is None:
+        lines += ["Not recorded in metrics.json (no counts.outcomes).", ""]
+    else:
+        lines += _md_table(["verdict", "TACO value", "samples", "share", "outcomes"], _group_rows(data), (2, 3))
+        lines += [md_text(_INFRA_NOTE), "", "### Outcomes", ""]
+        lines += _md_table(["outcome", "verdict", "samples", "share"], _outcome_rows(data), (2, 3))
+    lines += ["## Evaluation settings", ""]
+    lines += (
+        ["Not recorded in metrics.json.", ""] if data.settings is None else _md_table(["setting", "value"], data.settings, ())
+    )
+    if data.run_stats is not None or data.run_stats_problem is not None:
+        lines += ["## Run statistics", ""]
+        if data.run_stats_problem is not None:
+            lines += [md_text(data.run_stats_problem), ""]
+        if data.run_stats is not None:
+            lines += _md_table(["statistic", "value"], data.run_stats, ())
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+_CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; color: #1b1b1b;
+       background: #fff; max-width: 1160px; margin: 1.5em auto; padding: 0 1em; line-height: 1.4; }
+h1 { font-size: 1.6em; margin-bottom: .2em; }
+h2 { font-size: 1.25em; margin-top: 1.6em; border-bottom: 1px solid #ddd; padding-bottom: .2em; }
+h3 { font-size: 1.05em; margin-top: 1.2em; }
+table { border-collapse: collapse; margin: .4em 0 1em; }
+th, td { border: 1px solid #ccc; padding: .25em .7em; text-align: left; vertical-align: top; }
+th { background: #f3f3f3; }
+td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
+.figures { display: flex; flex-wrap: wrap; gap: 1em; }
+figure { margin: 0; }
+figure img { width: 560px; max-width: 100%; height: auto; border: 1px solid #ddd; }
+figcaption { color: #555; font-size: .9em; }
+.note { color: #555; }
+""".strip()
+
+
+def _e(text: object) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def _html_table(table_id: str, header: Sequence[str], rows: Sequence[Sequence[str]], numeric: Collection[int]) -> str:
+    def cells(tag: str, values: Sequence[str]) -> str:
+        return "".join(
+            f'<{tag} class="num">{_e(v)}</{tag}>' if i in numeric else f"<{tag}>{_e(v)}</{tag}>" for i, v in enumerate(values)
+        )
+
+    body = "\n".join(f"<tr>{cells('td', row)}</tr>" for row in rows)
+    return f'<table id="{_e(table_id)}">\n<thead><tr>{cells("th", header)}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table>'
+
+
+def _figure(image: PlotImage) -> str:
+    return (
+        f'<figure><img src="{_e(quote(image.filename))}" width="{image.width_px}" height="{image.height_px}" '
+        f'alt="{_e(image.alt)}"><figcaption>{_e(image.alt)}</figcaption></figure>'
+    )
+
+
+def _shown(data: ReportData, images: ReportImages) -> tuple[PlotImage, ...]:
+    """The plots of this report: the timeline only for a run that recorded one."""
+    always = (images.pass_at_k, images.verdict_mix)
+    return (*always, images.timeline) if data.timeline else always
+
+
+def render_html(data: ReportData, images: ReportImages = PLOTS) -> str:
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en">',
+        '<head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{_e(data.title)}</title>",
+        f"<style>\n{_CSS}\n</style></head>",
+        "<body>",
+        f"<h1>{_e(data.title)}</h1>",
+        f'<p id="summary">{_e(_summary(data))}</p>',
+        '<h2 id="pass-at-k">pass@k</h2>',
+        _html_table("pass-at-k-overall", ["", "tasks", *data.ks], _pass_rows([data.overall]), _pass_numeric(data)),
+        f'<div class="figures">{"".join(_figure(image) for image in _shown(data, images))}</div>',
+    ]
+    for heading, rows, name, table_id in (
+        ("By difficulty", data.by_difficulty, "difficulty", "pass-at-k-by-difficulty"),
+        ("By skill", data.by_skill, "skill", "pass-at-k-by-skill"),
+    ):
+        parts.append(f"<h3>{heading}</h3>")
+        if rows is None:
+            parts.append('<p class="note">Not recorded in metrics.json.</p>')
+        else:
+            parts.append(_html_table(table_id, [name, "tasks", *data.ks], _pass_rows(rows), _pass_numeric(data)))
+    parts.append('<h2 id="verdicts-heading">Verdicts</h2>')
+    if data.verdict_groups is None:
+        parts.append('<p class="note">Not recorded in metrics.json (no counts.outcomes).</p>')
+    else:
+        parts.append(
+            _html_table("verdicts", ["verdict", "TACO value", "samples", "share", "outcomes"], _group_rows(data), (2, 3))
+        )
+        parts.append(f'<p class="note">{_e(_INFRA_NOTE)}</p>')
+        parts.append("<h3>Outcomes</h3>")
+        parts.append(_html_table("outcomes", ["outcome", "verdict", "samples", "share"], _outcome_rows(data), (2, 3)))
+    parts.append("<h2>Evaluation settings</h2>")
+    if data.settings is None:
+        parts.append('<p class="note">Not recorded in metrics.json.</p>')
+    else:
+        parts.append(_html_table("settings", ["setting", "value"], data.settings, ()))
+    if data.run_stats is not None or data.run_stats_problem is not None:
+        parts.append("<h2>Run statistics</h2>")
+        if data.run_stats_problem is not None:
+            parts.append(f'<p class="note">{_e(data.run_stats_problem)}</p>')
+        if data.run_stats is not None:
+            parts.append(_html_table("run-stats", ["statistic", "value"], data.run_stats, ()))
+    parts += ["</body>", "</html>"]
+    return "\n".join(parts) + "\n"

@@ -1,0 +1,175 @@
+"""Nothing a program does outlives its test: its processes are killed and reaped, everything it can
+write is wiped, and what cannot be cleaned here is reported so that the host replaces the sandbox.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+import signal
+import stat
+
+from .isolation import SEPARATED
+
+SCRATCH = os.environ.get("TACO_RUNNER_SCRATCH", "/tmp")
+# Where programs run (their working directory, holding solution.py, input.txt, output.txt).
+WORKDIR = os.path.join(SCRATCH, "work")
+# The runner's own corner of the scratch space (the stdin feed of retry A): programs cannot touch it
+# when they run under another uid.
+PRIVATE = os.path.join(SCRATCH, ".runner")
+STDIN_FEED = os.path.join(PRIVATE if SEPARATED else SCRATCH, ".stdin-feed")
+# Scratch places besides SCRATCH that a program can write and that outlive it; wiped after every run.
+SHARED_SCRATCH = ("/dev/shm", "/dev/mqueue")
+
+
+# -- processes --------------------------------------------------------------------------------
+
+
+def sweep_processes() -> None:
+    """Kill every other process in the container and reap them all (as PID 1, orphans are ours).
+
+    kill(-1) reaches every process we may signal except ourselves; that is the whole container only
+    when we are its PID 1, so outside a container (tests of the runner itself) it is not used.
+    """
+    if os.getpid() == 1:
+        try:
+            os.kill(-1, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    while True:
+        try:
+            os.waitpid(-1, 0)
+        except ChildProcessError:
+            return
+        except InterruptedError:
+            continue
+
+
+def kill_tree(pid: int) -> None:
+    """Kill a program and everything it started: the whole container when we are its PID 1,
+    else the program's process group."""
+    try:
+        if os.getpid() == 1:
+            os.kill(-1, signal.SIGKILL)
+        else:
+            os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    try:  # the program may not have made its group yet
+        os.kill(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+# -- files ------------------------------------------------------------------------------------
+
+
+def _make_writable(function: object, path: str, _exc_info: object) -> None:
+    """rmtree's error hook: a program may leave directories it made unreadable (mode 000)."""
+    try:
+        os.chmod(os.path.dirname(path), 0o700)
+        os.chmod(path, 0o700)
+    except OSError:
+        pass
+    try:
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            os.unlink(path)
+    except OSError:
+        pass
+
+
+def remove_path(full: str) -> None:
+    try:
+        if os.path.isdir(full) and not os.path.islink(full):
+            shutil.rmtree(full, onerror=_make_writable)
+        else:
+            os.unlink(full)
+    except OSError:
+        pass
+
+
+def wipe_dir(path: str, keep: tuple[str, ...] = ()) -> None:
+    """Remove everything below *path* (files a program left behind), keeping *path* itself."""
+    try:
+        entries = os.listdir(path)
+    except FileNotFoundError:
+        os.makedirs(path, exist_ok=True)
+        return
+    except OSError:
+        return
+    for name in entries:
+        full = os.path.join(path, name)
+        if full not in keep:
+            remove_path(full)
+
+
+def _own_dir(path: str, mode: int) -> None:
+    """*path* as a real directory of ours with *mode* (recreated if a program replaced it)."""
+    try:
+        info = os.lstat(path)
+        if stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid():
+            if stat.S_IMODE(info.st_mode) != mode:
+                os.chmod(path, mode)
+            return
+        remove_path(path)
+    except FileNotFoundError:
+        pass
+    os.mkdir(path)
+    os.chmod(path, mode)
+
+
+def clean_scratch(workdir: str) -> None:
+    """Everything a program can write is reset: all of SCRATCH (not just its working directory),
+    /dev/shm and the POSIX message queues."""
+    in_container = os.getpid() == 1  # elsewhere (tests of the runner itself) only the work dir is ours
+    if in_container:
+        wipe_dir(SCRATCH, keep=(workdir, PRIVATE))
+    _own_dir(workdir, 0o777 if SEPARATED else 0o755)
+    wipe_dir(workdir)
+    if SEPARATED:
+        _own_dir(PRIVATE, 0o700)
+    for path in SHARED_SCRATCH if in_container else ():
+        if os.path.isdir(path) and os.access(path, os.W_OK):
+            wipe_dir(path)
+
+
+# -- what could not be cleaned ----------------------------------------------------------------
+
+RunnerLimits = list[tuple[int, int]]
+
+
+def runner_limits() -> RunnerLimits:
+    """Every resource limit of this process (a program must not have changed the runner's)."""
+    return [resource.getrlimit(getattr(resource, name)) for name in dir(resource) if name.startswith("RLIMIT_")]
+
+
+def leftovers(limits_at_start: RunnerLimits) -> list[str]:
+    """What a program left that the runner could not remove (reasons to retire this sandbox)."""
+    found = []
+    me = str(os.getpid())
+    try:
+        others = [p for p in os.listdir("/proc") if p.isdigit() and p != me]
+    except OSError:
+        others = []
+    if os.getpid() == 1 and others:
+        found.append(f"processes {others[:5]}")
+    for kind in ("shm", "msg", "sem"):  # SysV IPC objects outlive processes; only CAP_SYS_ADMIN removes others'
+        try:
+            with open(f"/proc/sysvipc/{kind}") as f:
+                if len(f.read().splitlines()) > 1:
+                    found.append(f"sysv {kind}")
+        except OSError:
+            pass
+    for path in (SCRATCH, *SHARED_SCRATCH):
+        try:
+            names = set(os.listdir(path)) - {"work", ".runner"}
+        except OSError:
+            continue
+        if names:
+            found.append(f"files in {path}")
+    if runner_limits() != limits_at_start:
+        found.append("runner limits changed")
+    return found
