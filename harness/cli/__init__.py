@@ -17,6 +17,8 @@ from typing import Any
 
 import click
 
+from harness.cli.cache import cache_group
+from harness.cli.compare import compare_command
 from harness.cli.console import CommandError
 from harness.cli.evaluate import evaluate_command
 from harness.cli.generate import generate_command
@@ -55,7 +57,7 @@ def _show_version(ctx: click.Context, _option: click.Parameter, wanted: bool) ->
 
 @click.group(
     cls=HarnessCommands,
-    commands=[evaluate_command, generate_command, run_command, report_command, sandbox_group],
+    commands=[evaluate_command, generate_command, run_command, report_command, sandbox_group, cache_group, compare_command],
 )
 @click.option("-v", "--verbose", is_flag=True, help="Log sandbox events.")
 @click.option(

@@ -6,12 +6,13 @@ from pathlib import Path
 
 import click
 
-from harness.cli.console import CommandError, say
-from harness.cli.options import DatasetOptions, GenerationOptions, dataset_options, generation_options
+from harness.cli.console import CommandError, Interrupted, quiet_interrupt, say
+from harness.cli.options import DatasetOptions, GenerationOptions, check_output_file, dataset_options, generation_options
 from harness.cli.progress import GenerationBar
 from harness.data.problems import load_problems
 from harness.errors import PromptError
 from harness.generation.devices import resolve_devices
+from harness.generation.journal import discard_journal, journal_directory
 from harness.generation.model_path import check_model_path
 from harness.pipeline import generate
 
@@ -22,25 +23,35 @@ from harness.pipeline import generate
 @click.option(
     "--output", required=True, type=click.Path(path_type=Path), help="generations.json to write (journal: OUTPUT.journal/)."
 )
-def generate_command(dataset: DatasetOptions, generation: GenerationOptions, output: Path) -> None:
-    """Sample N programs per TACO problem with the official prompt; write the official generations.json."""
-    # The model and the devices first: a typo fails before a large dataset is read.
+@click.option("--restart", is_flag=True, help="Discard OUTPUT's journal instead of resuming from it.")
+def generate_command(dataset: DatasetOptions, generation: GenerationOptions, output: Path, restart: bool) -> None:
+    """Sample N programs per TACO problem with the official prompt; write the official generations.json.
+
+    Rerunning the same command resumes from OUTPUT.journal/ (a larger --n keeps the samples there).
+    """
+    # The output, the model and the devices first: a typo fails before a large dataset is read.
+    check_output_file(output)
     check_model_path(generation.settings.model)
-    devices = resolve_devices(generation.gpus)
+    devices = generation_devices(generation)
     problems = load_problems(dataset.source, dataset.split, dataset.selection, require_tests=False)
+    if restart:
+        discard_journal(output)
     bar = GenerationBar()
     try:
-        summary = generate(
-            problems,
-            generation.settings,
-            output,
-            engine_factory=generation.engine_factory,
-            devices=devices,
-            progress=bar,
-            say=say,
-        )
+        with quiet_interrupt():
+            summary = generate(
+                problems,
+                generation.settings,
+                output,
+                engine_factory=generation.engine_factory,
+                devices=devices,
+                progress=bar,
+                say=say,
+            )
     except PromptError as exc:
         raise CommandError(f"{dataset.source}: {exc}") from exc
+    except KeyboardInterrupt:
+        raise Interrupted(f"interrupted; rerun the same command to resume from {journal_directory(output)}") from None
     finally:
         bar.close()
     rate = summary.new_tokens / summary.seconds if summary.seconds else 0.0
@@ -48,3 +59,12 @@ def generate_command(dataset: DatasetOptions, generation: GenerationOptions, out
         f"{summary.tasks} tasks x {generation.settings.n} samples ({summary.resumed} resumed, {summary.generated} generated: "
         f"{summary.new_tokens} tokens, {rate:,.0f} tok/s, {summary.seconds:.1f}s) -> {output}"
     )
+
+
+def generation_devices(generation: GenerationOptions) -> tuple[str, ...]:
+    """The devices of --gpus (refused: 'all' where no CUDA device is visible), with a note when the
+    CPU is asked for in a half-precision dtype."""
+    devices = resolve_devices(generation.gpus)
+    if "cpu" in devices and generation.settings.dtype != "float32":
+        say(f"generating on the CPU in {generation.settings.dtype} (slow; --dtype float32 is usually faster there)")
+    return devices

@@ -9,6 +9,7 @@ place (``dataset=``, ``generation=``, ``evaluation=``).  Parsing only: nothing i
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
@@ -71,7 +72,8 @@ def dataset_options(command: Command) -> Command:
         limit: int | None,
         **others: Any,
     ) -> None:
-        selection = Selection(tuple(difficulties), tuple(skills), parse_indices(indices), limit)
+        ids, in_ranges = parse_index_ranges(indices)
+        selection = Selection(tuple(difficulties), tuple(skills), ids, limit, in_ranges)
         command(dataset=DatasetOptions(dataset, split, selection), **others)
 
     return _with_options(
@@ -81,9 +83,15 @@ def dataset_options(command: Command) -> Command:
                 "--dataset", required=True, help="Hub id, save_to_disk/arrow/parquet directory, or .json/.jsonl/.parquet file."
             ),
             click.option("--split", default="test", show_default=True, help="Dataset split."),
-            click.option("--difficulty", "difficulties", multiple=True, help="Keep this difficulty (repeatable)."),
-            click.option("--skill", "skills", multiple=True, help="Keep problems with this skill_types entry (repeatable)."),
-            click.option("--indices", default=None, help="Keep these task ids: '0,5,10-20'."),
+            click.option("--difficulty", "difficulties", multiple=True, help="Keep this difficulty (repeatable; any case)."),
+            click.option(
+                "--skill", "skills", multiple=True, help="Keep problems with this skill_types entry (repeatable; any case)."
+            ),
+            click.option(
+                "--indices",
+                default=None,
+                help="Keep these task ids: '0,5,10-20' (a range keeps the ids the dataset has in it).",
+            ),
             click.option("--limit", type=click.IntRange(min=1), default=None, help="Keep the first N problems after filtering."),
         ],
     )
@@ -107,9 +115,15 @@ def generation_options(command: Command) -> Command:
         gpus: str,
         engine: str,
         check_every: int,
+        chat_template: bool,
+        system_prompt: str | None,
+        extract_code: bool,
         **others: Any,
     ) -> None:
-        settings = GenerationSettings(model, n, max_new_tokens, SamplingSettings(temperature, top_k, top_p, seed), dtype)
+        if system_prompt is not None and not chat_template:
+            raise CommandError("--system-prompt needs --chat-template")
+        sampling = SamplingSettings(temperature, top_k, top_p, seed)
+        settings = GenerationSettings(model, n, max_new_tokens, sampling, dtype, chat_template, system_prompt, extract_code)
         factory = ModelEngineFactory(settings, engine, parse_batch_size(batch_size), check_every)
         command(generation=GenerationOptions(factory, gpus), **others)
 
@@ -159,6 +173,17 @@ def generation_options(command: Command) -> Command:
                 default=16,
                 show_default=True,
                 help="Decode steps between checks for EOS and the EOF strings.",
+            ),
+            click.option(
+                "--chat-template",
+                is_flag=True,
+                help="Instruct models: give the official prompt as a user message in the tokenizer's chat template.",
+            ),
+            click.option("--system-prompt", default=None, help="A system message before the prompt (with --chat-template)."),
+            click.option(
+                "--extract-code",
+                is_flag=True,
+                help="Take each program from the first fenced code block of its output (else the whole output).",
             ),
         ],
     )
@@ -213,21 +238,27 @@ def _with_options(command: Command, options: Sequence[Callable[[Command], Comman
     return command
 
 
-def parse_indices(text: str | None) -> tuple[int, ...] | None:
-    """--indices: task ids and inclusive ranges, '0,5,10-20'."""
+def parse_index_ranges(text: str | None) -> tuple[tuple[int, ...] | None, frozenset[int]]:
+    """--indices as the task ids it names, and those of them that came from a range (which a sparse
+    subset file may lack without an error)."""
     if text is None:
-        return None
+        return None, frozenset()
     ids: list[int] = []
+    in_ranges: set[int] = set()
+    singles: set[int] = set()
     try:
         for part in filter(None, (p.strip() for p in text.split(","))):
             if "-" in part[1:]:
                 low, high = part.split("-", 1)
-                ids.extend(range(int(low), int(high) + 1))
+                span = range(int(low), int(high) + 1)
+                ids.extend(span)
+                in_ranges.update(span)
             else:
                 ids.append(int(part))
+                singles.add(ids[-1])
     except ValueError:
         raise CommandError(f"--indices: expected numbers and ranges like '0,5,10-20', got {text!r}") from None
-    return tuple(ids)
+    return tuple(ids), frozenset(in_ranges - singles)
 
 
 def parse_batch_size(text: str) -> int | None:
@@ -240,5 +271,28 @@ def parse_batch_size(text: str) -> int | None:
 
 
 def check_output_directory(output: Path) -> None:
+    """--output of evaluate and run: a directory that exists or can be created and written, checked
+    before anything expensive starts (a model, sandboxes)."""
     if output.exists() and not output.is_dir():
         raise CommandError(f"--output must be a directory: {output} is a file")
+    _check_creatable(output, "--output")
+
+
+def check_output_file(output: Path) -> None:
+    """--output of generate: a file (not a directory) that can be written, with its journal beside it."""
+    if output.is_dir():
+        raise CommandError(f"--output must be a file (the generations.json to write): {output} is a directory")
+    _check_creatable(output.parent, "--output")
+
+
+def _check_creatable(path: Path, option: str) -> None:
+    """*path* exists as a writable directory, or could be created: its nearest existing ancestor is a
+    writable directory."""
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise CommandError(f"{option}: cannot create {path}: {existing} is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        what = "write in" if existing == path else "create"
+        raise CommandError(f"{option}: cannot {what} {path}: {existing} is not writable")

@@ -11,10 +11,11 @@ from harness.reporting.report import write_report
 
 
 @click.command("report")
-@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
-def report_command(directory: Path) -> None:
-    """Write report.md, report.html and PNG plots for an evaluation output DIRECTORY."""
-    files = write_report(directory)
+@click.argument("source", metavar="DIRECTORY|FILE", type=click.Path(exists=True, path_type=Path))
+def report_command(source: Path) -> None:
+    """Write report.md, report.html and PNG plots for an evaluation output DIRECTORY (its metrics.json
+    and run_stats.json), or for one metrics FILE such as an official taco_metrics.json (beside it)."""
+    files = write_report(source)
     click.echo(f"report: {files.html} {files.markdown}")
 
 

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import click
 
-from harness.cli.console import CommandError, exit_if_unscored, say
+from harness.cli.console import CommandError, Interrupted, exit_if_unscored, quiet_interrupt, say
+from harness.cli.evaluate import hold_output, say_contention, say_load_warnings
+from harness.cli.generate import generation_devices
 from harness.cli.options import (
     DatasetOptions,
     EvaluationOptions,
@@ -18,11 +20,10 @@ from harness.cli.options import (
 )
 from harness.cli.progress import GenerationBar, evaluation_bar
 from harness.cli.report import write_report_or_warn
-from harness.data.problems import load_problems
+from harness.cli.summary import pass_at_k_lines
 from harness.errors import GenerationError, ModelError, PromptError, SandboxNotInstalled, SandboxUnavailable
-from harness.generation.devices import resolve_devices
 from harness.generation.model_path import check_model_path
-from harness.pipeline import discard_journals, run
+from harness.pipeline import discard_journals, load_dataset, run
 
 
 @click.command("run")
@@ -49,13 +50,16 @@ def run_command(
     """
     check_output_directory(output)
     check_model_path(generation.settings.model)
-    devices = resolve_devices(generation.gpus)
-    problems = load_problems(dataset.source, dataset.split, dataset.selection)
+    devices = generation_devices(generation)
+    problems = load_dataset(dataset.source, dataset.split, dataset.selection)
+    hold_output(output)
+    say_load_warnings(evaluation.sandbox)
     if restart:
         discard_journals(output)
     generation_bar = GenerationBar(position=0)
     try:
         with (
+            quiet_interrupt(),
             evaluation.verdict_cache() as cache,
             evaluation_bar(len(problems) * generation.settings.n, position=1) as on_progress,
         ):
@@ -82,15 +86,20 @@ def run_command(
     except PromptError as exc:
         raise CommandError(f"{dataset.source}: {exc}") from exc
     except KeyboardInterrupt:
-        raise CommandError(f"interrupted; rerun the same command to resume from the journals in {output}") from None
+        raise Interrupted(f"interrupted; rerun the same command to resume from the journals in {output}") from None
     generated, evaluated, stats = outcome.generation, outcome.evaluation, outcome.stats
-    shown = {k: round(v, 4) for k, v in evaluated.metrics.items() if k.startswith("pass@")}
     tail = stats["evaluation"]["tail_after_generation_seconds"]
+    for line in pass_at_k_lines(evaluated.metrics):
+        click.echo(line)
     click.echo(
-        f"{shown}  {generated.tasks} tasks x {generation.settings.n} samples: generated {generated.generated} "
-        f"({stats['generation']['tokens_per_s']:,.0f} tok/s), evaluated {evaluated.executed} distinct programs "
-        f"({evaluated.from_cache} cached, {evaluated.from_journal} resumed); wall {stats['wall_seconds']:.1f}s, "
-        f"generation {stats['generation']['seconds']:.1f}s, evaluation tail {tail:.1f}s -> {output}"
+        f"generated {generated.generated} of {generated.samples} samples ({generated.resumed} resumed), "
+        f"{stats['generation']['tokens_per_s']:,.0f} tok/s, in {stats['generation']['seconds']:.1f}s"
     )
+    click.echo(
+        f"{generated.samples} samples, {evaluated.jobs} distinct programs ({evaluated.executed} run, "
+        f"{evaluated.from_cache} cached, {evaluated.from_journal} resumed) in {stats['wall_seconds']:.1f}s "
+        f"(evaluation tail {tail:.1f}s) -> {output}"
+    )
+    say_contention(evaluated)
     write_report_or_warn(output)
     exit_if_unscored(evaluated.infra_errors)

@@ -110,6 +110,23 @@ def _entry(path: Path, position: int, item: Any) -> Generations:
     return Generations(task_id, tuple(outputs))
 
 
+@dataclass(frozen=True)
+class JoinGaps:
+    """What a join by task_id leaves out: selected problems without generations, and generations
+    whose task id the split does not have (generations of problems a filter left out are neither)."""
+
+    no_generations: tuple[int, ...]
+    not_in_dataset: tuple[int, ...]
+
+
+def join_gaps(problems: list[Problem], generations: list[Generations], split_task_ids: set[int] | None = None) -> JoinGaps:
+    """The gaps of ``join_by_task_id`` with the same arguments."""
+    selected = {p.task_id for p in problems}
+    known = selected if split_task_ids is None else split_task_ids | selected
+    have = {g.task_id for g in generations}
+    return JoinGaps(no_generations=tuple(sorted(selected - have)), not_in_dataset=tuple(sorted(have - known)))
+
+
 def join_by_task_id(
     problems: list[Problem],
     generations: list[Generations],
@@ -120,20 +137,17 @@ def join_by_task_id(
 
     ``split_task_ids`` are all ids of the split before filtering: generations for problems that a
     filter left out are ignored, while ids the split does not have at all are an error, and so are
-    selected problems without generations, unless ``allow_partial``.
+    selected problems without generations, unless ``allow_partial`` (``join_gaps`` says which).
     """
     by_id = {p.task_id: p for p in problems}
-    known = set(by_id) if split_task_ids is None else split_task_ids | set(by_id)
-    have = {g.task_id for g in generations}
-    unknown = sorted(have - known)
-    missing = sorted(set(by_id) - have)
+    gaps = join_gaps(problems, generations, split_task_ids)
     if not allow_partial:
-        if unknown:
+        if gaps.not_in_dataset:
             raise GenerationsError(
-                f"generations name task ids absent from the dataset: {format_ids(unknown)} (use --allow-partial)"
+                f"generations name task ids absent from the dataset: {format_ids(gaps.not_in_dataset)} (use --allow-partial)"
             )
-        if missing:
-            raise GenerationsError(f"dataset tasks without generations: {format_ids(missing)} (use --allow-partial)")
+        if gaps.no_generations:
+            raise GenerationsError(f"dataset tasks without generations: {format_ids(gaps.no_generations)} (use --allow-partial)")
     joined = [TaskSamples(by_id[g.task_id], g.outputs) for g in generations if g.task_id in by_id]
     if not joined:
         raise GenerationsError("no generation matches a selected problem")

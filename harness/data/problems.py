@@ -4,16 +4,22 @@ Forms: a hub id (``BAAI/TACO``, through ``datasets``), a ``save_to_disk`` direct
 the official arrow shards (``<dir>/<split>/*.arrow``) or parquet files, or one ``.json`` (list of
 rows), ``.jsonl`` or ``.parquet`` file.  Rows may carry ``input_output``/``solutions``/``skill_types``
 encoded as strings (as on the hub) or already decoded.
+
+Selection looks only at what is cheap to read (task id, difficulty, skills); the tests of a row are
+parsed when the row is selected, so a malformed row that is not selected does not stop a run.
 """
 
 from __future__ import annotations
 
 import ast
 import json
+import os
+import socket
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
+from urllib.parse import urlsplit
 
 from harness.data.testcases import TestSuite, allow_long_int_strings, parse_input_output
 from harness.errors import DatasetError, TestDataError
@@ -33,21 +39,55 @@ class Problem:
     row: Mapping[str, Any]
 
 
+class Filterable(Protocol):
+    """What a selection looks at: a problem, or a row whose tests are not parsed yet."""
+
+    @property
+    def task_id(self) -> int: ...
+
+    @property
+    def difficulty(self) -> str | None: ...
+
+    @property
+    def skills(self) -> tuple[str, ...]: ...
+
+
+Item = TypeVar("Item", bound=Filterable)
+
+
 @dataclass(frozen=True)
 class Selection:
-    """Which problems to keep.  Filters of different kinds combine with AND, values of one kind with OR."""
+    """Which problems to keep.  Filters of different kinds combine with AND, values of one kind with OR.
+    Difficulties and skills match regardless of case; ``ALL`` keeps every value."""
 
     difficulties: tuple[str, ...] = ()
     skills: tuple[str, ...] = ()
     indices: tuple[int, ...] | None = None  # task ids
     limit: int | None = None  # the first N problems left after the other filters
+    # The ids of ``indices`` that came from a range ('10-20' on the command line): those the split
+    # lacks are skipped, since a subset file's ids are sparse; an id given alone must exist.  Not
+    # compared: it decides what is an error, never which problems are kept.
+    in_ranges: frozenset[int] = field(default=frozenset(), compare=False)
 
-    def keeps(self, problem: Problem) -> bool:
-        if self.difficulties and "ALL" not in self.difficulties and problem.difficulty not in self.difficulties:
+    def keeps(self, problem: Filterable) -> bool:
+        difficulties = {d.casefold() for d in self.difficulties}
+        if difficulties and "all" not in difficulties and str(problem.difficulty).casefold() not in difficulties:
             return False
-        if self.skills and "ALL" not in self.skills and not set(self.skills) & set(problem.skills):
+        skills = {s.casefold() for s in self.skills}
+        if skills and "all" not in skills and not skills & {s.casefold() for s in problem.skills}:
             return False
         return self.indices is None or problem.task_id in self.indices
+
+
+@dataclass(frozen=True)
+class _Row:
+    """A dataset row before its tests are read: what selection needs."""
+
+    index: int  # the row's position in the split
+    task_id: int
+    difficulty: str | None
+    skills: tuple[str, ...]
+    row: Any  # the row itself (an object, or whatever a malformed row holds)
 
 
 def read_rows(source: str | Path, split: str = "test") -> list[dict[str, Any]]:
@@ -66,32 +106,40 @@ def read_rows(source: str | Path, split: str = "test") -> list[dict[str, Any]]:
 
 def load_split(source: str | Path, split: str = "test", require_tests: bool = True) -> list[Problem]:
     """Every problem of the split, in dataset order."""
-    problems = [_problem(index, row, source, require_tests) for index, row in enumerate(read_rows(source, split))]
-    seen: dict[int, int] = {}
-    for index, problem in enumerate(problems):
-        if problem.task_id in seen:
-            raise DatasetError(f"{source}: rows {seen[problem.task_id]} and {index} both have task_id {problem.task_id}")
-        seen[problem.task_id] = index
-    return problems
+    return [_problem(row, source, require_tests) for row in _split_rows(source, split)]
 
 
-def select(problems: list[Problem], selection: Selection, source: str | Path = "dataset") -> list[Problem]:
+def select(problems: list[Item], selection: Selection, source: str | Path = "dataset") -> list[Item]:
+    """The problems *selection* keeps, in dataset order; DatasetError for an id given alone that the
+    split lacks, or when nothing is left (naming the values present)."""
     if selection.indices is not None:
-        absent = sorted(set(selection.indices) - {p.task_id for p in problems})
+        absent = sorted(set(selection.indices) - {p.task_id for p in problems} - selection.in_ranges)
         if absent:
             raise DatasetError(f"{source}: no task ids {', '.join(map(str, absent[:20]))} in the split")
     kept = [p for p in problems if selection.keeps(p)]
     if selection.limit is not None:
         kept = kept[: selection.limit]
     if not kept:
-        raise DatasetError(f"{source}: no problems left after filtering ({_describe(selection)})")
+        raise DatasetError(
+            f"{source}: no problems left after filtering ({_describe(selection)}){_values_present(problems, selection)}"
+        )
     return kept
 
 
 def load_problems(
     source: str | Path, split: str = "test", selection: Selection = Selection(), require_tests: bool = True
 ) -> list[Problem]:
-    return select(load_split(source, split, require_tests), selection, source)
+    """The selected problems of the split; only their tests are parsed."""
+    return load_selection(source, split, selection, require_tests)[0]
+
+
+def load_selection(
+    source: str | Path, split: str = "test", selection: Selection = Selection(), require_tests: bool = True
+) -> tuple[list[Problem], set[int]]:
+    """The selected problems of the split (only their tests parsed), and every task id of the split."""
+    rows = _split_rows(source, split)
+    chosen = select(rows, selection, source)
+    return [_problem(row, source, require_tests) for row in chosen], {row.task_id for row in rows}
 
 
 def parse_skills(value: Any) -> tuple[str, ...]:
@@ -108,31 +156,48 @@ def parse_skills(value: Any) -> tuple[str, ...]:
     return (str(value),)
 
 
-def _problem(index: int, row: Any, source: str | Path, require_tests: bool) -> Problem:
+def _split_rows(source: str | Path, split: str) -> list[_Row]:
+    """The split's rows with their task ids (checked to be unique), difficulties and skills."""
+    rows = [_row(index, row) for index, row in enumerate(read_rows(source, split))]
+    seen: dict[int, int] = {}
+    for row in rows:
+        if row.task_id in seen:
+            raise DatasetError(f"{source}: rows {seen[row.task_id]} and {row.index} both have task_id {row.task_id}")
+        seen[row.task_id] = row.index
+    return rows
+
+
+def _row(index: int, row: Any) -> _Row:
     if not isinstance(row, dict):
-        raise DatasetError(f"{source}: row {index} is not an object")
+        return _Row(index, index, None, (), row)
     task_id = index
     for key in ("task_id", "_task_id"):
         value = row.get(key)
         if isinstance(value, int) and not isinstance(value, bool):
             task_id = value
             break
-    tests = None
-    if "input_output" in row and row["input_output"] not in (None, ""):
-        try:
-            tests = parse_input_output(row["input_output"])
-        except TestDataError as exc:
-            raise DatasetError(f"{source}: row {index}: {exc}") from exc
-    elif require_tests:
-        raise DatasetError(f"{source}: row {index} has no 'input_output' (tests)")
     difficulty = row.get("difficulty")
-    return Problem(
-        task_id=task_id,
-        tests=tests,
-        difficulty=str(difficulty) if difficulty is not None else None,
-        skills=parse_skills(row.get("skill_types")),
-        row=row,
-    )
+    try:
+        skills = parse_skills(row.get("skill_types"))
+    except (TypeError, ValueError, RecursionError, MemoryError):
+        skills = ()  # unreadable skills select nothing; the rest of the row may still be used
+    return _Row(index, task_id, str(difficulty) if difficulty is not None else None, skills, row)
+
+
+def _problem(row: _Row, source: str | Path, require_tests: bool) -> Problem:
+    where = f"{source}: task {row.task_id}" + (f" (row {row.index})" if row.task_id != row.index else "")
+    if not isinstance(row.row, dict):
+        raise DatasetError(f"{where} is not an object")
+    tests = None
+    value = row.row.get("input_output")
+    if value not in (None, ""):
+        try:
+            tests = parse_input_output(value)
+        except TestDataError as exc:
+            raise DatasetError(f"{where}: {exc}") from exc
+    elif require_tests:
+        raise DatasetError(f"{where} has no 'input_output' (tests)")
+    return Problem(task_id=row.task_id, tests=tests, difficulty=row.difficulty, skills=row.skills, row=row.row)
 
 
 def _read_file(path: Path) -> list[dict[str, Any]]:
@@ -228,14 +293,49 @@ def _looks_like_hub_id(text: str) -> bool:
     return len(parts) == 2 and all(parts) and not text.startswith((".", "/")) and "." not in parts[1][-8:]
 
 
+# -- the Hugging Face hub ----------------------------------------------------------------------------
+HUB_OFFLINE_HINT = "if it is in the local Hugging Face cache, set HF_HUB_OFFLINE=1 to use it from there"
+
+
+def hub_offline() -> bool:
+    """Whether HF_HUB_OFFLINE (or HF_DATASETS_OFFLINE) asks for the local cache only."""
+    return any(
+        os.environ.get(name, "").strip().upper() in ("1", "ON", "YES", "TRUE")
+        for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
+    )
+
+
+def hub_unreachable(timeout_s: float = 3.0) -> str | None:
+    """Why the Hugging Face hub (``HF_ENDPOINT``) cannot be reached, or None when it answers (or a proxy
+    is configured, which this check cannot judge).  One TCP connection, so an offline machine learns
+    it in seconds instead of after the libraries' retries."""
+    if any(os.environ.get(name) for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return None
+    endpoint = urlsplit(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    host = endpoint.hostname or "huggingface.co"
+    try:
+        port = endpoint.port or (80 if endpoint.scheme == "http" else 443)
+        with socket.create_connection((host, port), timeout=timeout_s):
+            return None
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        return f"cannot reach the Hugging Face hub at {host} ({reason})"
+
+
 def _read_hub(name: str, split: str) -> list[dict[str, Any]]:
+    offline = hub_offline()
+    if not offline:
+        unreachable = hub_unreachable()
+        if unreachable is not None:
+            raise DatasetError(f"cannot load {name!r}: {unreachable}; {HUB_OFFLINE_HINT}, or pass a local path")
     import datasets
 
     try:
         return datasets.load_dataset(name, split=split).to_list()
     except Exception as exc:  # network, auth, missing split: one clear line either way
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DatasetError(f"cannot load {name!r} split {split!r} from the Hugging Face hub: {first_line}") from exc
+        where = " (HF_HUB_OFFLINE is set: only the local cache was looked at)" if offline else ""
+        raise DatasetError(f"cannot load {name!r} split {split!r} from the Hugging Face hub{where}: {first_line}") from exc
 
 
 def _describe(selection: Selection) -> str:
@@ -249,3 +349,31 @@ def _describe(selection: Selection) -> str:
     if selection.limit is not None:
         parts.append(f"limit {selection.limit}")
     return ", ".join(parts) or "no filter"
+
+
+def _values_present(problems: list[Item], selection: Selection) -> str:
+    """What the split has, for the filters that left nothing: its difficulties, skills or task ids."""
+    parts = []
+    if selection.difficulties:
+        order = {level: i for i, level in enumerate(DIFFICULTIES)}
+        levels = sorted({p.difficulty for p in problems if p.difficulty is not None}, key=lambda d: (order.get(d, 99), d))
+        parts.append("difficulties present: " + (", ".join(levels) or "none"))
+    if selection.skills:
+        skills = sorted({s for p in problems for s in p.skills})
+        shown = ", ".join(skills[:40]) + (f", … ({len(skills)} in all)" if len(skills) > 40 else "")
+        parts.append("skills present: " + (shown or "none"))
+    if selection.indices is not None:
+        parts.append("task ids present: " + _id_ranges(sorted(p.task_id for p in problems)))
+    return "".join(f"; {part}" for part in parts)
+
+
+def _id_ranges(ids: list[int]) -> str:
+    """Sorted ids as ranges: '0-4, 7, 10-12' (the first 20 ranges)."""
+    ranges: list[list[int]] = []
+    for task_id in ids:
+        if ranges and task_id == ranges[-1][1] + 1:
+            ranges[-1][1] = task_id
+        else:
+            ranges.append([task_id, task_id])
+    shown = ", ".join(str(low) if low == high else f"{low}-{high}" for low, high in ranges[:20])
+    return (shown + (", …" if len(ranges) > 20 else "")) or "none"

@@ -3,12 +3,16 @@
 Both are byte-exact reproductions of what TACO's ``generation.py`` does (see TACO_SEMANTICS §1):
 the prompt is ``"\\nQUESTION:\\n" + question (+ starter code, glued on with no separator)`` followed by
 the format hint and ``"\\nANSWER:\\n"``; a decoded generation is cut at the earliest of the EOF strings.
+
+For instruct models, which answer in markdown, ``extract_code`` (opt-in, ``--extract-code``) takes the
+program from an answer's first fenced code block; nothing here changes the official prompt.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import textwrap
 from collections.abc import Mapping
 from typing import Any
 
@@ -65,3 +69,25 @@ def truncate_at_eof(text: str) -> str:
     """The official post-processing: keep the text before the earliest EOF string."""
     position = eof_position(text)
     return text if position is None else text[:position]
+
+
+# A markdown code fence: ``` at the start of a line (after indentation), as instruct models write them.
+_FENCE = re.compile(r"^[ \t]*```", re.MULTILINE)
+# The first fenced block: the opening fence with its info string (```python), the code, and the closing
+# fence (or the end of the text, for an answer cut off inside its block).
+_FIRST_BLOCK = re.compile(r"^([ \t]*)```[^\n]*\n(.*?)(?:^[ \t]*```|\Z)", re.MULTILINE | re.DOTALL)
+
+
+def has_markdown_fence(text: str) -> bool:
+    """Whether *text* contains a markdown code fence, which TACO runs as Python (a compile error)."""
+    return _FENCE.search(text) is not None
+
+
+def extract_code(text: str) -> str:
+    """The program in the first fenced code block of *text* (```` ``` ```` or ```` ```python ````), or
+    *text* itself when it has no fenced block."""
+    match = _FIRST_BLOCK.search(text)
+    if match is None:
+        return text
+    code = match.group(2)
+    return textwrap.dedent(code) if match.group(1) else code

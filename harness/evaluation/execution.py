@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import itertools
+import logging
 from dataclasses import dataclass
 
 from harness.data.testcases import Mode, TestSuite
 from harness.errors import SandboxError
-from harness.judging.judge import SampleJudgement, broken_stdin_tests, stdin_input_text
+from harness.judging.judge import SampleJudgement, broken_stdin_tests, is_contended, seconds_lost_waiting, stdin_input_text
 from harness.judging.programs import call_program, stdin_programs
 from harness.judging.verdicts import SampleResult, SampleStatus, Verdict
 from harness.sandbox.interface import Sandbox
@@ -22,7 +23,10 @@ from sandbox_image.taco_runner.protocol import (
     RunJob,
     RunStdinJob,
     StopJob,
+    TimedOut,
 )
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -86,10 +90,19 @@ def _reply_timeout(job: ExecutionJob) -> float:
     return 3 * job.limits.timeout_s + 15.0
 
 
+def _log_timeout(sandbox: Sandbox, case: int, timed_out: TimedOut, limit_s: float) -> None:
+    """Where a timed-out run's time went (``harness -v`` shows it)."""
+    log.info(
+        "%s: test %d timed out (%s): wall %.0f ms, cpu %s ms, waited %s ms, throttled %s ms, runner %s ms; lost %.2f s",
+        sandbox.name, case, "contended" if is_contended(timed_out, limit_s) else "genuine", timed_out.wall_ms,
+        timed_out.cpu_ms, timed_out.wait_ms, timed_out.throttled_ms, timed_out.runner_cpu_ms, seconds_lost_waiting(timed_out),
+    )  # fmt: skip
+
+
 def run_job(sandbox: Sandbox, job: ExecutionJob) -> SampleResult:
     """Run *job* in *sandbox*.  Raises SandboxError on infrastructure failure (never a verdict)."""
     job_id = next(_job_ids)
-    judgement = SampleJudgement(job.suite, job.early_exit)
+    judgement = SampleJudgement(job.suite, job.early_exit, job.limits.timeout_s, code=job.code)
     broken = job.suite.mode is Mode.STDIN and broken_stdin_tests(job.suite)
     sandbox.send(job_message(job, job_id, compile_only=broken))
     stop_sent = False
@@ -102,12 +115,15 @@ def run_job(sandbox: Sandbox, job: ExecutionJob) -> SampleResult:
         if not isinstance(message, (Compiled, CaseFinished, JobDone)) or message.job_id != job_id:
             continue  # stale message of an earlier, abandoned job
         if isinstance(message, Compiled):
-            judgement.on_compiled(message.status, message.error)
+            judgement.on_compiled(message.status, message.error, message.timed_out)
         elif isinstance(message, CaseFinished):
             if stop_sent:
                 continue
             program_ms += message.program_ms
-            if judgement.on_test(message.pass_number, message.outcome):
+            for timed_out in (message.outcome, message.retry_timeout):
+                if isinstance(timed_out, TimedOut):
+                    _log_timeout(sandbox, message.case_index, timed_out, job.limits.timeout_s)
+            if judgement.on_test(message.pass_number, message.outcome, message.retry_timeout):
                 sandbox.send(StopJob(job_id))
                 stop_sent = True
         else:

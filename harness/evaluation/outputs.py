@@ -1,15 +1,21 @@
-"""The evaluation's output files in TACO's layouts: ``results.json`` and ``metrics.json``."""
+"""The evaluation's output files in TACO's layouts: ``results.json`` and ``metrics.json``; and
+``samples.jsonl``, one line per sample with its verdicts and its first failing test."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
-from harness.data.atomic import write_json_atomic
+from harness.data.atomic import write_bytes_atomic, write_json_atomic
+from harness.data.problems import Problem
 from harness.evaluation.session import EvaluationOutcome
 from harness.judging.verdicts import SampleResult, SampleStatus
+from harness.scoring.metrics import sample_outcome
 
 RESULTS_FILE = "results.json"
 METRICS_FILE = "metrics.json"
+SAMPLES_FILE = "samples.jsonl"
 
 
 def taco_results(results: dict[int, list[SampleResult]]) -> dict[str, list[list[bool | int] | None]]:
@@ -21,7 +27,40 @@ def taco_results(results: dict[int, list[SampleResult]]) -> dict[str, list[list[
     }
 
 
-def write_outputs(outcome: EvaluationOutcome, directory: Path) -> None:
+def sample_records(results: Mapping[int, Sequence[SampleResult]], problems: Sequence[Problem] = ()) -> Iterator[dict]:
+    """One record per sample, in task and sample order: ``task_id``, ``sample`` (its index in the
+    generations file), ``difficulty`` (when *problems* are given), ``status``, ``verdicts`` (TACO's
+    list as in results.json, null when not scored), ``stopped_early``, ``outcome`` (the word of
+    ``metrics.sample_outcome``), ``failure`` (``FirstFailure.record()``: the first failing test, or
+    null), and for a sample that was not scored, ``reason``."""
+    difficulty = {p.task_id: p.difficulty for p in problems}
+    for task, samples in sorted(results.items()):
+        for index, result in enumerate(samples):
+            judged = result.status is SampleStatus.JUDGED
+            record: dict = {"task_id": task, "sample": index}
+            if task in difficulty:
+                record["difficulty"] = difficulty[task]
+            record |= {
+                "status": result.status.value,
+                "verdicts": result.taco() if judged else None,
+                "stopped_early": result.stopped_early,
+                "outcome": sample_outcome(result),
+                "failure": result.first_failure.record() if result.first_failure is not None else None,
+            }
+            if not judged:
+                record["reason"] = result.detail
+            yield record
+
+
+def write_samples(results: Mapping[int, Sequence[SampleResult]], path: Path, problems: Sequence[Problem] = ()) -> None:
+    """``samples.jsonl`` (JSON Lines, ASCII: lone surrogates of test data survive)."""
+    text = "".join(json.dumps(record) + "\n" for record in sample_records(results, problems))
+    write_bytes_atomic(path, text.encode("ascii"))
+
+
+def write_outputs(outcome: EvaluationOutcome, directory: Path, problems: Sequence[Problem] = ()) -> None:
+    """results.json, samples.jsonl (with each task's difficulty when *problems* are given) and metrics.json."""
     directory.mkdir(parents=True, exist_ok=True)
     write_json_atomic(directory / RESULTS_FILE, taco_results(outcome.results))
+    write_samples(outcome.results, directory / SAMPLES_FILE, problems)
     write_json_atomic(directory / METRICS_FILE, outcome.metrics)

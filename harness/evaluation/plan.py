@@ -22,7 +22,8 @@ from harness.evaluation.execution import ExecutionJob, RunLimits
 
 JUDGES = ("taco",)
 
-# The modules whose code decides verdicts: a change to any of them invalidates cached verdicts.
+# The modules whose code decides verdicts (and the details stored with them): a change to any of
+# them invalidates cached verdicts.
 _JUDGE_MODULES = (
     "harness.judging.compare",
     "harness.evaluation.execution",
@@ -30,6 +31,7 @@ _JUDGE_MODULES = (
     "harness.judging.programs",
     "harness.data.testcases",
     "harness.judging.verdicts",
+    "harness.judging.failures",  # not verdicts, but the failure details stored with them
 )
 
 
@@ -45,6 +47,7 @@ class EvaluationSettings:
     def record(self) -> dict:
         return {
             "judge": self.judge,
+            "judge_code": judge_fingerprint(),  # a digest of the modules that decide verdicts
             "timeout_s": self.limits.timeout_s,
             "output_limit_bytes": self.limits.output_limit_bytes,
             "early_exit": self.early_exit,

@@ -3,18 +3,30 @@ program already planned (dedup), or else run through the sandbox pool, longest e
 
 ``EvaluationSession`` takes samples from any thread as they arrive (``harness run`` adds each one
 as the generator finishes it); ``evaluate`` adds a whole generations file at once.
+
+Contended timeouts.  A result whose timeout came from waiting for a CPU (``SampleResult.contended``,
+decided by ``harness.judging.judge.is_contended``) is not a verdict on the program: it is neither
+journaled nor cached, and the job runs again ahead of every waiting job.  The session also backs
+off: after a contended result it runs one job at a time, and takes back one more sandbox per round
+of uncontended results (a round: as many results as jobs it may run at once), so that two
+evaluations on one machine, or more sandboxes than cores, settle at what the machine can run; a job
+on its last attempt runs with nothing else of the session beside it.  A job contended
+``MAX_CONTENDED_ATTEMPTS`` times in a row is not scored (an infrastructure error, with the reason):
+never a timeout verdict.
 """
 
 from __future__ import annotations
 
 import enum
 import functools
+import heapq
+import itertools
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from harness.data.generations import TaskSamples
 from harness.data.problems import Problem
@@ -33,6 +45,10 @@ from harness.evaluation.verdict_journal import VerdictJournal
 from harness.judging.verdicts import SampleResult, SampleStatus
 from harness.sandbox.pool import PoolStats, SandboxPool
 from harness.scoring.metrics import compute_metrics
+
+# Attempts of one job that may end contended before it is reported as not scored.
+MAX_CONTENDED_ATTEMPTS = 3
+_RERUN_PRIORITY = float("-inf")  # ahead of every job that has not run yet
 
 
 class ResultSource(str, enum.Enum):
@@ -74,6 +90,8 @@ class EvaluationOutcome:
     executed: int
     pool: PoolStats | None = field(default=None)
     times: EvaluationTimes = EvaluationTimes(None, None, 0)
+    contended_reruns: int = 0  # jobs run again because a timeout was contended (each re-run counted)
+    contended_unresolved: int = 0  # jobs contended on every attempt: not scored
 
     @property
     def infra_errors(self) -> int:
@@ -83,12 +101,36 @@ class EvaluationOutcome:
 class _JobState:
     """A job inside a session: who waits for it and, once known, its result."""
 
-    __slots__ = ("owners", "planned", "result")
+    __slots__ = ("contended_attempts", "owners", "planned", "result")
 
     def __init__(self, planned: PlannedJob):
         self.planned = planned
         self.owners: list[tuple[int, int]] = list(planned.owners)
         self.result: SampleResult | None = None
+        self.contended_attempts = 0
+
+
+class _Admission:
+    """How many of the session's jobs may be in the pool at once: all its sandboxes, until a result
+    comes back contended; then one, and one more after each round of uncontended results."""
+
+    def __init__(self) -> None:
+        self.most = 1  # the pool's size, once it is open
+        self.limit = 1
+        self.calm = 0  # uncontended results since the limit last changed
+
+    def opened(self, slots: int) -> None:
+        self.most = self.limit = max(1, slots)
+
+    def contended(self) -> None:
+        self.limit = 1
+        self.calm = 0
+
+    def uncontended(self) -> None:
+        self.calm += 1
+        if self.limit < self.most and self.calm >= self.limit:
+            self.limit += 1
+            self.calm = 0
 
 
 class EvaluationSession:
@@ -127,6 +169,14 @@ class EvaluationSession:
         self._pool: SandboxPool | None = None
         self._pool_stats: PoolStats | None = None
         self._counts: Counter[ResultSource] = Counter()
+        # Jobs that must run wait here, best first, and go to the pool while admission allows.
+        self._waiting: list[tuple[float, int, _JobState]] = []
+        self._arrivals = itertools.count()
+        self._in_pool = 0
+        self._admission = _Admission()
+        self._solo: _JobState | None = None  # a job on its last attempt, running alone
+        self._contended_reruns = 0
+        self._contended_unresolved = 0
         self._tests_executed = 0
         self._first_submitted: float | None = None
         self._last_finished: float | None = None
@@ -190,15 +240,43 @@ class EvaluationSession:
                 return
             if longest_first:
                 fresh.sort(key=lambda s: -s.planned.expected_cost)
-            pool = self._ensure_pool()
+            self._ensure_pool()
             if self._first_submitted is None:
                 self._first_submitted = time.monotonic()
             self._running += len(fresh)
             self._counts[ResultSource.RUN] += len(fresh)
-        for state in fresh:
-            # Of the jobs waiting for a sandbox, the longest expected runs first: when generation
-            # ends, the backlog drains longest first and the run does not end on one long job.
-            pool.submit_with_callback(state.planned.job, functools.partial(self._finished, state), -state.planned.expected_cost)
+            for state in fresh:
+                # Of the jobs waiting for a sandbox, the longest expected runs first: when generation
+                # ends, the backlog drains longest first and the run does not end on one long job.
+                heapq.heappush(self._waiting, (-state.planned.expected_cost, next(self._arrivals), state))
+            admitted = self._admit()
+        self._submit(admitted)
+
+    def _admit(self) -> list[tuple[SandboxPool, _JobState]]:
+        """Take the best waiting jobs that admission lets into the pool now (under the lock).  A job
+        on its last attempt after contended ones runs alone: nothing else of this session with it."""
+        pool = self._pool
+        admitted: list[tuple[SandboxPool, _JobState]] = []
+        while pool is not None and self._waiting and self._solo is None:
+            state = self._waiting[0][2]
+            if state.contended_attempts == MAX_CONTENDED_ATTEMPTS - 1:
+                if self._in_pool:
+                    break  # it waits for the session's other jobs to finish
+                self._solo = state
+            elif self._in_pool >= self._admission.limit:
+                break
+            heapq.heappop(self._waiting)
+            self._in_pool += 1
+            admitted.append((pool, state))
+        return admitted
+
+    def _submit(self, admitted: list[tuple[SandboxPool, _JobState]]) -> None:
+        for pool, state in admitted:
+            try:
+                # In the pool's own queue they keep the same order (admission lets in the best first).
+                pool.submit_with_callback(state.planned.job, functools.partial(self._finished, state), 0.0)
+            except RuntimeError:  # the pool closed meanwhile (Ctrl-C): the job ends unscored
+                self._finished(state, state.planned.job.infrastructure_error("pool closed"))
 
     def open_pool(self) -> None:
         """Open the pool and start its sandboxes now: fails early when sandboxes cannot run, and
@@ -211,24 +289,56 @@ class EvaluationSession:
             context = self._open_pool()
             self._pool = context.__enter__()
             self._pool_context = context
+            self._admission.opened(self._pool.size)
         return self._pool
 
     def _finished(self, state: _JobState, result: SampleResult) -> None:
         # Runs on a pool thread.
         with self._lock:
-            if result.status is SampleStatus.JUDGED:
-                # Infrastructure failures are neither journaled nor cached: a rerun retries them.
-                if self._journal is not None:
-                    self._journal.append(state.planned.key, result)
-                if self._cache is not None:
-                    self._cache.put(cache_key(state.planned.key), result)
-                self._tests_executed += len(result.verdicts)
-            state.result = result
-            self._settle(state.owners, result, ResultSource.RUN)
-            self._running -= 1
-            self._last_finished = time.monotonic()
-            if self._running == 0:
-                self._idle.notify_all()
+            self._in_pool -= 1
+            if self._solo is state:
+                self._solo = None
+            final: SampleResult | None = result
+            if result.status is SampleStatus.JUDGED and result.contended:
+                # The machine's timeout, not the program's: never journaled or cached; run it again.
+                self._admission.contended()
+                state.contended_attempts += 1
+                if state.contended_attempts < MAX_CONTENDED_ATTEMPTS and self._pool is not None:
+                    self._contended_reruns += 1
+                    heapq.heappush(self._waiting, (_RERUN_PRIORITY, next(self._arrivals), state))
+                    final = None
+                else:
+                    self._contended_unresolved += 1
+                    final = SampleResult(
+                        SampleStatus.INFRA_ERROR,
+                        (),
+                        detail=f"timed out waiting for a CPU (a busy machine) on {state.contended_attempts} "
+                        "attempt(s) in a row: not scored",
+                        contended=True,
+                    )
+            elif result.status is SampleStatus.JUDGED:
+                self._admission.uncontended()
+            if final is not None:
+                self._record(state, replace(final, contended_reruns=state.contended_attempts - final.contended))
+            admitted = self._admit()
+        self._submit(admitted)
+
+    def _record(self, state: _JobState, result: SampleResult) -> None:
+        """*state*'s final result (under the lock)."""
+        if result.status is SampleStatus.JUDGED:
+            # Infrastructure failures (and contended results) are neither journaled nor cached: a
+            # rerun retries them.
+            if self._journal is not None:
+                self._journal.append(state.planned.key, result)
+            if self._cache is not None:
+                self._cache.put(cache_key(state.planned.key), result)
+            self._tests_executed += len(result.verdicts)
+        state.result = result
+        self._settle(state.owners, result, ResultSource.RUN)
+        self._running -= 1
+        self._last_finished = time.monotonic()
+        if self._running == 0:
+            self._idle.notify_all()
 
     def _settle(
         self, owners: list[tuple[int, int]] | tuple[tuple[int, int], ...], result: SampleResult, source: ResultSource
@@ -275,6 +385,8 @@ class EvaluationSession:
             executed=self._counts[ResultSource.RUN],
             pool=self._pool_stats,
             times=self.times(),
+            contended_reruns=self._contended_reruns,
+            contended_unresolved=self._contended_unresolved,
         )
 
     def close(self) -> None:
@@ -286,6 +398,10 @@ class EvaluationSession:
                 self._pool_stats = pool.stats()
         if context is not None:
             context.__exit__(None, None, None)
+        with self._lock:  # jobs that admission held back never reached the pool
+            while self._waiting:
+                _, _, state = heapq.heappop(self._waiting)
+                self._record(state, state.planned.job.infrastructure_error("pool closed"))
 
     def __enter__(self) -> EvaluationSession:
         return self

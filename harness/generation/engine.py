@@ -115,7 +115,13 @@ def eos_token_ids(model: Any) -> np.ndarray:
 
 def prompt_token_ids(tokenizer: Any, jobs: Sequence[PromptJob]) -> list[list[int]]:
     # As generation.py: the tokenizer's defaults (BOS added where the tokenizer adds one), no truncation.
-    return [tokenizer(job.prompt)["input_ids"] for job in jobs]
+    # A chat-templated prompt already holds its special tokens as text: none are added to it.
+    return [
+        tokenizer(job.prompt)["input_ids"]
+        if job.add_special_tokens
+        else tokenizer(job.prompt, add_special_tokens=False)["input_ids"]
+        for job in jobs
+    ]
 
 
 DTYPES = ("bfloat16", "float16", "float32")

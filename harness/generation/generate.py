@@ -2,7 +2,9 @@
 per device (each with all samples of its problems), and write the official ``generations.json``.
 
 ``FILE`` is written once at the end (whole, then renamed); ``FILE.journal/`` (see
-``generation.journal``) holds every finished sample as it finishes, so a rerun resumes.
+``generation.journal``) holds every finished sample as it finishes, so a rerun resumes.  With the chat
+template (instruct models) the prompts given to the model, and written to ``FILE``, are the official
+ones wrapped in the tokenizer's chat template as a user message.
 """
 
 from __future__ import annotations
@@ -12,11 +14,12 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from harness.data.atomic import write_json_atomic
 from harness.data.generations import format_ids
-from harness.errors import GenerationError
+from harness.data.prompts import has_markdown_fence
+from harness.errors import GenerationError, ModelError
 from harness.generation.factory import EngineFactory
 from harness.generation.journal import (
     JournalEntry,
@@ -30,6 +33,10 @@ from harness.generation.plan import (
     without_samples,
 )
 from harness.generation.workers import run_processes, run_worker
+
+# Warn about markdown fences (which TACO scores as compile errors) when at least this share of the
+# samples has one and the code is not extracted.
+FENCE_WARNING_SHARE = 0.2
 
 
 class Progress(Protocol):
@@ -68,14 +75,21 @@ def generate(
     the journal, then each new one as it finishes (``harness run`` evaluates them from there).
     """
     started = time.monotonic()
-    jobs = plan_jobs(prompts, settings)
+    if output.is_dir():
+        raise GenerationError(
+            f"{output} is a directory; the output is the generations file to write (such as {output / 'generations.json'})"
+        )
     journal = SampleJournal.open(output, settings)
+    if settings.chat_template:
+        prompts = chat_prompts(prompts, settings)
+    jobs = plan_jobs(prompts, settings)
     known = journal.entries()
     shas = {job.task_id: prompt_sha(job.prompt) for job in jobs}
     changed = sorted({task for (task, _), entry in known.items() if task in shas and entry.prompt_sha != shas[task]})
     if changed:
         raise GenerationError(
-            f"{journal.directory}: tasks {format_ids(changed)} were generated from other prompts; delete the journal"
+            f"{journal.directory}: tasks {format_ids(changed)} were generated from other prompts; "
+            "use another --output, or --restart to discard the journal"
         )
     remaining = without_samples(jobs, set(known))
     resumed = sum(len(job.samples) for job in jobs) - sum(len(job.samples) for job in remaining)
@@ -100,12 +114,13 @@ def generate(
 
     if remaining:
         shards = [shard for shard in shard_jobs(remaining, len(devices)) if shard]
+        take_code = settings.extract_code
         if len(shards) == 1:
-            peak = run_worker(devices[0], shards[0], engine_factory, journal.part(0), count, say)
+            peak = run_worker(devices[0], shards[0], engine_factory, journal, 0, count, say, take_code)
             if peak is not None:
                 peaks[devices[0]] = peak
         else:
-            peaks.update(run_processes(list(zip(devices, shards)), engine_factory, journal, count, say))
+            peaks.update(run_processes(list(zip(devices, shards)), engine_factory, journal, count, say, take_code))
 
     entries = journal.entries()
     missing = [(job.task_id, s.index) for job in jobs for s in job.samples if (job.task_id, s.index) not in entries]
@@ -118,6 +133,8 @@ def generate(
         for job in jobs
     ]
     write_json_atomic(output, document)
+    if not settings.extract_code:
+        _warn_about_fences([entries[(job.task_id, s.index)].output for job in jobs for s in job.samples], say)
     reasons = Counter(entries[(job.task_id, s.index)].finish_reason for job in jobs for s in job.samples)
     return GenerationSummary(
         tasks=len(jobs),
@@ -129,3 +146,34 @@ def generate(
         finish_reasons=dict(reasons),
         gpu_memory_peak_bytes=peaks,
     )
+
+
+def chat_prompts(prompts: Sequence[tuple[int, str]], settings: GenerationSettings) -> list[tuple[int, str]]:
+    """Each official prompt as the user message of the model tokenizer's chat template (after the
+    system prompt, if any), with the generation prompt that opens the assistant's answer."""
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer: Any = AutoTokenizer.from_pretrained(settings.model)
+    except (OSError, ValueError, KeyError) as exc:
+        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ModelError(f"cannot load the tokenizer of {settings.model!r}: {first_line}") from exc
+    if not getattr(tokenizer, "chat_template", None):
+        raise ModelError(f"--chat-template: the tokenizer of {settings.model} has no chat template (a base model?)")
+    system = [{"role": "system", "content": settings.system_prompt}] if settings.system_prompt is not None else []
+    formatted = []
+    for task_id, prompt in prompts:
+        text = tokenizer.apply_chat_template(
+            [*system, {"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
+        )
+        formatted.append((task_id, str(text)))
+    return formatted
+
+
+def _warn_about_fences(outputs: Sequence[str], say: Callable[[str], None]) -> None:
+    fenced = sum(map(has_markdown_fence, outputs))
+    if outputs and fenced >= FENCE_WARNING_SHARE * len(outputs):
+        say(
+            f"warning: {fenced} of {len(outputs)} samples contain markdown code fences (```), which TACO scores as "
+            "compile errors; --extract-code takes the program from each output's first fenced block"
+        )

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -37,32 +38,53 @@ class SamplingSettings:
 
 @dataclass(frozen=True)
 class GenerationSettings:
-    """Everything that decides which samples come out (and so must match when a run is resumed)."""
+    """Everything that decides which samples come out (and so must match when a run is resumed,
+    except ``n``: samples are identified by (task_id, index), so a resume may ask for more or fewer)."""
 
     model: str
     n: int
     max_new_tokens: int
     sampling: SamplingSettings = field(default_factory=SamplingSettings)
     dtype: str = "bfloat16"
+    # Instruct models: the official prompt as a user message in the tokenizer's chat template (with
+    # this system prompt, if any), and the program taken from the first fenced code block of each
+    # output.  Off by default: the official prompt and post-processing, byte for byte.
+    chat_template: bool = False
+    system_prompt: str | None = None
+    extract_code: bool = False
 
     def __post_init__(self) -> None:
         if self.n < 1:
             raise ValueError(f"n must be >= 1, got {self.n}")
         if self.max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if self.system_prompt is not None and not self.chat_template:
+            raise ValueError("a system prompt needs the chat template (chat_template=True)")
 
     def fingerprint(self) -> dict:
+        """What a resumed run must share with the journal it resumes (n is not part of it)."""
         s = self.sampling
         return {
-            "model": self.model,
-            "n": self.n,
+            "model": model_identity(self.model),
             "max_new_tokens": self.max_new_tokens,
             "temperature": s.temperature,
             "top_k": s.top_k,
             "top_p": s.top_p,
             "seed": s.seed,
             "dtype": self.dtype,
+            "chat_template": self.chat_template,
+            "system_prompt": self.system_prompt,
+            "extract_code": self.extract_code,
         }
+
+
+def model_identity(model: str) -> str:
+    """A model as the journal compares it: a local directory by its resolved path (so a relative
+    path, a symlink or a trailing slash name the same model), anything else (a hub id) as written."""
+    path = Path(model).expanduser()
+    if path.is_dir():
+        return str(path.resolve())
+    return model.rstrip("/")
 
 
 @dataclass(frozen=True)
@@ -79,6 +101,8 @@ class PromptJob:
     task_id: int
     prompt: str
     samples: tuple[SampleSpec, ...]
+    # False for a prompt already in the chat template, whose text carries its special tokens (BOS).
+    add_special_tokens: bool = True
 
 
 def sample_seed(seed: int, task_id: int, index: int) -> int:
@@ -88,13 +112,14 @@ def sample_seed(seed: int, task_id: int, index: int) -> int:
 
 
 def plan_jobs(prompts: Sequence[tuple[int, str]], settings: GenerationSettings) -> list[PromptJob]:
-    """One job per (task_id, prompt), in the given (task) order, with all n samples."""
+    """One job per (task_id, prompt), in the given (task) order, with all n samples (indices 0..n-1)."""
     seed = settings.sampling.seed
     return [
         PromptJob(
             task_id,
             prompt,
             tuple(SampleSpec(i, sample_seed(seed, task_id, i), settings.max_new_tokens) for i in range(settings.n)),
+            add_special_tokens=not settings.chat_template,
         )
         for task_id, prompt in prompts
     ]
@@ -106,7 +131,7 @@ def without_samples(jobs: Iterable[PromptJob], done: set[tuple[int, int]]) -> li
     for job in jobs:
         samples = tuple(s for s in job.samples if (job.task_id, s.index) not in done)
         if samples:
-            remaining.append(PromptJob(job.task_id, job.prompt, samples))
+            remaining.append(replace(job, samples=samples))
     return remaining
 
 

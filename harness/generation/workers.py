@@ -12,8 +12,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from harness.data.journal import Journal
-from harness.data.prompts import truncate_at_eof
+from harness.data.prompts import extract_code, truncate_at_eof
 from harness.errors import GenerationError
 from harness.generation.engine import FinishedSample
 from harness.generation.factory import EngineFactory
@@ -21,36 +20,47 @@ from harness.generation.journal import JournalEntry, SampleJournal, prompt_sha
 from harness.generation.plan import PromptJob
 
 
+def postprocess(text: str, take_code: bool = False) -> str:
+    """A decoded sample as it goes into generations.json: cut at the official EOF strings, then (with
+    ``--extract-code``) the program of its first fenced code block."""
+    output = truncate_at_eof(text)
+    return extract_code(output) if take_code else output
+
+
 def run_worker(
     device: str,
     jobs: Sequence[PromptJob],
     engine_factory: EngineFactory,
-    journal_part: Journal,
+    journal: SampleJournal,
+    rank: int,
     count: Callable[[JournalEntry], None],
     say: Callable[[str], None],
+    take_code: bool = False,
 ) -> int | None:
-    """Build the engine on ``device`` and generate ``jobs``, appending each finished sample to
-    ``journal_part``; return the device's peak allocated memory in bytes (None off CUDA)."""
+    """Build the engine on ``device`` and generate ``jobs``, appending each finished sample to the
+    journal's part ``rank`` (the journal's settings are recorded once the engine is built); return the
+    device's peak allocated memory in bytes (None off CUDA)."""
     if device.startswith("cuda"):
         import torch
 
         torch.cuda.set_device(device)  # streams, events and graphs use the current device
         torch.cuda.reset_peak_memory_stats(device)
     engine = engine_factory(device, say)
+    journal.record_settings()  # the model loaded: its samples may now be journaled
     shas = {job.task_id: prompt_sha(job.prompt) for job in jobs}
-    with journal_part as journal:
+    with journal.part(rank) as part:
 
         def record(sample: FinishedSample) -> None:
             entry = JournalEntry(
                 task_id=sample.task_id,
                 index=sample.index,
                 seed=sample.seed,
-                output=truncate_at_eof(sample.text),
+                output=postprocess(sample.text, take_code),
                 n_tokens=len(sample.token_ids),
                 finish_reason=sample.finish_reason.value,
                 prompt_sha=shas[sample.task_id],
             )
-            journal.append(asdict(entry))
+            part.append(asdict(entry))
             count(entry)
 
         engine.run(jobs, record)
@@ -71,6 +81,7 @@ def run_processes(
     journal: SampleJournal,
     count: Callable[[JournalEntry], None],
     say: Callable[[str], None],
+    take_code: bool = False,
 ) -> dict[str, int]:
     """One process per device; the parent relays progress and stops everything at the first failure
     (what finished is in the journal)."""
@@ -78,7 +89,9 @@ def run_processes(
     messages = context.Queue()
     workers = [
         context.Process(
-            target=_worker_process, args=(rank, device, jobs, engine_factory, journal.part(rank), messages), daemon=True
+            target=_worker_process,
+            args=(rank, device, jobs, engine_factory, journal, messages, take_code),
+            daemon=True,
         )
         for rank, (device, jobs) in enumerate(assignments)
     ]
@@ -116,16 +129,24 @@ def run_processes(
 
 
 def _worker_process(
-    rank: int, device: str, jobs: list[PromptJob], engine_factory: EngineFactory, part: Journal, messages: Any
+    rank: int,
+    device: str,
+    jobs: list[PromptJob],
+    engine_factory: EngineFactory,
+    journal: SampleJournal,
+    messages: Any,
+    take_code: bool,
 ) -> None:
     try:
         peak = run_worker(
             device,
             jobs,
             engine_factory,
-            part,
+            journal,
+            rank,
             lambda entry: messages.put(("sample", rank, entry)),
             lambda text: messages.put(("say", rank, text)),
+            take_code,
         )
         messages.put(("done", rank, peak))
     except BaseException as exc:  # reported to the parent as one line, with the traceback's last frame

@@ -2,17 +2,19 @@
 
 The sandbox reports, per test, what the program did; this module decides what that means.  The
 stdin retry procedure and the all-``returncode:1`` second pass are run in the sandbox (they need no
-expected output); the comparison, the early-exit rule and the final TACO shapes live here.
+expected output); the comparison, the early-exit rule and the final TACO shapes live here, and so
+does the rule that tells a timeout of the program from one of a busy machine (``is_contended``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from harness.data.testcases import Mode, TestSuite
+from harness.judging import failures
 from harness.judging.compare import compare_call_result, compare_stdout
-from harness.judging.verdicts import SampleResult, SampleStatus, Verdict
+from harness.judging.verdicts import FirstFailure, SampleResult, SampleStatus, Verdict
 from sandbox_image.taco_runner import valuecodec
 from sandbox_image.taco_runner.protocol import (
     CheckerDied,
@@ -26,6 +28,36 @@ from sandbox_image.taco_runner.protocol import (
     TimedOut,
     Uncomparable,
 )
+
+# A timeout is *contended* when the run lost at least this share of its limit waiting for a CPU.
+# Measured on the 2-core CI machine (README, "Contended timeouts"): an endless loop alone waits 0.1-0.8%
+# of a 4 s limit; two evaluations of --workers 4 side by side make a 2 s program wait 60-68% of it.
+# 10% is far above the noise, and a program that needs more than 90% of the limit on an idle machine
+# is at the limit anyway (TACO's own 4 s wall clock includes ~0.2 s of interpreter start-up that these
+# runs do not pay).
+CONTENDED_SHARE = 0.10
+
+
+def seconds_lost_waiting(timed_out: TimedOut) -> float:
+    """How much of a timed-out run the program spent waiting for a CPU its sandbox was entitled to.
+
+    The run waited on a run queue (schedstat's run delay, summed over the program's tasks) and its
+    cgroup may have been throttled; but waiting behind its own threads or processes, or behind the
+    runner draining its output, in a sandbox of one CPU is its own doing.  So the wait counts only
+    up to what the sandbox fell short of one whole CPU: the run's wall time less the program's and
+    the runner's CPU time.  A program that sleeps waits for nothing; one that loops alone gets its
+    CPU; neither loses time here.
+    """
+    waited = (timed_out.wait_ms or 0.0) + (timed_out.throttled_ms or 0.0)
+    if timed_out.cpu_ms is not None:
+        shortfall = timed_out.wall_ms - timed_out.cpu_ms - (timed_out.runner_cpu_ms or 0.0)
+        waited = min(waited, max(0.0, shortfall))
+    return waited / 1000
+
+
+def is_contended(timed_out: TimedOut | None, limit_s: float) -> bool:
+    """Whether a timeout is the machine's rather than the program's (``CONTENDED_SHARE``)."""
+    return timed_out is not None and seconds_lost_waiting(timed_out) >= CONTENDED_SHARE * limit_s
 
 
 def expected_text(output: Any) -> str:
@@ -87,24 +119,47 @@ class SampleJudgement:
     Early exit (TACO_SEMANTICS §8): a failure settles the sample unless it is a ``returncode:1``
     failure, which the second pass may still turn into a pass; so we stop at the first other
     failure, or as soon as a ``returncode:1`` failure sits beside any other verdict.
+
+    A contended timeout (``is_contended``: in a run, a TACO retry or the compile step) marks the
+    result ``contended`` and changes nothing else: the verdicts are TACO's for what the runs did, and
+    whoever runs the sample (the evaluation session) decides what a contended result is worth.
     """
 
     suite: TestSuite
     early_exit: bool
+    timeout_s: float = 4.0  # the per-run limit the runs had (the contention rule is relative to it)
     compiled: CompileStatus | None = None
     first: list[tuple[Verdict, str]] = field(default_factory=list)
     second: list[tuple[Verdict, str]] = field(default_factory=list)
     crashed: bool = False
     detail: str = ""
+    contended: bool = False
+    # The sample as written: the first failure's line numbers are mapped to it (None: left as they ran).
+    code: str | None = None
+    # First failures, for people (``failures``): of the compile step, of each pass (by pass number),
+    # and the test where the checker died.  They never change a verdict.
+    compile_failure: FirstFailure | None = None
+    test_failures: dict[int, FirstFailure] = field(default_factory=dict)
+    crash_failure: FirstFailure | None = None
 
-    def on_compiled(self, status: CompileStatus, error: str) -> None:
+    def on_compiled(self, status: CompileStatus, error: str, timed_out: TimedOut | None = None) -> None:
         self.compiled = status
         self.detail = error
+        self.contended = self.contended or is_contended(timed_out, self.timeout_s)
+        if status is not CompileStatus.OK and self.compile_failure is None:
+            died = status is CompileStatus.DIED
+            self.compile_failure = failures.compile_failure(error, self.suite.mode, self.code, died)
 
-    def on_test(self, pass_number: int, outcome: Outcome) -> bool:
+    def on_test(self, pass_number: int, outcome: Outcome, retry_timeout: TimedOut | None = None) -> bool:
         """Record one test; return True when the verdict is settled and the rest can be skipped."""
+        if is_contended(retry_timeout, self.timeout_s) or (
+            isinstance(outcome, TimedOut) and is_contended(outcome, self.timeout_s)
+        ):
+            self.contended = True
         if isinstance(outcome, CheckerDied):
             self.crashed = True
+            if self.crash_failure is None:
+                self.crash_failure = failures.crash_failure(len(self.first) if pass_number == 1 else len(self.second))
             return True
         index = len(self.first) if pass_number == 1 else len(self.second)
         expected = self.suite.cases[index].output
@@ -115,6 +170,11 @@ class SampleJudgement:
             entry = (verdict, verdict.value)
         if entry[0] is Verdict.RUNTIME_ERROR and not self.detail:
             self.detail = _error_text(outcome)
+        if not entry[0].passed and pass_number not in self.test_failures:
+            case, mode = self.suite.cases[index], self.suite.mode
+            self.test_failures[pass_number] = failures.failure_of_test(
+                entry[0], outcome, case, mode, index, pass_number, self.code, self.timeout_s
+            )
         (self.first if pass_number == 1 else self.second).append(entry)
         return self.early_exit and self._settled(pass_number)
 
@@ -132,14 +192,31 @@ class SampleJudgement:
         return "returncode:1" in labels and len(labels) > 1
 
     def result(self, stopped_early: bool) -> SampleResult:
+        """The sample's verdicts (``_verdicts``), with the failure that decided them (``first_failure``)."""
+        return replace(self._verdicts(stopped_early), first_failure=self.first_failure())
+
+    def first_failure(self) -> FirstFailure | None:
+        """The compile step's failure, or the test where the checker died, or else the first failing
+        test of the pass whose verdicts count (TACO's second pass, when it ran); None when none failed."""
+        if self.compiled is CompileStatus.ERROR or self.compiled is CompileStatus.DIED:
+            return self.compile_failure
+        if self.crashed:
+            return self.crash_failure
+        return self.test_failures.get(2 if self.second else 1)
+
+    def _verdicts(self, stopped_early: bool) -> SampleResult:
         n = len(self.suite)
         if self.compiled is CompileStatus.ERROR:
-            return SampleResult(SampleStatus.JUDGED, (Verdict.COMPILE_ERROR,), detail=self.detail)
+            return SampleResult(SampleStatus.JUDGED, (Verdict.COMPILE_ERROR,), detail=self.detail, contended=self.contended)
         if self.compiled is CompileStatus.DIED or self.crashed:
-            return SampleResult(SampleStatus.JUDGED, (Verdict.CRASHED,) * n, detail=self.detail or "checker died")
+            return SampleResult(
+                SampleStatus.JUDGED, (Verdict.CRASHED,) * n, detail=self.detail or "checker died", contended=self.contended
+            )
         entries = self.second if self.second else self.first
         verdicts = tuple(v for v, _ in entries)
-        return SampleResult(SampleStatus.JUDGED, verdicts, stopped_early=stopped_early, detail=self.detail)
+        return SampleResult(
+            SampleStatus.JUDGED, verdicts, stopped_early=stopped_early, detail=self.detail, contended=self.contended
+        )
 
 
 def _error_text(outcome: Outcome) -> str:

@@ -40,6 +40,67 @@ _TACO_VALUE: dict[Verdict, bool | int] = {
 }
 
 
+# Characters kept of each text of a ``FirstFailure`` (the input, the expected output, the output, the error).
+FAILURE_TEXT_LIMIT = 2000
+
+
+def clip(text: str, limit: int = FAILURE_TEXT_LIMIT) -> str:
+    """*text* cut to *limit* characters, saying how many were left out."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}\n… [{len(text) - limit:,} more characters]"
+
+
+@dataclass(frozen=True)
+class FirstFailure:
+    """A sample's first failing test, for people: what went in, what was expected, what came out.
+
+    ``test`` is the test's index in the suite (0-based); None for the compile step (``COMPILE_ERROR``)
+    and for a checker that died while compiling.  ``pass_number`` 2 is TACO's second pass (the
+    sample wrapped in ``def code():``, run when every test exited with status 1).  ``output`` is
+    what the program printed (stdin) or returned (``repr``, call-based); ``error`` is its traceback
+    or syntax error with the line numbers of the sample as written (``programs.line_map``), or what
+    happened instead (a timeout, output over the limit).  Each text is cut by ``clip``.
+    """
+
+    verdict: Verdict
+    test: int | None = None
+    pass_number: int = 1
+    input: str = ""
+    expected: str = ""
+    output: str = ""
+    error: str = ""
+
+    def record(self) -> dict:
+        record: dict = {"verdict": self.verdict.value, "test": self.test}
+        if self.pass_number != 1:
+            record["pass"] = self.pass_number
+        for key in ("input", "expected", "output", "error"):
+            if getattr(self, key):
+                record[key] = getattr(self, key)
+        return record
+
+
+def failure_from_record(record: object) -> FirstFailure | None:
+    """Inverse of ``FirstFailure.record`` (None stays None); raises ValueError/KeyError/TypeError."""
+    if record is None:
+        return None
+    if not isinstance(record, dict):
+        raise TypeError(f"a first failure should be an object, got {type(record).__name__}")
+    test = record.get("test")
+    if test is not None and (isinstance(test, bool) or not isinstance(test, int)):
+        raise TypeError(f"a first failure's test should be an index, got {test!r:.40}")
+    return FirstFailure(
+        verdict=Verdict(record["verdict"]),
+        test=test,
+        pass_number=int(record.get("pass", 1)),
+        input=str(record.get("input", "")),
+        expected=str(record.get("expected", "")),
+        output=str(record.get("output", "")),
+        error=str(record.get("error", "")),
+    )
+
+
 class SampleStatus(Enum):
     JUDGED = "judged"
     INFRA_ERROR = "infra_error"  # the sandbox failed on every retry: not a verdict on the code
@@ -51,14 +112,26 @@ class SampleResult:
 
     ``verdicts`` follows TACO's shapes: one entry per test; a single COMPILE_ERROR for a program
     that does not compile; shorter than the suite when evaluation stopped early at a failure.
+
+    ``contended`` says that some run of this sample ran past its deadline while it waited for a CPU
+    for a material part of the limit (``judge.is_contended``): its verdicts may be the machine's, not
+    the program's, so such a result is run again and never journaled or cached.  A sample that
+    stays contended on every attempt is not scored (``SampleStatus.INFRA_ERROR``, ``contended``
+    kept true).
     """
 
     status: SampleStatus
     verdicts: tuple[Verdict, ...]
     stopped_early: bool = False
     detail: str = ""  # first error text, for humans
+    contended: bool = False
     # Seconds the program's runs took inside the sandbox (all tests and retries), for reports only.
     program_seconds: float = field(default=0.0, compare=False)
+    # Attempts of this job that ended contended and were run again before this result (bookkeeping).
+    contended_reruns: int = field(default=0, compare=False)
+    # The first failing test (input, expected, output, or the error with the sample's line numbers),
+    # for people: never part of a verdict.
+    first_failure: FirstFailure | None = field(default=None, compare=False)
 
     def with_program_seconds(self, seconds: float) -> SampleResult:
         return replace(self, program_seconds=seconds)
@@ -79,6 +152,8 @@ def result_record(result: SampleResult) -> dict:
         record["stopped_early"] = True
     if result.detail:
         record["detail"] = result.detail[:2000]
+    if result.first_failure is not None:
+        record["first_failure"] = result.first_failure.record()
     return record
 
 
@@ -89,4 +164,5 @@ def result_from_record(record: dict) -> SampleResult:
         verdicts=tuple(Verdict(v) for v in record["verdicts"]),
         stopped_early=bool(record.get("stopped_early", False)),
         detail=str(record.get("detail", "")),
+        first_failure=failure_from_record(record.get("first_failure")),
     )

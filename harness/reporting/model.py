@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from harness.errors import ReportError
 from harness.judging.verdicts import Verdict
+from harness.reporting.intervals import PassAtKInterval, pass_at_k_intervals
+from harness.reporting.problems import ProblemsOverview
 
 # Verdict groups as TACO scores them: the value it writes in results.json decides the group, so a
 # verdict added to the enum lands in the right group without a change here.
@@ -81,6 +83,19 @@ class ReportData:
     # (seconds, samples generated, samples evaluated) from run_stats.json of `harness run`: plotted,
     # not tabled (it has up to a thousand points).
     timeline: tuple[tuple[float, float, float], ...] | None = None
+    # What produced the results (metrics.json's provenance), as (what, value) rows; None: not recorded.
+    provenance: tuple[tuple[str, str], ...] | None = None
+    # A partial run (metrics.json's coverage): the sentence that says so, and (why, tasks, task ids) rows.
+    partial: str | None = None
+    left_out: tuple[tuple[str, str, str], ...] = ()
+    # (pass@k, why it is not reported) for each k that TACO's rule leaves out (metrics.json's not_reported).
+    not_reported: tuple[tuple[str, str], ...] = ()
+    # metrics.json's counts.contended_timeouts: (runs done again, samples not scored); None: not recorded.
+    contended: tuple[int, int] | None = None
+    # Bootstrap confidence intervals of each pass@k, from metrics.json's per-task detail (reporting.intervals).
+    intervals: tuple[PassAtKInterval, ...] = ()
+    # Per-problem results from samples.jsonl (reporting.problems); None: not recorded (write_report sets it).
+    problems: ProblemsOverview | None = None
 
     @property
     def outcomes(self) -> tuple[OutcomeCount, ...]:
@@ -140,24 +155,57 @@ def _row(name: str, entry: Mapping[Any, Any], ks: Sequence[str], where: str) -> 
     )
 
 
-def _table(metrics: Mapping[Any, Any], key: str, ks: Sequence[str]) -> tuple[PassAtKRow, ...] | None:
+def _table(
+    metrics: Mapping[Any, Any], key: str, ks: Sequence[str], leave_out: Sequence[str] = ()
+) -> tuple[PassAtKRow, ...] | None:
     if key not in metrics:
         return None
     groups = _mapping(metrics[key], key)
-    return tuple(_row(str(name), _mapping(entry, f"{key}[{name!r}]"), ks, f"{key}[{name!r}]") for name, entry in groups.items())
+    return tuple(
+        _row(str(name), _mapping(entry, f"{key}[{name!r}]"), ks, f"{key}[{name!r}]")
+        for name, entry in groups.items()
+        if str(name) not in leave_out
+    )
 
 
-def flatten(value: object, prefix: str = "") -> tuple[tuple[str, str], ...]:
-    """Nested objects as (dotted key, text) rows, so a run_stats.json of any shape can be shown."""
+def flatten(value: object, prefix: str = "", cell: Callable[[str, object], str] | None = None) -> tuple[tuple[str, str], ...]:
+    """Nested objects as (dotted key, text) rows, so a run_stats.json of any shape can be shown.
+    ``cell(key, value)`` writes a scalar (default: ``format_value``)."""
     if isinstance(value, Mapping):
         if not value:
             return ((prefix, "{}"),) if prefix else ()
-        return tuple(row for k, v in value.items() for row in flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+        return tuple(row for k, v in value.items() for row in flatten(v, f"{prefix}.{k}" if prefix else str(k), cell))
     if isinstance(value, list):
         if all(not isinstance(v, (Mapping, list)) for v in value):
             return ((prefix or "(value)", ", ".join(format_value(v) for v in value) or "[]"),)
-        return tuple(row for i, v in enumerate(value) for row in flatten(v, f"{prefix}[{i}]"))
-    return ((prefix or "(value)", format_value(value)),)
+        return tuple(row for i, v in enumerate(value) for row in flatten(v, f"{prefix}[{i}]", cell))
+    key = prefix or "(value)"
+    return ((key, format_value(value) if cell is None else cell(key, value)),)
+
+
+# Units of run_stats.json's figures, from their names: (name ending, unit, divisor).
+_UNITS = (
+    ("tokens_per_s", "tok/s", 1),
+    ("_per_s", "/s", 1),  # samples_per_s -> samples/s, and so on
+    ("seconds", "s", 1),
+    ("_bytes", "MiB", 2**20),
+)
+
+
+def with_unit(key: str, value: object) -> str:
+    """A run statistic with its unit, from the name of the figure (or of the object holding it, as
+    for per-device peaks): seconds in s, bytes in MiB, rates per second."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return format_value(value)
+    for name in reversed(key.split(".")[-2:]):
+        for ending, unit, divisor in _UNITS:
+            if name.endswith(ending):
+                if unit == "/s":
+                    return f"{format_value(value)} {name.removesuffix(ending)}/s"
+                if divisor != 1:
+                    return f"{value / divisor:,.1f} {unit}"
+                return f"{format_value(value)} {unit}"
+    return format_value(value)
 
 
 def build_report_data(
@@ -203,20 +251,40 @@ def build_report_data(
     timeline: tuple[tuple[float, float, float], ...] | None = None
     if isinstance(run_stats, Mapping):
         timeline = _timeline(run_stats.get("timeline"))
-        run_stats = {k: v for k, v in run_stats.items() if k != "timeline"}
+        # The provenance is shown at the top of the report, from metrics.json.
+        run_stats = {k: v for k, v in run_stats.items() if k not in ("timeline", "provenance")}
+    partial, left_out = _coverage(metrics.get("coverage"))
     return ReportData(
         title=title,
         ks=ks,
         overall=overall,
-        by_difficulty=_table(metrics, "by_difficulty", ks),
+        # Tasks without a difficulty (a dataset without the field) are grouped as "None": not a difficulty.
+        by_difficulty=_table(metrics, "by_difficulty", ks, leave_out=("None",)),
         by_skill=_table(metrics, "by_skill", ks),
         tasks=tasks,
         samples=samples,
         verdict_groups=groups,
         settings=None if settings is None else flatten(settings),
-        run_stats=None if run_stats is None else flatten(run_stats),
+        run_stats=None if run_stats is None else flatten(run_stats, cell=with_unit),
         run_stats_problem=run_stats_problem,
         timeline=timeline,
+        provenance=provenance_rows(metrics.get("provenance")),
+        partial=partial,
+        left_out=left_out,
+        not_reported=tuple((str(k), str(why)) for k, why in _mapping(metrics.get("not_reported", {}), "not_reported").items()),
+        contended=_contended(counts.get("contended_timeouts")),
+        intervals=pass_at_k_intervals(metrics),
+    )
+
+
+def _contended(value: object) -> tuple[int, int] | None:
+    """counts.contended_timeouts (timeouts that came from waiting for a CPU) as (re-runs, unresolved)."""
+    if value is None:
+        return None
+    entry = _mapping(value, "counts.contended_timeouts")
+    return (
+        int(_number(entry.get("reruns", 0), "counts.contended_timeouts.reruns")),
+        int(_number(entry.get("unresolved", 0), "counts.contended_timeouts.unresolved")),
     )
 
 
@@ -231,6 +299,143 @@ def _timeline(value: object) -> tuple[tuple[float, float, float], ...] | None:
         return tuple((float(t), float(g), float(e)) for t, g, e in points)
     except (TypeError, ValueError):
         return None
+
+
+# --- provenance and coverage ---------------------------------------------------------------------
+
+NOT_RECORDED = "not recorded"
+# The generation settings in the order people read them, with their labels.
+_GENERATION_LABELS = (
+    ("n", "samples per task (n)"),
+    ("temperature", "temperature"),
+    ("top_p", "top-p"),
+    ("top_k", "top-k"),
+    ("max_new_tokens", "max new tokens"),
+    ("dtype", "dtype"),
+    ("seed", "seed"),
+)
+
+
+def _short_name(name: str) -> str:
+    """A model or dataset for a title: a path by its last part, a hub id as it is."""
+    return name.rstrip("/").rsplit("/", 1)[-1] if name.startswith(("/", ".", "~")) else name
+
+
+def report_title(metrics: Mapping[Any, Any], fallback: str) -> str:
+    """The report's title: the model and the dataset when metrics.json records them, else *fallback*."""
+    provenance = metrics.get("provenance") if isinstance(metrics, Mapping) else None
+    if not isinstance(provenance, Mapping):
+        return fallback
+    model, dataset = provenance.get("model"), provenance.get("dataset")
+    model_name = _short_name(model) if isinstance(model, str) and model != NOT_RECORDED else None
+    dataset_name = None
+    if isinstance(dataset, Mapping) and isinstance(dataset.get("source"), str):
+        dataset_name = f"{_short_name(dataset['source'])} ({dataset.get('split', '?')})"
+    if model_name and dataset_name:
+        return f"TACO evaluation: {model_name} on {dataset_name}"
+    if dataset_name:
+        return f"TACO evaluation: {dataset_name}, model not recorded"
+    return f"TACO evaluation: {model_name}" if model_name else fallback
+
+
+def _text(value: object) -> str:
+    return NOT_RECORDED if value is None else format_value(value)
+
+
+def _filters(filters: object) -> str:
+    if not isinstance(filters, Mapping):
+        return _text(filters)
+    parts = []
+    for key, label in (("difficulties", "difficulty"), ("skills", "skill")):
+        if filters.get(key):
+            parts.append(f"{label} {' | '.join(map(str, filters[key]))}")
+    indices = filters.get("indices")
+    if isinstance(indices, list):
+        shown = ", ".join(map(str, indices[:10])) + (f", … ({len(indices)} ids)" if len(indices) > 10 else "")
+        parts.append(f"task ids {shown}")
+    if filters.get("limit") is not None:
+        parts.append(f"limit {filters['limit']}")
+    return "; ".join(parts) or "none (every problem of the split)"
+
+
+def provenance_rows(value: object) -> tuple[tuple[str, str], ...] | None:
+    """metrics.json's provenance as (what, value) rows for people; keys this version does not know
+    are shown too, flattened.  None when there is no provenance (an older or official file)."""
+    if not isinstance(value, Mapping):
+        return None
+    rows: list[tuple[str, str]] = [("model", _text(value.get("model")))]
+    known = {"model", "generation", "dataset", "generations", "evaluation", "harness", "sandbox", "python", "date", "command"}
+    generation = value.get("generation")
+    if isinstance(generation, Mapping):
+        labels = dict(_GENERATION_LABELS)
+        rows += [(label, _text(generation.get(key))) for key, label in _GENERATION_LABELS if key in generation]
+        rows += [(str(k).replace("_", " "), _text(v)) for k, v in generation.items() if k not in labels and k != "from"]
+        rows.append(("generation settings from", _text(generation.get("from"))))
+    else:
+        rows.append(("generation settings", _text(generation)))
+    dataset = value.get("dataset")
+    if isinstance(dataset, Mapping):
+        split, size = _text(dataset.get("split")), _text(dataset.get("rows"))
+        rows.append(("dataset", f"{_text(dataset.get('source'))} (split {split}, {size} rows)"))
+        rows.append(("dataset digest", f"{_text(dataset.get('digest'))} (of the {_text(dataset.get('digest_of'))})"))
+        rows.append(("filters", _filters(dataset.get("filters"))))
+    else:
+        rows.append(("dataset", _text(dataset)))
+    generations = value.get("generations")
+    if isinstance(generations, Mapping):
+        rows.append(("generations file", _text(generations.get("path"))))
+        rows.append(("generations digest", _text(generations.get("digest"))))
+        rows.append(
+            ("generations", f"{_text(generations.get('tasks'))} tasks, {_text(generations.get('samples_per_task'))} samples each")
+        )
+    else:
+        rows.append(("generations file", _text(generations)))
+    harness = value.get("harness")
+    if isinstance(harness, Mapping):
+        commit = harness.get("commit")
+        where = f" (commit {str(commit)[:12]}{', modified' if harness.get('modified') else ''})" if commit else ""
+        rows.append(("harness", f"{_text(harness.get('version'))}{where}"))
+    sandbox = value.get("sandbox")
+    if isinstance(sandbox, Mapping):
+        image = sandbox.get("image")
+        shown = f"{image} ({str(sandbox.get('image_id'))[:19]})" if image and sandbox.get("image_id") else image
+        rows.append(("sandbox", f"{_text(sandbox.get('kind'))}: {shown or _text(sandbox.get('identity'))}"))
+    python = value.get("python")
+    if isinstance(python, Mapping):
+        rows.append(("Python", f"host {_text(python.get('host'))}, sandbox {_text(python.get('sandbox'))}"))
+    rows.append(("command", f"harness {_text(value.get('command'))}"))
+    rows.append(("date", _text(value.get("date"))))
+    # The evaluation settings have their own section; anything newer is shown as it is.
+    rows += [row for key, item in value.items() if key not in known for row in flatten(item, str(key))]
+    return tuple(rows)
+
+
+def _coverage(value: object) -> tuple[str | None, tuple[tuple[str, str, str], ...]]:
+    """(the sentence that says a run is partial, the (why, tasks, task ids) rows), or (None, ())."""
+    if not isinstance(value, Mapping) or not value.get("partial"):
+        return None, ()
+    no_generations = [int(_number(t, "coverage.no_generations")) for t in value.get("no_generations") or ()]
+    not_in_dataset = [int(_number(t, "coverage.not_in_dataset")) for t in value.get("not_in_dataset") or ()]
+    evaluated = value.get("evaluated")
+    sentences = []
+    if no_generations:
+        sentences.append(
+            f"{len(no_generations):,} of {_text(value.get('selected'))} selected tasks had no generations and were left out, "
+            f"so pass@k is over {_text(evaluated)} task{'' if evaluated == 1 else 's'}."
+        )
+    if not_in_dataset:
+        one = len(not_in_dataset) == 1
+        sentences.append(
+            f"{len(not_in_dataset):,} task id{'' if one else 's'} of the generations file "
+            f"{'is' if one else 'are'} not in the dataset: {'its' if one else 'their'} generations were ignored."
+        )
+    rows = []
+    reasons = (("no generations (selected, left out)", no_generations), ("not in the dataset (ignored)", not_in_dataset))
+    for why, ids in reasons:
+        if ids:
+            shown = ", ".join(map(str, ids[:50])) + (f", … ({len(ids)} in all)" if len(ids) > 50 else "")
+            rows.append((why, f"{len(ids):,}", shown))
+    return "Partial run: " + " ".join(sentences), tuple(rows)
 
 
 # --- values as table cells -----------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """Run monitoring: per-stage wall time and rates, GPU and host memory peaks, sandbox counts, and a
-coarse timeline of samples generated and evaluated, saved as ``run_stats.json``.
+coarse timeline of samples generated and evaluated, saved as ``run_stats.json`` with the run's
+provenance (``reporting.provenance``: what produced it, as in metrics.json).
 
 The live view is the progress bars; this module keeps the figures for afterwards.  A sampler
 thread wakes twice a second to read what cannot be counted at events (live sandboxes); everything
@@ -25,6 +26,7 @@ from harness.sandbox.pool import PoolStats
 if TYPE_CHECKING:
     from harness.evaluation.session import EvaluationSession
     from harness.generation.generate import GenerationSummary
+    from harness.reporting.provenance import Provenance
 
 RUN_STATS_FILE = "run_stats.json"
 _TIMELINE_POINTS = 1000  # the timeline halves its resolution when it would grow past this
@@ -92,12 +94,14 @@ class RunMonitor:
         generation: GenerationSummary,
         evaluation: EvaluationOutcome,
         devices: Sequence[str],
+        provenance: Provenance | None = None,
     ) -> dict:
         marks = self._marks
         generation_seconds = marks["generation_finished"] - marks["generation_started"]
         tail = marks["evaluation_finished"] - marks["generation_finished"]
         stats = {
             "command": "run",
+            **_provenance(provenance),
             "wall_seconds": round(marks["evaluation_finished"] - self._started, 3),
             "generation": {
                 "seconds": round(generation_seconds, 3),
@@ -147,6 +151,9 @@ def evaluation_figures(outcome: EvaluationOutcome) -> dict:
         "tests_per_s": _rate(times.tests_executed, active),
         "jobs_per_s": _rate(outcome.executed, active),
         "infra_errors": counts["infra_errors"],
+        # Jobs run again because a timeout came from waiting for a CPU; jobs contended on every attempt.
+        "contended_reruns": outcome.contended_reruns,
+        "contended_unresolved": outcome.contended_unresolved,
     }
 
 
@@ -169,15 +176,21 @@ def host_figures() -> dict:
     return {"rss_peak_bytes": own, "worker_processes_rss_peak_bytes": children}
 
 
-def evaluation_run_stats(outcome: EvaluationOutcome) -> dict:
+def evaluation_run_stats(outcome: EvaluationOutcome, provenance: Provenance | None = None) -> dict:
     """``run_stats.json`` of ``harness evaluate``: the evaluation stage alone."""
     return {
         "command": "evaluate",
+        **_provenance(provenance),
         "wall_seconds": round(outcome.seconds, 3),
         "evaluation": evaluation_figures(outcome),
         "sandboxes": sandbox_figures(outcome.pool),
         "host": host_figures(),
     }
+
+
+def _provenance(provenance: Provenance | None) -> dict:
+    """What produced the run (as in metrics.json), when the flow said."""
+    return {} if provenance is None else {"provenance": provenance.record()}
 
 
 def write_run_stats(directory: Path, stats: dict) -> Path:

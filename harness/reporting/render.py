@@ -10,6 +10,7 @@ import re
 from collections.abc import Collection, Sequence
 from urllib.parse import quote
 
+from harness.reporting.intervals import intervals_html, intervals_markdown
 from harness.reporting.model import (
     INFRA_GROUP,
     PLOTS,
@@ -20,6 +21,7 @@ from harness.reporting.model import (
     format_value,
     percent,
 )
+from harness.reporting.problems import problems_section_html, problems_section_markdown
 
 
 def _summary(data: ReportData) -> str:
@@ -32,6 +34,29 @@ def _summary(data: ReportData) -> str:
         parts.append(f"{data.samples:,} samples ({passed:,} passed, {infra:,} infrastructure errors)")
     overall = ", ".join(f"{k} {percent(v)}" for k, v in zip(data.ks, data.overall.values))
     return "; ".join(parts + ([overall] if overall else [])) + "."
+
+
+def _no_groups(name: str) -> str:
+    """In place of an empty table: the tasks carry no such field (a dataset without difficulties or skills)."""
+    return f"No {name} recorded for these tasks."
+
+
+_NO_PROVENANCE = "Provenance not recorded: this metrics.json does not say which model, dataset and software produced it."
+
+
+def _not_reported(k: str, why: str) -> str:
+    return f"{k} is not reported: {why} (TACO reports a k only when every task has at least k)."
+
+
+def _contended_line(data: ReportData) -> str | None:
+    """The one line on timeouts that came from waiting for a CPU (re-run, never scored as -1)."""
+    if data.contended is None:
+        return None
+    reruns, unresolved = data.contended
+    return (
+        f"Contended timeouts (a run that waited for a CPU on a busy machine; never a verdict): "
+        f"{reruns:,} run again, {unresolved:,} samples not scored."
+    )
 
 
 _INFRA_NOTE = (
@@ -75,15 +100,28 @@ def _outcome_rows(data: ReportData) -> list[list[str]]:
 
 def render_markdown(data: ReportData, images: ReportImages = PLOTS) -> str:
     lines = [f"# {md_text(data.title)}", "", md_text(_summary(data)), ""]
+    if data.partial is not None:
+        lines += [f"**{md_text(data.partial)}**", ""]
+    lines += ["## Provenance", ""]
+    if data.provenance is None:
+        lines += [md_text(_NO_PROVENANCE), ""]
+    else:
+        lines += _md_table(["what", "value"], data.provenance, ())
     pass_header = ["", "tasks", *data.ks]
     lines += ["## pass@k", "", *_md_table(pass_header, _pass_rows([data.overall]), _pass_numeric(data))]
+    lines += [f"* {md_text(_not_reported(k, why))}" for k, why in data.not_reported] + ([""] if data.not_reported else [])
+    if data.left_out:
+        lines += ["### Tasks left out", "", *_md_table(["why", "tasks", "task ids"], data.left_out, (1,))]
     lines += ["## Plots", ""]
     for image in _shown(data, images):
         lines += [f"![{md_text(image.alt)}]({quote(image.filename)})", ""]
+    lines += intervals_markdown(data.intervals)
     for heading, rows, name in (("By difficulty", data.by_difficulty, "difficulty"), ("By skill", data.by_skill, "skill")):
         lines += [f"### {heading}", ""]
         if rows is None:
             lines += ["Not recorded in metrics.json.", ""]
+        elif not rows:
+            lines += [_no_groups(name), ""]
         else:
             lines += _md_table([name, "tasks", *data.ks], _pass_rows(rows), _pass_numeric(data))
     lines += ["## Verdicts", ""]
@@ -91,8 +129,10 @@ def render_markdown(data: ReportData, images: ReportImages = PLOTS) -> str:
         lines += ["Not recorded in metrics.json (no counts.outcomes).", ""]
     else:
         lines += _md_table(["verdict", "TACO value", "samples", "share", "outcomes"], _group_rows(data), (2, 3))
-        lines += [md_text(_INFRA_NOTE), "", "### Outcomes", ""]
+        contended = _contended_line(data)
+        lines += [md_text(_INFRA_NOTE), "", *([md_text(contended), ""] if contended else []), "### Outcomes", ""]
         lines += _md_table(["outcome", "verdict", "samples", "share"], _outcome_rows(data), (2, 3))
+    lines += problems_section_markdown(data.problems)
     lines += ["## Evaluation settings", ""]
     lines += (
         ["Not recorded in metrics.json.", ""] if data.settings is None else _md_table(["setting", "value"], data.settings, ())
@@ -121,6 +161,7 @@ figure { margin: 0; }
 figure img { width: 560px; max-width: 100%; height: auto; border: 1px solid #ddd; }
 figcaption { color: #555; font-size: .9em; }
 .note { color: #555; }
+.warning { background: #fff4e0; border-left: 4px solid #e09b2d; padding: .4em .7em; }
 """.strip()
 
 
@@ -161,10 +202,22 @@ def render_html(data: ReportData, images: ReportImages = PLOTS) -> str:
         "<body>",
         f"<h1>{_e(data.title)}</h1>",
         f'<p id="summary">{_e(_summary(data))}</p>',
+        *([f'<p class="warning" id="partial">{_e(data.partial)}</p>'] if data.partial is not None else []),
+        '<h2 id="provenance-heading">Provenance</h2>',
+        f'<p class="note">{_e(_NO_PROVENANCE)}</p>'
+        if data.provenance is None
+        else _html_table("provenance", ["what", "value"], data.provenance, ()),
         '<h2 id="pass-at-k">pass@k</h2>',
         _html_table("pass-at-k-overall", ["", "tasks", *data.ks], _pass_rows([data.overall]), _pass_numeric(data)),
+        *(f'<p class="note not-reported">{_e(_not_reported(k, why))}</p>' for k, why in data.not_reported),
+        *(
+            ["<h3>Tasks left out</h3>", _html_table("left-out", ["why", "tasks", "task ids"], data.left_out, (1,))]
+            if data.left_out
+            else []
+        ),
         f'<div class="figures">{"".join(_figure(image) for image in _shown(data, images))}</div>',
     ]
+    parts.append(intervals_html(data.intervals))
     for heading, rows, name, table_id in (
         ("By difficulty", data.by_difficulty, "difficulty", "pass-at-k-by-difficulty"),
         ("By skill", data.by_skill, "skill", "pass-at-k-by-skill"),
@@ -172,6 +225,8 @@ def render_html(data: ReportData, images: ReportImages = PLOTS) -> str:
         parts.append(f"<h3>{heading}</h3>")
         if rows is None:
             parts.append('<p class="note">Not recorded in metrics.json.</p>')
+        elif not rows:
+            parts.append(f'<p class="note">{_e(_no_groups(name))}</p>')
         else:
             parts.append(_html_table(table_id, [name, "tasks", *data.ks], _pass_rows(rows), _pass_numeric(data)))
     parts.append('<h2 id="verdicts-heading">Verdicts</h2>')
@@ -182,8 +237,12 @@ def render_html(data: ReportData, images: ReportImages = PLOTS) -> str:
             _html_table("verdicts", ["verdict", "TACO value", "samples", "share", "outcomes"], _group_rows(data), (2, 3))
         )
         parts.append(f'<p class="note">{_e(_INFRA_NOTE)}</p>')
+        contended = _contended_line(data)
+        if contended:
+            parts.append(f'<p class="note" id="contended">{_e(contended)}</p>')
         parts.append("<h3>Outcomes</h3>")
         parts.append(_html_table("outcomes", ["outcome", "verdict", "samples", "share"], _outcome_rows(data), (2, 3)))
+    parts.append(problems_section_html(data.problems))
     parts.append("<h2>Evaluation settings</h2>")
     if data.settings is None:
         parts.append('<p class="note">Not recorded in metrics.json.</p>')

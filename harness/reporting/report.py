@@ -9,14 +9,15 @@ and ``plots`` into PNG images; only ``write_report``, here, reads files and writ
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from harness.data.atomic import write_bytes_atomic
 from harness.errors import ReportError
-from harness.reporting.model import PLOTS, ReportImages, build_report_data
+from harness.reporting.model import PLOTS, ReportImages, build_report_data, report_title
 from harness.reporting.plots import plot_pass_at_k, plot_timeline, plot_verdict_mix
+from harness.reporting.problems import problem_pages, read_problems
 from harness.reporting.render import render_html, render_markdown
 
 
@@ -41,19 +42,28 @@ def _read_json(path: Path) -> Any:
         raise ReportError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
 
 
-def write_report(directory: Path, images: ReportImages = PLOTS) -> ReportFiles:
-    """Read DIRECTORY/metrics.json (and run_stats.json when present); write the report there."""
-    directory = Path(directory)
-    metrics = _read_json(directory / "metrics.json")
+def write_report(source: Path, images: ReportImages = PLOTS) -> ReportFiles:
+    """Read DIRECTORY/metrics.json (and run_stats.json when present), or one metrics FILE (such as an
+    official taco_metrics.json); write the report in that directory (for a file: beside it)."""
+    source = Path(source)
+    directory, metrics_file = (source, source / "metrics.json") if source.is_dir() else (source.parent, source)
+    metrics = _read_json(metrics_file)
     run_stats, problem = None, None
-    if (directory / "run_stats.json").exists():
+    stats_file = directory / "run_stats.json"
+    # Beside another file than metrics.json, a run_stats.json may be of another run: not shown.
+    if metrics_file.name == "metrics.json" and stats_file.exists():
         # Run statistics are an extra: a damaged file is noted in the report, not fatal to it.
         try:
-            run_stats = _read_json(directory / "run_stats.json")
+            run_stats = _read_json(stats_file)
         except ReportError as exc:
             problem = f"run_stats.json could not be shown: {exc}"
-    title = f"TACO evaluation report: {directory.resolve().name}"
+    name = directory.resolve().name if metrics_file.name == "metrics.json" else metrics_file.name
+    # The model and the dataset when metrics.json records them (else the file's or directory's name).
+    title = report_title(metrics, f"TACO evaluation report: {name}")
     data = build_report_data(metrics, run_stats, title, problem)
+    # Per-problem results: samples.jsonl of the same run (beside metrics.json), when it was written.
+    if metrics_file.name == "metrics.json":
+        data = replace(data, problems=read_problems(directory))
     try:
         plots = (
             (directory / images.pass_at_k.filename, plot_pass_at_k(data, images.pass_at_k)),
@@ -67,6 +77,7 @@ def write_report(directory: Path, images: ReportImages = PLOTS) -> ReportFiles:
     # The HTML last: once it exists, the images it refers to do too.
     outputs = (
         *plots,
+        *((directory / name, text.encode("utf-8")) for name, text in problem_pages(data.title, data.problems)),
         (markdown, render_markdown(data, images).encode("utf-8")),
         (page, render_html(data, images).encode("utf-8")),
     )

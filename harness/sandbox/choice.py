@@ -5,24 +5,50 @@
 machines without Docker (such as a lent GPU box); its isolation is weaker and it says so.  Each
 choice has an identity string that goes into every job key, so verdicts from one kind of sandbox
 are never reused for another.  Neither the Docker SDK nor the namespace backend is imported until
-a pool is actually described or opened.
+a pool is actually described or opened.  ``load_warnings`` says what will make programs wait for a
+CPU (more sandboxes than CPUs, other evaluations on the same Docker daemon); the CLI words it.
 """
 
 from __future__ import annotations
 
 import enum
+import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeAlias
 
 from harness.errors import DockerUnavailable, ImageBuildError, SandboxUnavailable
 from harness.sandbox.interface import SandboxLimits
 from harness.sandbox.pool import SandboxPool
 
+log = logging.getLogger(__name__)
+
 
 class SandboxKind(str, enum.Enum):
     DOCKER = "docker"
     NAMESPACE = "namespace"
+
+
+# -- what may make programs wait for a CPU (``SandboxChoice.load_warnings``) -------------------------
+@dataclass(frozen=True)
+class Oversubscribed:
+    """More CPUs asked for by the sandboxes at once than the machine that runs them has."""
+
+    sandboxes: int
+    cpus_per_sandbox: float
+    machine_cpus: int
+
+
+@dataclass(frozen=True)
+class OtherEvaluations:
+    """Sandboxes of other evaluations (other pools' sessions) running on the same Docker daemon."""
+
+    evaluations: int
+    sandboxes: int
+
+
+LoadWarning: TypeAlias = Oversubscribed | OtherEvaluations
 
 
 @dataclass(frozen=True)
@@ -45,6 +71,33 @@ class SandboxChoice:
         from harness.sandbox.namespace.backend import NamespaceBackend
 
         return NamespaceBackend.identity_for(memory_mb=self.memory_mb)
+
+    def load_warnings(self, own_session: str | None = None) -> list[LoadWarning]:
+        """What will make this choice's programs wait for a CPU, as far as can be seen now: more
+        sandboxes x CPUs each than the machine's CPUs (the Docker daemon's machine for Docker), and
+        other evaluations' live sandboxes on the same daemon (any session but *own_session*).  An
+        unreachable daemon is no warning here: opening the pool reports it."""
+        cpus = SandboxLimits().cpus
+        machine = os.cpu_count() or 1
+        others: dict[str, int] = {}
+        if self.kind is SandboxKind.DOCKER:
+            try:
+                from harness.sandbox.docker.backend import connect, daemon_cpus, live_sessions
+
+                client = connect(timeout=10)  # a look, not worth a long wait
+                try:
+                    machine = daemon_cpus(client) or machine
+                    others = {session: n for session, n in live_sessions(client).items() if session != own_session}
+                finally:
+                    client.close()
+            except Exception as exc:  # no daemon, no SDK, an API error: a warning is not worth failing for
+                log.info("cannot look at the Docker daemon's load: %s", exc)
+        found: list[LoadWarning] = []
+        if self.capacity * cpus > machine:
+            found.append(Oversubscribed(self.capacity, cpus, machine))
+        if others:
+            found.append(OtherEvaluations(len(others), sum(others.values())))
+        return found
 
     def opener(self, say: Callable[[str], None] = lambda message: None) -> Callable[[], SandboxPool]:
         """A function that opens the pool (called only when some job must run)."""

@@ -9,8 +9,10 @@ message).  Design points:
   ``fork`` of this process, never a fresh ``python`` (``interpreter``).
 * No signal handlers anywhere: the runner waits for each child with a deadline (select on pipes and
   a pidfd) and kills its process tree when the deadline passes; RLIMIT_CPU is the second line
-  (``watched_run``).  As PID 1 with default dispositions, the runner cannot be signalled by the
-  programs it runs, which run as another uid (``isolation``).
+  (``watched_run``).  Before it kills a run past its deadline it reads where the run's time went
+  (``cpuclock``), so the host can tell a busy machine from a slow program.  As PID 1 with default
+  dispositions, the runner cannot be signalled by the programs it runs, which run as another uid
+  (``isolation``).
 * Expected outputs never come here.  The runner reports what a program did (its stdout, exit
   status, timeout, or a call's encoded return value) and the host judges.
 * After every run all other processes in the sandbox are killed and reaped, and the scratch places

@@ -41,6 +41,7 @@ class Compilation:
     status: CompileStatus
     error: str
     served: ServedProgram | None  # the live checker of a call-based program that compiled
+    timed_out: TimedOut | None = None  # the compile step ran past its deadline
 
 
 def _elapsed_ms(started: float) -> float:
@@ -81,7 +82,7 @@ class Job:
         try:
             reply = served.read_reply(self.timeout)
             if reply is NoReply.TIMEOUT:
-                return Compilation(CompileStatus.ERROR, "compile step timed out", None)
+                return Compilation(CompileStatus.ERROR, "compile step timed out", None, served.timed_out)
             if reply is NoReply.DIED or not isinstance(reply.get("ok"), bool):
                 return Compilation(CompileStatus.DIED, "process died while compiling", None)
             if not reply["ok"]:
@@ -96,7 +97,7 @@ class Job:
 
     def _run_stdin(self, request: RunStdinJob) -> None:
         compilation = self._compile(request.compile_program, False, STDIN_ENTRY_POINT)
-        self._send(Compiled(self.job_id, compilation.status, compilation.error))
+        self._send(Compiled(self.job_id, compilation.status, compilation.error, compilation.timed_out))
         if compilation.status is not CompileStatus.OK or request.compile_only:
             return
         first = self._stdin_pass(1, request.exec_program, request)
@@ -109,16 +110,16 @@ class Job:
         for index, text in enumerate(request.inputs):
             self._check_stop()
             started = time.monotonic()
-            outcome = stdin_test(program, text, self.workdir, self.timeout, self.output_limit, request.fresh_interpreter)
-            outcomes.append(outcome)
-            self._send(CaseFinished(self.job_id, pass_number, index, outcome, _elapsed_ms(started)))
+            test = stdin_test(program, text, self.workdir, self.timeout, self.output_limit, request.fresh_interpreter)
+            outcomes.append(test.outcome)
+            self._send(CaseFinished(self.job_id, pass_number, index, test.outcome, _elapsed_ms(started), test.retry_timeout))
         return outcomes
 
     # -- call-based -------------------------------------------------------------------------------
 
     def _run_call(self, request: RunCallJob) -> None:
         compilation = self._compile(request.program, True, request.fn_name)
-        self._send(Compiled(self.job_id, compilation.status, compilation.error))
+        self._send(Compiled(self.job_id, compilation.status, compilation.error, compilation.timed_out))
         if compilation.status is not CompileStatus.OK or request.compile_only:
             if compilation.served is not None:
                 compilation.served.close()
@@ -130,7 +131,7 @@ class Job:
                 if served is None:  # the previous call timed out: a fresh checker, as close as we can get
                     again = self._compile(request.program, True, request.fn_name)
                     if again.status is not CompileStatus.OK:
-                        self._send(CaseFinished(self.job_id, 1, index, CheckerDied(), 0.0))
+                        self._send(CaseFinished(self.job_id, 1, index, CheckerDied(), 0.0, again.timed_out))
                         return
                     served = again.served
                     assert served is not None  # a call-based program that compiled keeps its checker
@@ -139,9 +140,9 @@ class Job:
                 ms = _elapsed_ms(started)
                 outcome: Outcome
                 if reply is NoReply.TIMEOUT:
+                    outcome = served.timed_out or TimedOut()
                     served.close()
                     served = None
-                    outcome = TimedOut()
                 elif reply is NoReply.DIED:
                     outcome = CheckerDied()
                 else:

@@ -5,8 +5,9 @@ Transport.  The host writes to the runner's stdin (fd 0) and reads its stdout (f
 is one *frame*: a 4-byte big-endian unsigned length, then that many bytes of UTF-8 JSON holding one
 object.  The object's ``"kind"`` names the message; its other keys are the fields of the dataclass
 of that kind, under the same names (tuples travel as arrays, enums as their values, an outcome as a
-nested object with its own ``"kind"``).  JSON is written ASCII-only, so strings holding lone
-surrogates (which test data and programs do produce) survive the trip.
+nested object with its own ``"kind"``; an optional field, one whose default is None, is left out
+while it is None).  JSON is written ASCII-only, so strings holding lone surrogates (which test data
+and programs do produce) survive the trip.
 
 One job, as the two ends see it::
 
@@ -33,8 +34,10 @@ Host -> runner
 
 Runner -> host
     Ready         the answer to Hello: this protocol's version and the runner's Python.
-    Compiled      the compile step's status (ok, error: TACO's -2, died: TACO's -1 for all).
-    CaseFinished  one test run: which pass, which test, its outcome, and how long it ran.
+    Compiled      the compile step's status (ok, error: TACO's -2, died: TACO's -1 for all), and
+                  its timeout's figures when it ran past the deadline.
+    CaseFinished  one test run: which pass, which test, its outcome, and how long it ran; with
+                  the figures of a retry that ran past the deadline, if one did.
     JobDone       the job is over (``stopped`` early or not); a non-empty ``retire_reason`` asks
                   the host to replace this sandbox: a program left something it cannot clean.
     NotUnderstood a host frame that is not a host message, and why.
@@ -43,7 +46,8 @@ Outcomes (what one run of a program did; the host judges them: expected outputs 
     Output          exited 0; ``text`` is its stdout, or output.txt (``from_output_file``)
     NonZeroExit     exited otherwise after every retry (TACO's ``returncode:N``), with stderr's tail
     RuntimeFailure  TACO's ``runtime_error``: input not encodable, output not valid UTF-8
-    TimedOut        past the deadline (TACO's -1; a call's timeout)
+    TimedOut        past the deadline (TACO's -1; a call's timeout), with the run's CPU time and its
+                    waits for a CPU, so the host can tell a busy machine from a slow program
     OutputOverflow  more output (or a larger encoded return value) than the job allows
     CheckerDied     the call-based checker process died (TACO gives -1 for every test)
     ReturnValue     a call returned; ``encoded`` is the value's ``valuecodec`` form
@@ -64,7 +68,7 @@ from enum import Enum
 from typing import ClassVar, TypeAlias, TypeVar
 
 # Changes whenever a message changes; the host refuses a runner that answers Hello with another.
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 
 FRAME_HEADER = struct.Struct(">I")
 
@@ -98,7 +102,16 @@ class RuntimeFailure:
 
 @dataclass(frozen=True)
 class TimedOut:
+    """A run past its deadline, with where its time went (``cpuclock``), so that the host can tell a
+    timeout of the program from one of a busy machine.  Times in ms over the run; None where the
+    figure could not be read in that sandbox."""
+
     KIND: ClassVar[str] = "timeout"
+    wall_ms: float = 0.0  # from the start of the run to the moment the figures were read
+    cpu_ms: float | None = None  # on a CPU: every thread of every program process
+    wait_ms: float | None = None  # runnable but waiting on a run queue (schedstat's run_delay)
+    throttled_ms: float | None = None  # the sandbox cgroup throttled by its CPU quota
+    runner_cpu_ms: float | None = None  # the runner's own CPU (it shares the sandbox's quota)
 
 
 @dataclass(frozen=True)
@@ -200,6 +213,7 @@ class Compiled:
     job_id: int
     status: CompileStatus
     error: str  # why it failed; "" when it did not
+    timed_out: TimedOut | None = None  # the compile step ran past its deadline (its figures)
 
 
 @dataclass(frozen=True)
@@ -210,6 +224,9 @@ class CaseFinished:
     case_index: int
     outcome: Outcome
     program_ms: float  # the test's runs, retries included
+    # Another run of this test than the one its outcome reports ran past its deadline: a TACO retry
+    # (the outcome is then a non-zero exit or output.txt) or a call-based checker's re-compile.
+    retry_timeout: TimedOut | None = None
 
 
 @dataclass(frozen=True)
@@ -238,6 +255,8 @@ def to_wire(item: Message | Outcome) -> dict[str, object]:
     wire: dict[str, object] = {"kind": item.KIND}
     for field in fields(item):
         value = getattr(item, field.name)
+        if value is None and field.default is None:
+            continue  # an optional field (default None) travels only when set
         if isinstance(value, tuple):
             value = list(value)
         elif isinstance(value, Enum):
@@ -282,6 +301,17 @@ class _Fields:
             raise self._wrong(name, "a number")
         return float(value)
 
+    def optional_number(self, name: str) -> float | None:
+        return None if self._wire.get(name) is None else self.number(name)
+
+    def optional_timeout(self, name: str) -> TimedOut | None:
+        if self._wire.get(name) is None:
+            return None
+        outcome = self.outcome(name)
+        if not isinstance(outcome, TimedOut):
+            raise self._wrong(name, "a timeout")
+        return outcome
+
     def flag(self, name: str) -> bool:
         value = self._value(name)
         if not isinstance(value, bool):
@@ -317,7 +347,13 @@ _OUTCOMES: _Decoders[Outcome] = {
     Output.KIND: lambda f: Output(f.text("text"), f.flag("from_output_file")),
     NonZeroExit.KIND: lambda f: NonZeroExit(f.integer("returncode"), f.text("stderr_tail")),
     RuntimeFailure.KIND: lambda f: RuntimeFailure(f.text("reason")),
-    TimedOut.KIND: lambda f: TimedOut(),
+    TimedOut.KIND: lambda f: TimedOut(
+        wall_ms=f.number("wall_ms"),
+        cpu_ms=f.optional_number("cpu_ms"),
+        wait_ms=f.optional_number("wait_ms"),
+        throttled_ms=f.optional_number("throttled_ms"),
+        runner_cpu_ms=f.optional_number("runner_cpu_ms"),
+    ),
     OutputOverflow.KIND: lambda f: OutputOverflow(),
     CheckerDied.KIND: lambda f: CheckerDied(),
     ReturnValue.KIND: lambda f: ReturnValue(f.anything("encoded")),
@@ -352,13 +388,16 @@ _HOST_MESSAGES: _Decoders[HostMessage] = {
 
 _RUNNER_MESSAGES: _Decoders[RunnerMessage] = {
     Ready.KIND: lambda f: Ready(f.integer("protocol_version"), f.text("python_version")),
-    Compiled.KIND: lambda f: Compiled(f.integer("job_id"), f.compile_status("status"), f.text("error")),
+    Compiled.KIND: lambda f: Compiled(
+        f.integer("job_id"), f.compile_status("status"), f.text("error"), f.optional_timeout("timed_out")
+    ),
     CaseFinished.KIND: lambda f: CaseFinished(
         job_id=f.integer("job_id"),
         pass_number=f.integer("pass_number"),
         case_index=f.integer("case_index"),
         outcome=f.outcome("outcome"),
         program_ms=f.number("program_ms"),
+        retry_timeout=f.optional_timeout("retry_timeout"),
     ),
     JobDone.KIND: lambda f: JobDone(f.integer("job_id"), f.flag("stopped"), f.text("retire_reason")),
     NotUnderstood.KIND: lambda f: NotUnderstood(f.text("reason")),

@@ -29,6 +29,7 @@ from enum import Enum
 from typing import Any, NoReturn
 
 from . import valuecodec
+from .cpuclock import RunClock, process_clocks, program_pids
 from .hygiene import kill_tree, sweep_processes
 from .interpreter import LazyNumpy, install_std_streams
 from .isolation import hard_exit, prepare_child
@@ -41,6 +42,7 @@ from .protocol import (
     ProtocolError,
     Raised,
     ReturnValue,
+    TimedOut,
     Uncomparable,
     decode_outcome,
     encode_payload,
@@ -195,13 +197,18 @@ def call_outcome(reply: dict[str, object]) -> Outcome:
 
 
 class ServedProgram:
-    """A forked child holding one compiled program (TACO's checker process for one sample)."""
+    """A forked child holding one compiled program (TACO's checker process for one sample).
+
+    When a reply does not come within its deadline, ``timed_out`` holds where the time of that step
+    (the compile step, or the call) went, read before anything is killed."""
 
     def __init__(self, program: str, call_based: bool, entry_point: str, workdir: str, timeout: float, output_limit: int) -> None:
         self.timeout = timeout
+        self.timed_out: TimedOut | None = None
         call_r, self.call_w = os.pipe()
         self.reply_r, reply_w = os.pipe()
         devnull = os.open(os.devnull, os.O_RDWR)
+        self._clock = RunClock.start()  # the compile step's: a forked child's counters start at 0
         self.pid = os.fork()
         if self.pid == 0:
             try:
@@ -234,16 +241,22 @@ class ServedProgram:
                 return reply
             left = deadline - time.monotonic()
             if left <= 0:
-                return NoReply.TIMEOUT
+                return self._time_out()
             ready, _, _ = select.select([self.reply_r], [], [], left)
             if not ready:
-                return NoReply.TIMEOUT
+                return self._time_out()
             chunk = os.read(self.reply_r, READ_CHUNK)
             if not chunk:
                 return NoReply.DIED
             self._replies.feed(chunk)
 
+    def _time_out(self) -> NoReply:
+        self.timed_out = self._clock.timed_out(self.pid)  # the child still runs: nothing killed it yet
+        return NoReply.TIMEOUT
+
     def call(self, encoded_args: bytes) -> dict[str, object] | NoReply:
+        # The call's figures are deltas from here (the checker has run the compile step and earlier calls).
+        self._clock = RunClock.start(process_clocks(program_pids(self.pid)))
         try:
             _send_frame(self.call_w, encoded_args)
         except BrokenPipeError:

@@ -2,7 +2,9 @@
 
 The program runs with the input on a pipe.  When it exits non-zero, it runs again with stdin from a
 regular file (retry A), then with the input in ``input.txt`` and its answer read from
-``output.txt`` (retry B).  What the program did is reported as an outcome; the host compares.
+``output.txt`` (retry B).  What the program did is reported as an outcome; the host compares.  A
+retry that ran past its deadline is reported beside the outcome with its figures: a retry that timed
+out on a busy machine may have changed the verdict.
 """
 
 from __future__ import annotations
@@ -21,6 +23,14 @@ STDERR_REPORTED = 1000  # bytes of the first run's stderr reported with a non-ze
 
 
 @dataclass(frozen=True)
+class StdinTest:
+    """What one test's runs came to."""
+
+    outcome: Outcome
+    retry_timeout: TimedOut | None = None  # a retry (A or B) that ran past its deadline
+
+
+@dataclass
 class _Program:
     """One test's program, runnable with stdin from different places."""
 
@@ -29,6 +39,7 @@ class _Program:
     timeout: float
     output_limit: int
     fresh: bool
+    retry_timeout: TimedOut | None = None  # the retry timeout that lost most time to waiting, if any
 
     def run(self, *, stdin_data: bytes | None = None, stdin_path: str | None = None, capture: bool = True) -> RunResult:
         return run_stdin_program(
@@ -36,34 +47,49 @@ class _Program:
             timeout=self.timeout, output_limit=self.output_limit, fresh=self.fresh,
         )  # fmt: skip
 
+    def retry(self, *, stdin_path: str | None = None, capture: bool = True) -> RunResult:
+        result = self.run(stdin_path=stdin_path, capture=capture)
+        if result.timed_out is not None and (
+            self.retry_timeout is None or _waited(result.timed_out) >= _waited(self.retry_timeout)
+        ):
+            self.retry_timeout = result.timed_out
+        return result
 
-def stdin_test(source: str, stdin_text: str, workdir: str, timeout: float, output_limit: int, fresh: bool = False) -> Outcome:
+    def ended(self, outcome: Outcome) -> StdinTest:
+        return StdinTest(outcome, self.retry_timeout)
+
+
+def _waited(timed_out: TimedOut) -> float:
+    return (timed_out.wait_ms or 0.0) + (timed_out.throttled_ms or 0.0)
+
+
+def stdin_test(source: str, stdin_text: str, workdir: str, timeout: float, output_limit: int, fresh: bool = False) -> StdinTest:
     """Run one test: the first run on a pipe, then TACO's retries while it exits non-zero."""
     clean_scratch(workdir)
     try:
         data = stdin_text.encode("utf-8")
     except UnicodeEncodeError:
-        return RuntimeFailure("input is not encodable")
+        return StdinTest(RuntimeFailure("input is not encodable"))
     program = _Program(source, workdir, timeout, output_limit, fresh)
     first = program.run(stdin_data=data)
     if first.status is RunStatus.TIMED_OUT:
-        return TimedOut()
+        return StdinTest(first.timed_out or TimedOut())
     if first.status is RunStatus.OVERFLOWED:
-        return OutputOverflow()
+        return StdinTest(OutputOverflow())
     if not first.decodable:
-        return RuntimeFailure("output is not valid UTF-8")
+        return StdinTest(RuntimeFailure("output is not valid UTF-8"))
     if first.returncode == 0:
-        return Output(_as_text(first.stdout))
+        return StdinTest(Output(_as_text(first.stdout)))
     last_returncode = cast(int, first.returncode)  # a run that exited has one
     retry = _retry_with_stdin_from_a_file(program, data)
     if retry is not None:
         if retry.status is RunStatus.OVERFLOWED:
-            return OutputOverflow()
+            return program.ended(OutputOverflow())
         if retry.status is RunStatus.EXITED and retry.decodable:
             last_returncode = cast(int, retry.returncode)
             if retry.returncode == 0:
-                return Output(_as_text(retry.stdout))
-    return _retry_with_input_txt(program, data, last_returncode, first.stderr_tail)
+                return program.ended(Output(_as_text(retry.stdout)))
+    return program.ended(_retry_with_input_txt(program, data, last_returncode, first.stderr_tail))
 
 
 def _retry_with_stdin_from_a_file(program: _Program, data: bytes) -> RunResult | None:
@@ -72,7 +98,7 @@ def _retry_with_stdin_from_a_file(program: _Program, data: bytes) -> RunResult |
     retry A fails as the official temp-file write would (None), and retry B follows."""
     try:
         _write_private_file(STDIN_FEED, data)
-        return program.run(stdin_path=STDIN_FEED)
+        return program.retry(stdin_path=STDIN_FEED)
     except OSError:
         return None
     finally:
@@ -90,7 +116,7 @@ def _retry_with_input_txt(program: _Program, data: bytes, last_returncode: int, 
         _write_private_file(os.path.join(program.workdir, "input.txt"), data, 0o666)
     except OSError:
         return NonZeroExit(last_returncode, reported_stderr)
-    third = program.run(capture=False)
+    third = program.retry(capture=False)
     if third.status is RunStatus.EXITED:
         last_returncode = cast(int, third.returncode)
         if third.returncode == 0:

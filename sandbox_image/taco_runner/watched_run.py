@@ -3,7 +3,8 @@ timeout=timeout)`` without a single signal handler.
 
 The program runs in a forked child (or, in fresh-interpreter mode, a new ``python`` exec'd by it).
 The runner never waits blindly: it selects on the child's pipes and a pidfd against one deadline,
-feeds stdin, drains stdout and stderr, and past the deadline kills the child's whole process tree.
+feeds stdin, drains stdout and stderr, and past the deadline kills the child's whole process tree,
+after reading where the run's time went (``cpuclock``: CPU time, waits for a CPU, throttling).
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import NoReturn
 
+from .cpuclock import RunClock
 from .hygiene import kill_tree, sweep_processes
 from .interpreter import run_program_child
 from .isolation import hard_exit, prepare_child, redirect_std_fds
+from .protocol import TimedOut
 
 SCRIPT_NAME = "solution.py"
 STDERR_KEEP = 4096  # bytes of a program's stderr kept for diagnostics
@@ -40,6 +43,7 @@ class RunResult:
     stdout_ok: bool  # valid UTF-8 (as ``text=True`` would decode it)
     stderr_ok: bool
     stderr_tail: bytes
+    timed_out: TimedOut | None = None  # when TIMED_OUT: where the run's time went
 
     @property
     def decodable(self) -> bool:
@@ -113,10 +117,13 @@ class _Watch:
     """The parent's side of one run, against one deadline.  Finished means: the child exited and
     both pipes reached EOF, like ``communicate``."""
 
-    def __init__(self, pid: int, streams: _Streams, stdin_data: bytes | None, deadline: float, output_limit: int) -> None:
+    def __init__(
+        self, pid: int, streams: _Streams, stdin_data: bytes | None, clock: RunClock, timeout: float, output_limit: int
+    ) -> None:
         self.pid = pid
+        self.clock = clock
         self.pidfd = os.pidfd_open(pid)
-        self.deadline = deadline
+        self.deadline = clock.started + timeout
         self.output_limit = output_limit
         self.readers: dict[int, _Pipe] = {}  # open until EOF, in the order they are selected on
         if streams.stdout_reader is not None and streams.stderr_reader is not None:
@@ -212,6 +219,9 @@ class _Watch:
 
     def finish(self) -> RunResult:
         """Kill what is left of a run that did not finish, release the descriptors, sum up."""
+        timed_out = None
+        if self.status is RunStatus.TIMED_OUT:  # read while the program still runs
+            timed_out = self.clock.timed_out(self.pid)
         if self.status is not RunStatus.EXITED or not self.exited:
             kill_tree(self.pid)
             if not self.exited:
@@ -236,7 +246,7 @@ class _Watch:
                 self.stderr_ok = False
             returncode = os.waitstatus_to_exitcode(self.wait_status)
         return RunResult(
-            self.status, returncode, b"".join(self.stdout_chunks), self.stdout_ok, self.stderr_ok, bytes(self.err_tail)
+            self.status, returncode, b"".join(self.stdout_chunks), self.stdout_ok, self.stderr_ok, bytes(self.err_tail), timed_out
         )
 
 
@@ -260,12 +270,12 @@ def run_stdin_program(
     """
     path = os.path.join(workdir, SCRIPT_NAME)
     streams = _Streams.open(stdin_data, stdin_path, capture)
-    start = time.monotonic()
+    clock = RunClock.start()
     pid = os.fork()
     if pid == 0:
         _become_program(source, workdir, path, streams, timeout, fresh)
     streams.close_child_ends()
-    watch = _Watch(pid, streams, stdin_data, start + timeout, output_limit)
+    watch = _Watch(pid, streams, stdin_data, clock, timeout, output_limit)
     watch.follow()
     result = watch.finish()
     sweep_processes()

@@ -87,11 +87,15 @@ def test_resume_refuses_other_settings_or_changed_prompts(tmp_path):
         generate(changed, SETTINGS, output, FakeEngineFactory())
 
 
-def test_more_samples_per_task_extend_nothing_silently(tmp_path):
+def test_more_samples_per_task_extend_the_journaled_ones(tmp_path):
+    # n is not a setting that must match: samples are (task_id, index) with seeds of their own, so a
+    # larger n keeps the journaled samples and generates only the new indices.
     output = tmp_path / "generations.json"
     generate(PROMPTS, SETTINGS, output, FakeEngineFactory())
-    with pytest.raises(GenerationError, match="n: 3 there, 5 now"):
-        generate(PROMPTS, GenerationSettings("fake-model", n=5, max_new_tokens=32), output, FakeEngineFactory())
+    more = GenerationSettings("fake-model", n=5, max_new_tokens=32)
+    summary = generate(PROMPTS, more, output, FakeEngineFactory())
+    assert (summary.resumed, summary.generated) == (12, 8)
+    assert json.loads(output.read_text()) == _expected_document(settings=more)
 
 
 def test_two_worker_processes_merge_in_task_order(tmp_path):
@@ -163,6 +167,8 @@ def test_cli_generates_official_generations_json(tiny_model_dir, tmp_path):
         "16",
         "--dtype",
         "float32",
+        "--gpus",
+        "cpu",
         "--output",
         str(output),
     ]
@@ -221,7 +227,12 @@ def test_cli_with_official_prompts_file_and_filters(tiny_model_dir, tmp_path):
     ],
 )
 def test_cli_bad_input_is_one_line_and_exit_1(tiny_model_dir, tmp_path, extra, message):
-    args = {"--model": str(tiny_model_dir), "--dataset": str(_dataset(tmp_path)), "--output": str(tmp_path / "g.json")}
+    args = {
+        "--model": str(tiny_model_dir),
+        "--dataset": str(_dataset(tmp_path)),
+        "--output": str(tmp_path / "g.json"),
+        "--gpus": "cpu",
+    }
     for flag, value in zip(extra[::2], extra[1::2]):
         args[flag] = value
     result = CliRunner().invoke(main, ["generate", *[x for pair in args.items() for x in pair]])

@@ -313,7 +313,9 @@ def test_evaluate_writes_a_report_that_matches_metrics(evaluated):
         assert_tables_match(html_tables(page), metrics)
         # `harness evaluate` may write run_stats.json beside metrics.json; the report shows it if so.
         if (evaluated / "run_stats.json").exists():
-            expected = dotted_keys(json.loads((evaluated / "run_stats.json").read_text()))
+            stats = json.loads((evaluated / "run_stats.json").read_text())
+            # Its provenance is metrics.json's, shown at the top of the report (tests/reporting/test_provenance.py).
+            expected = dotted_keys({k: v for k, v in stats.items() if k != "provenance"})
             for tables in (markdown_tables(markdown), html_tables(page)):
                 assert [row["statistic"] for row in tables["run_stats"]] == expected
         else:
@@ -371,13 +373,13 @@ def test_skill_names_are_escaped(synthetic):
 
 def test_run_statistics_are_flattened(synthetic):
     report_cli(synthetic)
-    expected = {
-        "stages.generation.seconds": "12.5",
-        "stages.generation.tokens_per_s": "1,834.2",
+    expected = {  # with their units
+        "stages.generation.seconds": "12.5 s",
+        "stages.generation.tokens_per_s": "1,834.2 tok/s",
         "stages.generation.engine": "fast",
-        "stages.evaluation.seconds": "3.25",
+        "stages.evaluation.seconds": "3.25 s",
         "stages.evaluation.samples": "20",
-        "wall_seconds": "16",
+        "wall_seconds": "16 s",
         "gpus": "0, 1",
     }
     for tables in (html_tables((synthetic / "report.html").read_text()), markdown_tables((synthetic / "report.md").read_text())):

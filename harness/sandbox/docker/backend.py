@@ -167,13 +167,17 @@ class DockerBackend:
         return sandbox
 
 
-def connect() -> docker.DockerClient:
-    """A client for the Docker daemon of the environment (DOCKER_HOST etc.), checked to answer."""
+def connect(timeout: float = 120) -> docker.DockerClient:
+    """A client for the Docker daemon of the environment (DOCKER_HOST etc.), checked to answer
+    (*timeout*: seconds for each of its API calls)."""
     try:
-        client = docker.from_env(timeout=120)
+        client = docker.from_env(timeout=timeout)
         client.ping()
     except (docker.errors.DockerException, OSError) as exc:
-        raise DockerUnavailable(f"cannot reach a Docker daemon ({exc.__class__.__name__}); start one or set DOCKER_HOST") from exc
+        raise DockerUnavailable(
+            f"cannot reach a Docker daemon ({exc.__class__.__name__}); start one or set DOCKER_HOST, "
+            "or use --sandbox namespace (no Docker; needs root)"
+        ) from exc
     return client
 
 
@@ -188,6 +192,22 @@ def prune(client: docker.DockerClient | None = None) -> int:
         except docker.errors.NotFound:
             pass
     return removed
+
+
+def live_sessions(client: docker.DockerClient) -> dict[str, int]:
+    """The running sandbox containers on this daemon, counted by the session (the pool, so the
+    evaluation) that started each one: a session other than one's own is another evaluation."""
+    counts: dict[str, int] = {}
+    for entry in client.api.containers(filters={"label": LABEL, "status": "running"}):
+        session = (entry.get("Labels") or {}).get(f"{LABEL}.session", "")
+        counts[session] = counts.get(session, 0) + 1
+    return counts
+
+
+def daemon_cpus(client: docker.DockerClient) -> int | None:
+    """How many CPUs the daemon's machine has (where the sandboxes run), or None if it does not say."""
+    cpus = client.info().get("NCPU")
+    return cpus if isinstance(cpus, int) and cpus > 0 else None
 
 
 def sandbox_containers(client: docker.DockerClient, session: str | None = None) -> list:
