@@ -151,7 +151,15 @@ def test_evaluate_in_the_container_equals_the_host(host_image, docker_client, sa
         for name in ("results.json", "metrics.json"):
             in_container = json.loads((dirs["container"] / "out" / name).read_text())
             on_host = json.loads((dirs["host"] / "out" / name).read_text())
+            # Provenance says where each ran (paths, date, the host's Python, a git checkout or not);
+            # what was evaluated, and in which sandbox, must be the same.
+            inside_from, host_from = in_container.pop("provenance", None), on_host.pop("provenance", None)
             assert in_container == on_host, name
+            if name == "metrics.json":
+                assert inside_from["dataset"]["digest"] == host_from["dataset"]["digest"]
+                assert inside_from["generations"]["digest"] == host_from["generations"]["digest"]
+                assert inside_from["sandbox"]["image"] == host_from["sandbox"]["image"]
+                assert inside_from["python"]["sandbox"] == host_from["python"]["sandbox"]
         assert json.loads((dirs["host"] / "out" / "metrics.json").read_text())["counts"]["samples"] == 24
 
         # The container did start sandboxes (siblings on this daemon), and none is left.
