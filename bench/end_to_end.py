@@ -49,7 +49,7 @@ from harness.data.problems import load_problems
 from harness.data.prompts import build_prompt
 from harness.evaluation.plan import EvaluationSettings
 from harness.evaluation.session import evaluate
-from harness.generation.engine import FinishedSample, FinishReason
+from harness.generation.engine import FinishedSample, FinishReason, MappedJobs, each_job
 from harness.generation.generate import generate
 from harness.generation.plan import GenerationSettings, PromptJob, SamplingSettings
 from harness.pipeline import run_pipeline
@@ -72,7 +72,7 @@ class PacedCorpusEngine:
     def run(self, jobs, on_sample) -> None:
         programs = dict(self.programs)
         next_at = time.monotonic()
-        for job in jobs:
+        for job in each_job(jobs):  # a list, or the shared queue
             for spec in job.samples:
                 # Paced on a clock rather than slept per sample, so callback time is not added.
                 next_at += self.delay_s
@@ -132,8 +132,9 @@ class LengthMixEngine:
 
     def run(self, jobs, on_sample) -> None:
         f = self.factory
-        mixed = [
-            PromptJob(
+
+        def mixed_lengths(job: PromptJob) -> PromptJob:
+            return PromptJob(
                 job.task_id,
                 job.prompt,
                 tuple(
@@ -141,8 +142,8 @@ class LengthMixEngine:
                     for s in job.samples
                 ),
             )
-            for job in jobs
-        ]
+
+        mixed = MappedJobs(jobs, mixed_lengths)  # jobs arrive as the engine takes them (a list, or the shared queue)
         programs = dict(f.substitute) if f.substitute else None
 
         def sink(sample: FinishedSample) -> None:

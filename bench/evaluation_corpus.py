@@ -14,7 +14,14 @@ distinct program is run once and its time counted once per sample that has it (w
 script would spend: it re-runs duplicates), plus the official script's fixed cost per sample (a
 `multiprocessing.Manager()` and a `Process` started and joined), measured on this host.
 
-    python bench/evaluation_corpus.py [--samples 10] [--official-fraction 1.0] [--markdown docs/BENCHMARKS.md]
+Both judges: the default run writes the corrected judge's verdicts beside TACO's (README, "Corrected
+judge"); the benchmark prints the two pass@k side by side, with TACO's over the same tasks, the
+problems left to a checker, and the samples each judge accepts that the other rejects, by reason.
+It fails when early exit and `--all-tests` give either judge a different pass@k.
+
+    python bench/evaluation_corpus.py [--samples 10] [--official-fraction 1.0] [--limit N] [--markdown docs/BENCHMARKS.md]
+
+(`--limit N`: the first N problems only, to try it; the committed figures are of the whole corpus.)
 """
 
 from __future__ import annotations
@@ -104,18 +111,58 @@ def official_sample_overhead(repeats: int = 20) -> float:
     return (time.perf_counter() - start) / repeats
 
 
+PASS_KS = ("pass@1", "pass@10", "pass@100")
+DISAGREEMENT_WAYS = ("taco_accepts_corrected_rejects", "corrected_accepts_taco_rejects")
+
+
+def judges_tables(metrics: dict) -> tuple[str, str]:
+    """Official and corrected pass@k side by side, and the disagreement counts by reason, as Markdown
+    tables (from one run's metrics.json)."""
+    corrected = metrics["corrected"]
+    ks = [k for k in PASS_KS if k in metrics or k in corrected]
+
+    def cells(source: dict) -> str:
+        return " | ".join(f"{100 * source[k]:.2f}%" if k in source else "—" for k in ks)
+
+    checker = corrected["needs_checker"]
+    rows = [
+        f"| TACO's judge (official), all tasks | {metrics['counts']['tasks']} | {cells(metrics)} |",
+        f"| TACO's judge, the corrected judge's tasks | {corrected['tasks']} | {cells(corrected['taco_on_same_tasks'])} |",
+        f"| corrected judge | {corrected['tasks']} | {cells(corrected)} |",
+    ]
+    passk = "\n".join([f"| judge | tasks | {' | '.join(ks)} |", "|---|---:|" + "---:|" * len(ks), *rows])
+    passk += (
+        f"\n\nNeeds a checker (several valid outputs, left out of the corrected pass@k): {checker['tasks']} tasks, "
+        f"{checker['samples']} samples."
+    )
+    block = metrics["disagreements"]
+    reasons = sorted({r for way in DISAGREEMENT_WAYS for r in block[way]["by_reason"]})
+    lines = [
+        "| reason (first differing test) | TACO accepts, corrected rejects | corrected accepts, TACO rejects |",
+        "|---|---:|---:|",
+        *[f"| {r} | {block[DISAGREEMENT_WAYS[0]]['by_reason'].get(r, 0)} | {block[DISAGREEMENT_WAYS[1]]['by_reason'].get(r, 0)} |"
+          for r in reasons],
+        f"| total (of {block['samples_compared']} samples both judged) | {block[DISAGREEMENT_WAYS[0]]['total']} | "
+        f"{block[DISAGREEMENT_WAYS[1]]['total']} |",
+    ]  # fmt: skip
+    return passk, "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--samples", type=int, default=20, help="samples per problem")
     parser.add_argument("--official-fraction", type=float, default=1.0, help="share of problems run the official way")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--markdown", type=Path)
+    parser.add_argument("--limit", type=int, help="the first N problems only (a quick try; not for the committed figures)")
     args = parser.parse_args()
     dataset = SHARED / "taco_test_examples.jsonl"
     if not dataset.exists():
         print(f"evaluation corpus benchmark skipped: {dataset} not found (set TACO_SHARED_DATA)")
         return
     problems = load_problems(dataset)
+    if args.limit is not None:
+        problems = problems[: args.limit]
     entries = build_generations(problems, args.samples, args.seed)
     cpus = os.cpu_count() or 1
     with tempfile.TemporaryDirectory() as tmp:
@@ -124,12 +171,15 @@ def main() -> None:
         generations.write_text(json.dumps(entries))
         env = {**os.environ, "TACO_HARNESS_CACHE_DIR": str(tmp / "cache")}
         base = ["evaluate", "--dataset", str(dataset), "--generations", str(generations)]
+        if args.limit is not None:
+            base += ["--limit", str(args.limit)]
         first, first_line = run_cli([*base, "--output", str(tmp / "run1")], env)
         cached, cached_line = run_cli([*base, "--output", str(tmp / "run2")], env)
         full, _ = run_cli([*base, "--output", str(tmp / "full"), "--all-tests", "--no-cache"], env)
         results = json.loads((tmp / "run1" / "results.json").read_text())
         full_results = json.loads((tmp / "full" / "results.json").read_text())
         metrics = json.loads((tmp / "run1" / "metrics.json").read_text())
+        full_metrics = json.loads((tmp / "full" / "metrics.json").read_text())
         official, official_s, distinct, official_samples, floor_s = official_procedure(
             problems, entries, args.official_fraction, args.seed
         )
@@ -180,8 +230,22 @@ def main() -> None:
         f"({total_samples} samples, {corpus_distinct} distinct programs)."
     )
     table = "\n".join(lines)
+    judges_passk, judges_disagreements = judges_tables(metrics)
+    # Early exit waits until both judges have decided: each judge's pass@k must be that of --all-tests.
+    early_exit_mismatch = [
+        name
+        for name, early, every in (
+            ("TACO", metrics, full_metrics),
+            ("corrected", metrics["corrected"], full_metrics["corrected"]),
+        )
+        if any(early.get(k) != every.get(k) for k in PASS_KS)
+    ]
     print(table)
     print(identity)
+    print(judges_passk)
+    print(judges_disagreements)
+    if early_exit_mismatch:
+        print(f"early exit changed the pass@k of: {', '.join(early_exit_mismatch)}")
     write_figures(
         figures_dir() / "evaluation_corpus.json",
         {
@@ -198,6 +262,12 @@ def main() -> None:
             "ceiling_ratio": round(official_total / floor, 1),
             "test_mismatches": test_mismatch,
             "pass_mismatches": pass_mismatch,
+            "taco_pass_at_k": {k: metrics[k] for k in PASS_KS if k in metrics},
+            "corrected_pass_at_k": {k: metrics["corrected"][k] for k in PASS_KS if k in metrics["corrected"]},
+            "taco_pass_at_k_same_tasks": metrics["corrected"]["taco_on_same_tasks"],
+            "needs_checker_tasks": metrics["corrected"]["needs_checker"]["tasks"],
+            "disagreements": {way: metrics["disagreements"][way] for way in DISAGREEMENT_WAYS},
+            "early_exit_mismatches": early_exit_mismatch,
             "date": time.strftime("%Y-%m-%d"),
             "machine": platform.platform(),
         },
@@ -215,11 +285,18 @@ def main() -> None:
             "start-up measured on this host. Wall times of the `harness evaluate` command "
             "include its start-up and the containers' start.\n\n"
             f"Machine: {cpus} CPUs, {platform.platform()}, {time.strftime('%Y-%m-%d')}. "
-            f"Command: `make bench` (runs `{command}`)\n\n{table}\n\n{identity}\n"
+            f"Command: `make bench` (runs `{command}`)\n\n{table}\n\n{identity}\n\n"
+            "### Both judges, from the same run\n\n"
+            'TACO\'s judge (the official semantics, the default) and the corrected judge (README, "Corrected judge") '
+            "judge the same runs of the default command; the samples are the reference and its wrong variants, so "
+            "most disagreements come from the variants' outputs and the problems' Special-Judge flags.\n\n"
+            f"{judges_passk}\n\n{judges_disagreements}\n"
         )
         write_section(args.markdown, "## Real corpus: 495 TACO test problems", section)
     if test_mismatch or pass_mismatch:
         raise SystemExit("verdicts differ from the official procedure")
+    if early_exit_mismatch:
+        raise SystemExit("early exit changed a judge's pass@k")
 
 
 if __name__ == "__main__":

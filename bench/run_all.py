@@ -38,6 +38,10 @@ def has_cuda() -> bool:
     return probe.returncode == 0
 
 
+def has_ray() -> bool:
+    return subprocess.run([sys.executable, "-c", "import ray"], capture_output=True).returncode == 0
+
+
 def steps(markdown: Path, quick: bool, gpu: bool) -> list[tuple[str, list[str] | None, str]]:
     """(name, command or None when skipped, why skipped)."""
     md = ["--markdown", str(markdown)]
@@ -99,6 +103,11 @@ def steps(markdown: Path, quick: bool, gpu: bool) -> list[tuple[str, list[str] |
             for pace in (("1",) if quick else ("0.5", "1", "2"))
         ],
         (
+            "cluster",
+            ["bench/cluster_scaling.py", *(["--quick"] if quick else []), *md] if has_ray() else None,
+            "Ray is not installed (pip install '.[ray]')",
+        ),
+        (
             "overlap-gpu",
             [
                 "bench/end_to_end.py",
@@ -151,6 +160,23 @@ def summary_rows() -> list[tuple[str, str, str]]:
                 "verdicts differing from the official procedure, test by test",
                 f"**{f['test_mismatches']}** (pass/fail: {f['pass_mismatches']})",
                 f"{f['date']}",
+            )
+        )
+    if (f := load("cluster_scaling.json")) is not None:
+        four, dispatch = f["scaling"][-1], f["dispatch"]
+        rows.append(
+            (
+                "Ray cluster, wall-bound load: samples/s with 4 hosts vs 1 (target ≥ 3.6×)",
+                f"**{four['speedup']:.2f}×** ({100 * four['efficiency']:.0f}% of ideal)",
+                f"{f['machine']}, simulated nodes, {f['date']}",
+            )
+        )
+        rows.append(
+            (
+                "Ray cluster: time added per job by the dispatch, vs the local pool (target ≤ 2 ms)",
+                f"**{dispatch['added_ms_per_job']:+.2f} ms** "
+                f"({dispatch['ray_ms_per_job']:.2f} vs {dispatch['local_ms_per_job']:.2f} ms)",
+                f"{f['machine']}, {f['date']}",
             )
         )
     for path in sorted(figures_dir().glob("generation_*.json")):
@@ -211,7 +237,9 @@ def main() -> None:
     parser.add_argument("--markdown", type=Path, default=ROOT / "docs" / "BENCHMARKS.md")
     parser.add_argument("--quick", action="store_true", help="Smaller workloads (a check that every benchmark runs).")
     parser.add_argument(
-        "--only", nargs="+", help="Run only these steps (sandbox, corpus, generation, overlap-pace-0.5/1/2, overlap-gpu)."
+        "--only",
+        nargs="+",
+        help="Run only these steps (sandbox, corpus, generation, overlap-pace-0.5/1/2, cluster, overlap-gpu).",
     )
     args = parser.parse_args()
     if args.quick and args.markdown == parser.get_default("markdown"):

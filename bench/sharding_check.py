@@ -1,15 +1,19 @@
-"""`harness generate` on one worker process against several (one per device), same job and seeds:
-the merged generations.json must be byte-identical, and the useful tokens/s of each are reported.
+"""`harness generate` on one device against several (a worker process each, all fed from one shared
+queue of prompts, harness/generation/work_queue.py), same job and seeds: the useful tokens/s of each,
+their ratio (the scaling), how many samples each worker took, and whether the merged generations.json
+is byte-identical to the one-device run.
 
-On a multi-GPU machine this is the scaling run (`--devices cuda:0,cuda:1`); on one GPU,
-`--devices cuda:0,cuda:0` runs two worker processes on the same GPU, which exercises the multi-process
-path (spawned workers, per-process CUDA, merge in task order) without measuring scaling.  The slot
-count is fixed (`--slots`).  Measured on one H200 (1.5B shape, 50 prompts x 4, 64 slots, two processes on
-cuda:0; docs/bench/sharding_check_h200_one_gpu.json): not byte-identical in bf16 nor in fp32; in bf16,
-180 of 200 samples identical and the rest diverging late, none at the first character (rounding, not
-the plan).  On the CPU in fp32 they are identical (tests/test_generate_run.py).
+On a multi-GPU machine this is the scaling run (`--devices cuda:0,cuda:1`; issue 14's target: two
+H200s >= 1.9x one).  The wall time of each run includes loading the model (each worker loads its own;
+a worker whose model is ready starts while the others still load).  On one GPU, `--devices
+cuda:0,cuda:0` exercises the multi-process path without measuring scaling.  The slot count is fixed
+(`--slots`).  Identity: on the CPU in fp32 the outputs must be identical (the run fails otherwise, as
+in tests/generation/test_shared_queue.py); on a GPU, samples decoded in other slot batches may round
+differently (measured earlier: in bf16, 180 of 200 samples identical, the rest diverging late, none at
+the first character), so there it is reported, not required.
 
     python bench/sharding_check.py --shape llama-3.2-3b --problems 200 --n 20 --devices cuda:0,cuda:1 --out sharding.json
+    python bench/sharding_check.py --quick      # the same on two CPU workers, tiny model (checks the script)
 """
 
 from __future__ import annotations
@@ -56,7 +60,13 @@ def main() -> None:
     parser.add_argument("--devices", default="cuda:0,cuda:1", help="The several-process run; the other run uses the first.")
     parser.add_argument("--dtype", default="bfloat16")
     parser.add_argument("--out", type=Path)
+    parser.add_argument(
+        "--quick", action="store_true", help="Tiny model, 6 problems x 2, 16 tokens, 4 slots, two CPU workers, float32."
+    )
     args = parser.parse_args()
+    if args.quick:
+        args.shape, args.problems, args.n, args.max_new_tokens, args.slots = "tiny", 6, 2, 16, 4
+        args.devices, args.dtype = "cpu,cpu", "float32"
     problems = load_problems(SHARED / "taco_test_examples.jsonl")[: args.problems]
     prompts = [(p.task_id, build_prompt(p.row)) for p in problems]
     several = tuple(args.devices.split(","))
@@ -85,6 +95,11 @@ def main() -> None:
                 "seconds": round(seconds, 2),
                 "tokens": summary.new_tokens,
                 "useful_tok_s": round(summary.new_tokens / seconds, 1),
+                # Until the first model had loaded (worker processes started, weights read): what the
+                # wall time adds to the generation itself.
+                "first_model_loaded_s": round(summary.load_seconds, 2),
+                "useful_tok_s_after_first_load": round(summary.new_tokens / max(1e-9, seconds - summary.load_seconds), 1),
+                "samples_by_worker": summary.samples_by_worker,
                 "gpu_memory_peak_bytes": summary.gpu_memory_peak_bytes,
             }
             print(f"sharding_check: {label}: {figures[label]}", file=sys.stderr, flush=True)
@@ -100,12 +115,17 @@ def main() -> None:
         figures["differing_from_first_character"] = sum(p == 0 and a != b for p, (a, b) in zip(prefixes, pairs))
         figures["mean_common_prefix_chars"] = round(sum(prefixes) / max(1, len(prefixes)), 1)
         figures["mean_length_chars"] = round(sum(len(a) for a, _ in pairs) / max(1, len(pairs)), 1)
-        figures["scaling"] = round(figures["several_processes"]["useful_tok_s"] / figures["one_process"]["useful_tok_s"], 3)
+        one, several_runs = figures["one_process"], figures["several_processes"]
+        figures["scaling"] = round(several_runs["useful_tok_s"] / one["useful_tok_s"], 3)
+        figures["scaling_after_first_load"] = round(
+            several_runs["useful_tok_s_after_first_load"] / one["useful_tok_s_after_first_load"], 3
+        )
     print(json.dumps(figures, indent=2))
     if args.out:
         args.out.write_text(json.dumps(figures, indent=2))
-    if not figures["identical"]:
-        raise SystemExit("sharding_check: the several-process output differs from the one-process output")
+    exact = args.dtype == "float32" and all(device.startswith("cpu") for device in several)
+    if exact and not figures["identical"]:
+        raise SystemExit("sharding_check: the several-process output differs from the one-process output (CPU, float32)")
 
 
 if __name__ == "__main__":

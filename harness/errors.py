@@ -56,6 +56,10 @@ class SandboxNotInstalled(SandboxUnavailable):
     """The chosen kind of sandbox needs a Python package that is not installed here."""
 
 
+class ClusterUnavailable(SandboxUnavailable):
+    """No usable sandbox host in the cluster (none reachable, none offering sandboxes, every one refused)."""
+
+
 # -- generation ---------------------------------------------------------------------------------
 class ModelError(HarnessError, RuntimeError):
     """The model or tokenizer cannot be loaded or used."""

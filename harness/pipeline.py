@@ -26,6 +26,8 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from harness.cluster.choice import ClusterChoice
+from harness.cluster.generation import RayGenerationWorkers
 from harness.data.generations import JoinGaps, TaskSamples, join_by_task_id, join_gaps, load_generations
 from harness.data.problems import Problem, Selection, load_selection
 from harness.data.prompts import build_prompt
@@ -35,6 +37,7 @@ from harness.evaluation.cache import VerdictCache
 from harness.evaluation.directory import discard_journal, hold_directory, journal_path
 from harness.evaluation.outputs import write_outputs
 from harness.evaluation.plan import EvaluationSettings
+from harness.evaluation.service import ExecutionService
 from harness.evaluation.session import EvaluationOutcome, EvaluationSession
 from harness.evaluation.session import Progress as EvaluationProgress
 from harness.evaluation.verdict_journal import VerdictJournal
@@ -47,6 +50,7 @@ from harness.generation.journal import JournalEntry
 from harness.generation.journal import discard_journal as discard_generation_journal
 from harness.generation.model_path import check_model_path
 from harness.generation.plan import GenerationSettings
+from harness.generation.workers import WorkerPool
 from harness.reporting.monitor import RunMonitor, evaluation_run_stats, write_run_stats
 from harness.reporting.provenance import (
     DatasetRecord,
@@ -60,7 +64,6 @@ from harness.reporting.provenance import (
     generation_of_run,
 )
 from harness.sandbox.choice import SandboxChoice
-from harness.sandbox.pool import SandboxPool
 
 GENERATIONS_FILE = "generations.json"
 
@@ -155,6 +158,7 @@ def evaluate(
     on_progress: Callable[[EvaluationProgress], None] = _ignore,
     say: Callable[[str], None] = _ignore,
     source: TaskSource | None = None,
+    cluster: ClusterChoice | None = None,
 ) -> EvaluationOutcome:
     """Judge every sample of *tasks* in sandboxes of the *sandbox* kind (``settings.sandbox_id`` is
     set from it).  The sandboxes start only if some sample is not answered by the journal or *cache*.
@@ -162,6 +166,8 @@ def evaluate(
     With *output*, the evaluation resumes from ``output/journal.jsonl`` and writes ``results.json``,
     ``metrics.json`` and ``run_stats.json`` there; without, nothing is written.  The metrics carry the
     ``provenance`` and ``coverage`` of the tasks' *source* (by default that of ``load_tasks``' tasks).
+    With *cluster*, the sandboxes run on the cluster's sandbox hosts (the same verdicts, journal and
+    outputs; each verdict records its host).
     """
     settings = _with_sandbox(settings, sandbox)
     if source is None and isinstance(tasks, LoadedTasks):
@@ -172,7 +178,7 @@ def evaluate(
     held = hold_directory(output) if output is not None else nullcontext()  # one evaluation per directory
     with held:  # held until the outputs are written: a second run must not interleave with them
         with journal as verdicts:
-            outcome = session.evaluate(list(tasks), sandbox.opener(say), settings, verdicts, cache, on_progress)
+            outcome = session.evaluate(list(tasks), _opener(sandbox, cluster, say), settings, verdicts, cache, on_progress)
         provenance = build_provenance(
             "evaluate",
             settings,
@@ -198,18 +204,23 @@ def generate(
     devices: str | Sequence[str] = "all",
     progress: GenerationProgress | None = None,
     say: Callable[[str], None] = _ignore,
+    cluster: ClusterChoice | None = None,
 ) -> GenerationSummary:
     """Sample ``settings.n`` programs per problem with TACO's prompt and write the official
     ``generations.json`` at *output*; ``output.journal/`` beside it makes a rerun resume.
 
     *devices* is a ``--gpus`` spec (``"all"``, ``"cpu"``, ``"2"``, ``"0,2"``) or device names: one
-    worker process each.  Without *engine_factory*, ``settings.model`` is loaded (``engine="auto"``).
+    worker process each.  With *cluster*, the workers are instead one per GPU of that Ray cluster
+    (*devices* is not used; the model's path must be the same on every node).  Without
+    *engine_factory*, ``settings.model`` is loaded (``engine="auto"``).
     """
     factory = engine_factory if engine_factory is not None else _model_engine(settings)
-    chosen_devices = resolve_devices(devices)
+    chosen_devices = resolve_devices(devices) if cluster is None else ()
     prompts = [(p.task_id, build_prompt(p.row)) for p in problems]
     output.parent.mkdir(parents=True, exist_ok=True)
-    return generation.generate(prompts, settings, output, factory, chosen_devices, progress, say)
+    return generation.generate(
+        prompts, settings, output, factory, chosen_devices, progress, say, workers=_generation_workers(cluster)
+    )
 
 
 # -- run ------------------------------------------------------------------------------------------
@@ -226,6 +237,7 @@ def run(
     generation_progress: GenerationProgress | None = None,
     on_evaluation_progress: Callable[[EvaluationProgress], None] = _ignore,
     say: Callable[[str], None] = _ignore,
+    cluster: ClusterChoice | None = None,
 ) -> RunOutcome:
     """``generate`` and ``evaluate`` overlapped: each sample is judged as soon as it is generated.
     Writes every file of both into the *output* directory, with ``run_stats.json`` for the run;
@@ -239,13 +251,14 @@ def run(
         evaluation_settings,
         output,
         factory,
-        sandbox.opener(say),
-        resolve_devices(devices),
+        _opener(sandbox, cluster, say),
+        resolve_devices(devices) if cluster is None else (),
         cache,
         generation_progress,
         on_evaluation_progress,
         say,
         dataset=problems.dataset if isinstance(problems, LoadedProblems) else None,
+        generation_workers=_generation_workers(cluster),
     )
 
 
@@ -261,7 +274,7 @@ def run_pipeline(
     evaluation_settings: EvaluationSettings,
     output: Path,
     engine_factory: EngineFactory,
-    open_pool: Callable[[], AbstractContextManager[SandboxPool]],
+    open_pool: Callable[[], AbstractContextManager[ExecutionService]],
     devices: Sequence[str] = ("cpu",),
     cache: VerdictCache | None = None,
     generation_progress: GenerationProgress | None = None,
@@ -269,10 +282,12 @@ def run_pipeline(
     say: Callable[[str], None] = _ignore,
     *,
     dataset: DatasetRecord | None = None,
+    generation_workers: WorkerPool | None = None,
 ) -> RunOutcome:
     """Generate ``generation_settings.n`` samples per problem and evaluate each as it is produced
     (``evaluation_settings`` as they are: ``run`` fills in the sandbox's identity).  *dataset* says
-    where the problems came from, for the provenance."""
+    where the problems came from, for the provenance.  The generation workers run on *devices* of
+    this machine, unless *generation_workers* says where they run (a cluster's GPUs)."""
     missing_tests = [p.task_id for p in problems if p.tests is None]
     if missing_tests:
         raise ValueError(f"tasks without tests cannot be evaluated: {missing_tests[:10]}")
@@ -306,6 +321,7 @@ def run_pipeline(
                 generation_progress,
                 say,
                 on_sample=evaluate_sample,
+                workers=generation_workers,
             )
             monitor.generation_finished()
             # The samples still in the sandboxes are the run's tail beyond generation.
@@ -321,7 +337,8 @@ def run_pipeline(
     )
     outcome = _with_records(outcome, provenance, coverage(len(problems), len(outcome.results), None))
     write_outputs(outcome, output, problems)
-    stats = monitor.stats(generation=summary, evaluation=outcome, devices=devices, provenance=provenance)
+    workers = devices if generation_workers is None else list(summary.samples_by_worker)  # a cluster's: by name
+    stats = monitor.stats(generation=summary, evaluation=outcome, devices=workers, provenance=provenance)
     write_run_stats(output, stats)
     return RunOutcome(summary, outcome, stats)
 
@@ -356,6 +373,18 @@ def _with_sandbox(settings: EvaluationSettings, sandbox: SandboxChoice) -> Evalu
     except ImportError as exc:
         raise SandboxNotInstalled(f"--sandbox {sandbox.kind.value} needs {exc.name} (pip install -e . on this machine)") from exc
     return replace(settings, sandbox_id=identity)
+
+
+def _generation_workers(cluster: ClusterChoice | None) -> WorkerPool | None:
+    """Where generation runs: one worker per GPU of the *cluster*, or (None) this machine's devices."""
+    return RayGenerationWorkers(cluster.resolved_address()) if cluster is not None else None
+
+
+def _opener(
+    sandbox: SandboxChoice, cluster: ClusterChoice | None, say: Callable[[str], None]
+) -> Callable[[], AbstractContextManager[ExecutionService]]:
+    """What opens the sandboxes: a pool on this machine, or the cluster's hosts running *sandbox*."""
+    return cluster.opener(sandbox, say) if cluster is not None else sandbox.opener(say)
 
 
 def _model_engine(settings: GenerationSettings) -> ModelEngineFactory:

@@ -25,6 +25,7 @@ from harness.cli.generate import generate_command
 from harness.cli.report import report_command
 from harness.cli.run import run_command
 from harness.cli.sandbox import sandbox_group
+from harness.cli.train import train_command
 from harness.errors import HarnessError
 
 __all__ = ["main"]
@@ -57,7 +58,16 @@ def _show_version(ctx: click.Context, _option: click.Parameter, wanted: bool) ->
 
 @click.group(
     cls=HarnessCommands,
-    commands=[evaluate_command, generate_command, run_command, report_command, sandbox_group, cache_group, compare_command],
+    commands=[
+        evaluate_command,
+        generate_command,
+        run_command,
+        report_command,
+        sandbox_group,
+        cache_group,
+        compare_command,
+        train_command,
+    ],
 )
 @click.option("-v", "--verbose", is_flag=True, help="Log sandbox events.")
 @click.option(

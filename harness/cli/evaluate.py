@@ -7,7 +7,15 @@ from pathlib import Path
 import click
 
 from harness.cli.console import CommandError, Interrupted, exit_if_unscored, quiet_interrupt, say
-from harness.cli.options import DatasetOptions, EvaluationOptions, check_output_directory, dataset_options, evaluation_options
+from harness.cli.options import (
+    ClusterOptions,
+    DatasetOptions,
+    EvaluationOptions,
+    check_output_directory,
+    cluster_options,
+    dataset_options,
+    evaluation_options,
+)
 from harness.cli.progress import evaluation_bar
 from harness.cli.report import write_report_or_warn
 from harness.cli.summary import partial_warning, pass_at_k_lines
@@ -30,10 +38,17 @@ from harness.sandbox.choice import LoadWarning, Oversubscribed, SandboxChoice
     "--output", required=True, type=click.Path(path_type=Path), help="Directory for results.json, metrics.json and the journal."
 )
 @evaluation_options
+@cluster_options
 @click.option("--restart", is_flag=True, help="Discard OUTPUT's journal instead of resuming from it.")
 @click.option("--allow-partial", is_flag=True, help="Allow selected tasks without generations and ids outside the dataset.")
 def evaluate_command(
-    dataset: DatasetOptions, generations: Path, output: Path, evaluation: EvaluationOptions, restart: bool, allow_partial: bool
+    dataset: DatasetOptions,
+    generations: Path,
+    output: Path,
+    evaluation: EvaluationOptions,
+    cluster: ClusterOptions,
+    restart: bool,
+    allow_partial: bool,
 ) -> None:
     """Evaluate TACO generations; write results.json and metrics.json (TACO formats) to OUTPUT.
 
@@ -42,7 +57,8 @@ def evaluate_command(
     check_output_directory(output)  # before the dataset is read
     tasks = load_tasks(dataset.source, generations, dataset.split, dataset.selection, allow_partial)
     hold_output(output)
-    say_load_warnings(evaluation.sandbox)
+    if cluster.choice is None:  # on a cluster, each host's load is its own
+        say_load_warnings(evaluation.sandbox)
     if restart:
         discard_journal(output)
     total = sum(len(t.outputs) for t in tasks)
@@ -56,6 +72,7 @@ def evaluate_command(
                 cache=cache,
                 on_progress=on_progress,
                 say=say,
+                cluster=cluster.choice,
             )
     except SandboxNotInstalled:
         raise  # nothing ran: the message says it all

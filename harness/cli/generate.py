@@ -7,7 +7,15 @@ from pathlib import Path
 import click
 
 from harness.cli.console import CommandError, Interrupted, quiet_interrupt, say
-from harness.cli.options import DatasetOptions, GenerationOptions, check_output_file, dataset_options, generation_options
+from harness.cli.options import (
+    ClusterOptions,
+    DatasetOptions,
+    GenerationOptions,
+    check_output_file,
+    cluster_options,
+    dataset_options,
+    generation_options,
+)
 from harness.cli.progress import GenerationBar
 from harness.data.problems import load_problems
 from harness.errors import PromptError
@@ -20,19 +28,24 @@ from harness.pipeline import generate
 @click.command("generate")
 @dataset_options
 @generation_options
+@cluster_options
 @click.option(
     "--output", required=True, type=click.Path(path_type=Path), help="generations.json to write (journal: OUTPUT.journal/)."
 )
 @click.option("--restart", is_flag=True, help="Discard OUTPUT's journal instead of resuming from it.")
-def generate_command(dataset: DatasetOptions, generation: GenerationOptions, output: Path, restart: bool) -> None:
+def generate_command(
+    dataset: DatasetOptions, generation: GenerationOptions, cluster: ClusterOptions, output: Path, restart: bool
+) -> None:
     """Sample N programs per TACO problem with the official prompt; write the official generations.json.
 
     Rerunning the same command resumes from OUTPUT.journal/ (a larger --n keeps the samples there).
+    With --cluster ray, one worker per GPU of the cluster generates (--gpus is not used; the model's
+    path must be the same on every node), and this machine writes the journal and the file.
     """
     # The output, the model and the devices first: a typo fails before a large dataset is read.
     check_output_file(output)
     check_model_path(generation.settings.model)
-    devices = generation_devices(generation)
+    devices = generation_devices(generation) if cluster.choice is None else ()
     problems = load_problems(dataset.source, dataset.split, dataset.selection, require_tests=False)
     if restart:
         discard_journal(output)
@@ -47,6 +60,7 @@ def generate_command(dataset: DatasetOptions, generation: GenerationOptions, out
                 devices=devices,
                 progress=bar,
                 say=say,
+                cluster=cluster.choice,
             )
     except PromptError as exc:
         raise CommandError(f"{dataset.source}: {exc}") from exc

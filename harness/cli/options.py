@@ -2,6 +2,9 @@
 and its filters (``DatasetOptions``), the model and how it samples (``GenerationOptions``), and how
 samples are judged and where they run (``EvaluationOptions``).
 
+``ClusterOptions`` (``--cluster ray``, ``--ray-address``) says where the sandboxes run when they run
+beyond this machine.
+
 A group's decorator adds its options to a command and calls the command with one argument in their
 place (``dataset=``, ``generation=``, ``evaluation=``).  Parsing only: nothing is read or loaded here.
 """
@@ -9,6 +12,7 @@ place (``dataset=``, ``generation=``, ``evaluation=``).  Parsing only: nothing i
 from __future__ import annotations
 
 import functools
+import importlib.util
 import os
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -19,6 +23,7 @@ from typing import Any
 import click
 
 from harness.cli.console import CommandError
+from harness.cluster.choice import ClusterChoice, ClusterKind
 from harness.data.problems import Selection
 from harness.evaluation.cache import VerdictCache
 from harness.evaluation.execution import RunLimits
@@ -56,6 +61,11 @@ class EvaluationOptions:
     def verdict_cache(self) -> AbstractContextManager[VerdictCache | None]:
         """The persistent verdict cache, or none (--no-cache)."""
         return VerdictCache() if self.use_cache else nullcontext()
+
+
+@dataclass(frozen=True)
+class ClusterOptions:
+    choice: ClusterChoice | None  # None: sandboxes on this machine only
 
 
 def dataset_options(command: Command) -> Command:
@@ -118,12 +128,15 @@ def generation_options(command: Command) -> Command:
         chat_template: bool,
         system_prompt: str | None,
         extract_code: bool,
+        quantize: str,
         **others: Any,
     ) -> None:
         if system_prompt is not None and not chat_template:
             raise CommandError("--system-prompt needs --chat-template")
         sampling = SamplingSettings(temperature, top_k, top_p, seed)
-        settings = GenerationSettings(model, n, max_new_tokens, sampling, dtype, chat_template, system_prompt, extract_code)
+        settings = GenerationSettings(
+            model, n, max_new_tokens, sampling, dtype, chat_template, system_prompt, extract_code, quantize
+        )
         factory = ModelEngineFactory(settings, engine, parse_batch_size(batch_size), check_every)
         command(generation=GenerationOptions(factory, gpus), **others)
 
@@ -185,6 +198,13 @@ def generation_options(command: Command) -> Command:
                 is_flag=True,
                 help="Take each program from the first fenced code block of its output (else the whole output).",
             ),
+            click.option(
+                "--quantize",
+                type=click.Choice(["none", "fp8", "int8"]),
+                default="none",
+                show_default=True,
+                help="Fast engine weights: fp8 (e4m3, Ada/Hopper GPUs only) or int8 weight-only (less memory, slower).",
+            ),
         ],
     )
 
@@ -199,13 +219,16 @@ def evaluation_options(command: Command) -> Command:
         timeout: float,
         judge: str,
         all_tests: bool,
+        no_corrected: bool,
         no_dedup: bool,
         no_cache: bool,
         memory_mb: int,
         sandbox: str,
         **others: Any,
     ) -> None:
-        settings = EvaluationSettings(RunLimits(timeout_s=timeout), early_exit=not all_tests, dedup=not no_dedup, judge=judge)
+        settings = EvaluationSettings(
+            RunLimits(timeout_s=timeout), early_exit=not all_tests, dedup=not no_dedup, judge=judge, corrected=not no_corrected
+        )
         choice = SandboxChoice(SandboxKind(sandbox), workers, memory_mb)
         command(evaluation=EvaluationOptions(settings, choice, use_cache=not no_cache), **others)
 
@@ -216,6 +239,11 @@ def evaluation_options(command: Command) -> Command:
             click.option("--timeout", type=click.FloatRange(min=0.1), default=4.0, show_default=True, help="Seconds per test."),
             click.option("--judge", type=click.Choice(JUDGES), default="taco", show_default=True, help="Verdict semantics."),
             click.option("--all-tests", is_flag=True, help="Run every test (no early exit at a sample's first failure)."),
+            click.option(
+                "--no-corrected",
+                is_flag=True,
+                help="Only the chosen judge: no results_corrected.json, no corrected/disagreements blocks in metrics.json.",
+            ),
             click.option("--no-dedup", is_flag=True, help="Execute identical programs of a task separately."),
             click.option("--no-cache", is_flag=True, help="Neither read nor write the persistent verdict cache."),
             click.option("--memory-mb", type=click.IntRange(min=64), default=2048, show_default=True, help="Memory per sandbox."),
@@ -226,6 +254,43 @@ def evaluation_options(command: Command) -> Command:
                 show_default=True,
                 help="docker: a locked-down container per sandbox.  namespace: Linux namespaces on this machine, "
                 "for machines without Docker (root; weaker isolation).",
+            ),
+        ],
+    )
+
+
+def cluster_options(command: Command) -> Command:
+    """Where the sandboxes run beyond this machine, shared by `evaluate` and `run`."""
+
+    @functools.wraps(command)
+    def with_cluster(*, cluster_kind: str | None, ray_address: str | None, **others: Any) -> None:
+        if cluster_kind is None:
+            if ray_address is not None:
+                raise CommandError("--ray-address needs --cluster ray")
+            command(cluster=ClusterOptions(None), **others)
+            return
+        choice = ClusterChoice(ClusterKind(cluster_kind), ray_address)
+        if choice.resolved_address() is None:
+            raise CommandError("--cluster ray needs the head node's address: --ray-address HOST:PORT or RAY_ADDRESS")
+        if importlib.util.find_spec("ray") is None:
+            raise CommandError("--cluster ray needs Ray on this machine: pip install '.[ray]'")
+        command(cluster=ClusterOptions(choice), **others)
+
+    return _with_options(
+        with_cluster,
+        [
+            click.option(
+                "--cluster",
+                "cluster_kind",
+                type=click.Choice([k.value for k in ClusterKind]),
+                default=None,
+                help="Use a Ray cluster: sandboxes on every node that offers the taco_sandbox_host resource (--workers is "
+                "then sandboxes per node), and one generation worker per GPU of the cluster (--gpus is not used).",
+            ),
+            click.option(
+                "--ray-address",
+                default=None,
+                help="The Ray head's address (HOST:PORT); default $RAY_ADDRESS.",
             ),
         ],
     )

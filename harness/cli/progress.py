@@ -1,6 +1,6 @@
 """The live progress bars on stderr: ``evaluate`` (samples, tests/s over the tests actually run,
-sandboxes up, host memory) and ``generate`` (samples/s, tokens/s, GPU memory peak).  ``harness run``
-shows both, one above the other.
+sandboxes up, on a cluster its hosts up and lost and the jobs re-queued, host memory) and ``generate``
+(samples/s, tokens/s, GPU memory peak).  ``harness run`` shows both, one above the other.
 
 On a terminal they are tqdm bars.  Written to anything else (a log file, a pipe, CI) they are plain
 lines, one every ``PLAIN_INTERVAL_S`` seconds and one at the end, with no carriage returns or cursor
@@ -19,6 +19,7 @@ from harness.cli.console import INTERRUPTED
 from harness.evaluation.session import Progress as EvaluationProgress
 from harness.evaluation.session import ResultSource
 from harness.reporting.monitor import gpu_memory_peak_gib, host_rss_mib
+from harness.sandbox.pool import HostStats
 
 PLAIN_INTERVAL_S = 30.0
 
@@ -102,9 +103,11 @@ class TestsMeter:
         self.started: float | None = None
         self.tests = 0
         self.sandboxes = 0
+        self.hosts: HostStats | None = None
 
     def add(self, progress: EvaluationProgress) -> None:
         self.sandboxes = progress.sandboxes
+        self.hosts = progress.hosts
         if progress.source is not ResultSource.RUN:
             return
         if self.started is None:
@@ -115,7 +118,9 @@ class TestsMeter:
         if self.started is None:
             return ""
         elapsed = max(time.monotonic() - self.started, 1e-6)
-        return f"{self.tests / elapsed:.0f} tests/s, {self.sandboxes} sandboxes, host {host_rss_mib():.0f} MiB"
+        hosts = self.hosts
+        cluster = f" on {hosts.up} hosts ({hosts.lost} lost, {hosts.requeued} jobs re-queued)" if hosts is not None else ""
+        return f"{self.tests / elapsed:.0f} tests/s, {self.sandboxes} sandboxes{cluster}, host {host_rss_mib():.0f} MiB"
 
 
 class GenerationBar:

@@ -10,10 +10,12 @@ from harness.cli.console import CommandError, Interrupted, exit_if_unscored, qui
 from harness.cli.evaluate import hold_output, say_contention, say_load_warnings
 from harness.cli.generate import generation_devices
 from harness.cli.options import (
+    ClusterOptions,
     DatasetOptions,
     EvaluationOptions,
     GenerationOptions,
     check_output_directory,
+    cluster_options,
     dataset_options,
     evaluation_options,
     generation_options,
@@ -30,6 +32,7 @@ from harness.pipeline import discard_journals, load_dataset, run
 @dataset_options
 @generation_options
 @evaluation_options
+@cluster_options
 @click.option(
     "--output",
     required=True,
@@ -40,7 +43,12 @@ from harness.pipeline import discard_journals, load_dataset, run
     "--restart", is_flag=True, help="Discard OUTPUT's journals (generation and evaluation) instead of resuming from them."
 )
 def run_command(
-    dataset: DatasetOptions, generation: GenerationOptions, evaluation: EvaluationOptions, output: Path, restart: bool
+    dataset: DatasetOptions,
+    generation: GenerationOptions,
+    evaluation: EvaluationOptions,
+    cluster: ClusterOptions,
+    output: Path,
+    restart: bool,
 ) -> None:
     """Generate N programs per problem and evaluate each one as soon as it is generated.
 
@@ -50,10 +58,11 @@ def run_command(
     """
     check_output_directory(output)
     check_model_path(generation.settings.model)
-    devices = generation_devices(generation)
+    devices = generation_devices(generation) if cluster.choice is None else ()  # a cluster: one worker per GPU there
     problems = load_dataset(dataset.source, dataset.split, dataset.selection)
     hold_output(output)
-    say_load_warnings(evaluation.sandbox)
+    if cluster.choice is None:  # on a cluster, each host's load is its own
+        say_load_warnings(evaluation.sandbox)
     if restart:
         discard_journals(output)
     generation_bar = GenerationBar(position=0)
@@ -76,6 +85,7 @@ def run_command(
                     generation_progress=generation_bar,
                     on_evaluation_progress=on_progress,
                     say=say,
+                    cluster=cluster.choice,
                 )
             finally:
                 generation_bar.close()

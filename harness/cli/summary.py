@@ -41,6 +41,27 @@ def pass_at_k_lines(metrics: Mapping[str, Any]) -> list[str]:
         first = min(missing, key=lambda k: int(k[5:]) if k[5:].isdigit() else 0)
         line = f"{', '.join(missing)} not reported: {missing[first]}"
         lines += [line] if len(line) <= _COLUMNS else [f"{', '.join(missing)} not reported:", f"  {missing[first]}"]
+    return lines + corrected_lines(metrics)
+
+
+def corrected_lines(metrics: Mapping[str, Any]) -> list[str]:
+    """The corrected judge's pass@k beside TACO's on the same tasks (the problems that need a checker
+    left out), and how often the two judges disagree; nothing when the corrected judge was off."""
+    corrected = metrics.get("corrected")
+    if not isinstance(corrected, Mapping):
+        return []
+    ks = [k for k in _ks(metrics) if corrected.get(k) is not None]
+    same = corrected.get("taco_on_same_tasks") or {}
+    shown = ", ".join(f"{k} {_percent(corrected[k])} (TACO {_percent(same.get(k))})" for k in ks)
+    lines = [f"corrected judge on {corrected.get('tasks', 0):,} tasks: {shown or '-'}"]
+    checker = corrected.get("needs_checker") or {}
+    if checker.get("tasks"):
+        lines.append(f"  {checker['tasks']:,} tasks with several valid outputs left out (they need a checker)")
+    disagreements = metrics.get("disagreements") or {}
+    taco_only = (disagreements.get("taco_accepts_corrected_rejects") or {}).get("total", 0)
+    corrected_only = (disagreements.get("corrected_accepts_taco_rejects") or {}).get("total", 0)
+    if taco_only or corrected_only:
+        lines.append(f"  samples TACO accepts and the corrected judge rejects: {taco_only:,}; the reverse: {corrected_only:,}")
     return lines
 
 

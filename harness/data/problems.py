@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
+from harness.data.special_judge import SpecialJudge, special_judge_of
 from harness.data.testcases import TestSuite, allow_long_int_strings, parse_input_output
 from harness.errors import DatasetError, TestDataError
 
@@ -37,6 +38,9 @@ class Problem:
     difficulty: str | None
     skills: tuple[str, ...]
     row: Mapping[str, Any]
+    # What judging it needs beyond an exact comparison (TACO's Special-Judge flags: the row's own
+    # fields, or the shipped table for TACO's test split); only the corrected judge reads it.
+    special_judge: SpecialJudge = SpecialJudge.NONE
 
 
 class Filterable(Protocol):
@@ -106,7 +110,7 @@ def read_rows(source: str | Path, split: str = "test") -> list[dict[str, Any]]:
 
 def load_split(source: str | Path, split: str = "test", require_tests: bool = True) -> list[Problem]:
     """Every problem of the split, in dataset order."""
-    return [_problem(row, source, require_tests) for row in _split_rows(source, split)]
+    return [_problem(row, source, split, require_tests) for row in _split_rows(source, split)]
 
 
 def select(problems: list[Item], selection: Selection, source: str | Path = "dataset") -> list[Item]:
@@ -139,7 +143,7 @@ def load_selection(
     """The selected problems of the split (only their tests parsed), and every task id of the split."""
     rows = _split_rows(source, split)
     chosen = select(rows, selection, source)
-    return [_problem(row, source, require_tests) for row in chosen], {row.task_id for row in rows}
+    return [_problem(row, source, split, require_tests) for row in chosen], {row.task_id for row in rows}
 
 
 def parse_skills(value: Any) -> tuple[str, ...]:
@@ -184,7 +188,7 @@ def _row(index: int, row: Any) -> _Row:
     return _Row(index, task_id, str(difficulty) if difficulty is not None else None, skills, row)
 
 
-def _problem(row: _Row, source: str | Path, require_tests: bool) -> Problem:
+def _problem(row: _Row, source: str | Path, split: str, require_tests: bool) -> Problem:
     where = f"{source}: task {row.task_id}" + (f" (row {row.index})" if row.task_id != row.index else "")
     if not isinstance(row.row, dict):
         raise DatasetError(f"{where} is not an object")
@@ -197,7 +201,13 @@ def _problem(row: _Row, source: str | Path, require_tests: bool) -> Problem:
             raise DatasetError(f"{where}: {exc}") from exc
     elif require_tests:
         raise DatasetError(f"{where} has no 'input_output' (tests)")
-    return Problem(task_id=row.task_id, tests=tests, difficulty=row.difficulty, skills=row.skills, row=row.row)
+    try:
+        special = special_judge_of(row.row, row.task_id, split)
+    except ValueError as exc:
+        raise DatasetError(f"{where}: {exc}") from exc
+    return Problem(
+        task_id=row.task_id, tests=tests, difficulty=row.difficulty, skills=row.skills, row=row.row, special_judge=special
+    )
 
 
 def _read_file(path: Path) -> list[dict[str, Any]]:

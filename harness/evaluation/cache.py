@@ -1,8 +1,9 @@
 """A persistent verdict cache shared by all evaluations of this user.
 
-Keyed by a digest of everything that decides the verdicts: the problem's tests, the program, the
-judge and its code, the limits and the sandbox image.  Re-evaluating a file already seen runs
-nothing.  SQLite (stdlib) keeps it safe for several harness processes at once.
+Keyed by a digest of everything that decides the verdicts: the problem's tests and Special-Judge
+flag, the program, the judges whose verdicts an entry carries (TACO's, and the corrected judge's
+unless it is off) and their code, the limits and the sandbox image.  Re-evaluating a file already
+seen runs nothing.  SQLite (stdlib) keeps it safe for several harness processes at once.
 
 Only verdicts on the program are stored: never an infrastructure error, and never a result with a
 contended timeout (one that came from waiting for a CPU on a busy machine; the session runs those

@@ -6,11 +6,12 @@ import itertools
 import logging
 from dataclasses import dataclass
 
+from harness.data.special_judge import SpecialJudge
 from harness.data.testcases import Mode, TestSuite
 from harness.errors import SandboxError
 from harness.judging.judge import SampleJudgement, broken_stdin_tests, is_contended, seconds_lost_waiting, stdin_input_text
 from harness.judging.programs import call_program, stdin_programs
-from harness.judging.verdicts import SampleResult, SampleStatus, Verdict
+from harness.judging.verdicts import SampleResult, SampleStatus
 from harness.sandbox.interface import Sandbox
 from sandbox_image.taco_runner import valuecodec
 from sandbox_image.taco_runner.protocol import (
@@ -44,6 +45,8 @@ class ExecutionJob:
     # Run each stdin test in a new interpreter, as the official harness does (benchmarks and
     # fidelity checks only: it is what the warm forks replace).
     fresh_interpreter: bool = False
+    # The problem's Special-Judge flag for the corrected judge, which judges the same runs (None: off).
+    special_judge: SpecialJudge | None = None
 
     # -- a SandboxTask for the pool --------------------------------------------------------------
     def run(self, sandbox: Sandbox) -> SampleResult:
@@ -102,7 +105,7 @@ def _log_timeout(sandbox: Sandbox, case: int, timed_out: TimedOut, limit_s: floa
 def run_job(sandbox: Sandbox, job: ExecutionJob) -> SampleResult:
     """Run *job* in *sandbox*.  Raises SandboxError on infrastructure failure (never a verdict)."""
     job_id = next(_job_ids)
-    judgement = SampleJudgement(job.suite, job.early_exit, job.limits.timeout_s, code=job.code)
+    judgement = SampleJudgement(job.suite, job.early_exit, job.limits.timeout_s, code=job.code, special_judge=job.special_judge)
     broken = job.suite.mode is Mode.STDIN and broken_stdin_tests(job.suite)
     sandbox.send(job_message(job, job_id, compile_only=broken))
     stop_sent = False
@@ -133,5 +136,5 @@ def run_job(sandbox: Sandbox, job: ExecutionJob) -> SampleResult:
                 sandbox.retire = message.retire_reason
             break
     if broken and judgement.compiled is CompileStatus.OK:
-        return SampleResult(SampleStatus.JUDGED, (Verdict.CRASHED,) * len(job.suite), detail="test data cannot be joined")
+        return judgement.data_broken()
     return judgement.result(stopped_early=stop_sent).with_program_seconds(program_ms / 1000)

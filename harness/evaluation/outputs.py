@@ -1,5 +1,7 @@
 """The evaluation's output files in TACO's layouts: ``results.json`` and ``metrics.json``; and
-``samples.jsonl``, one line per sample with its verdicts and its first failing test."""
+``samples.jsonl``, one line per sample with its verdicts and its first failing test; and, when the
+corrected judge ran beside TACO's, ``results_corrected.json`` (its verdicts in the layout of
+``results.json``)."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from harness.judging.verdicts import SampleResult, SampleStatus
 from harness.scoring.metrics import sample_outcome
 
 RESULTS_FILE = "results.json"
+CORRECTED_RESULTS_FILE = "results_corrected.json"
 METRICS_FILE = "metrics.json"
 SAMPLES_FILE = "samples.jsonl"
 
@@ -27,12 +30,26 @@ def taco_results(results: dict[int, list[SampleResult]]) -> dict[str, list[list[
     }
 
 
+def corrected_results(results: Mapping[int, Sequence[SampleResult]]) -> dict[str, list[list[bool | int] | None]]:
+    """The corrected judge's verdicts in the layout of results.json.  null where it gave none: a
+    sample not scored, and every sample of a problem that needs a checker (several valid outputs)."""
+    return {
+        str(task): [
+            r.corrected.taco()
+            if r.status is SampleStatus.JUDGED and r.corrected is not None and not r.corrected.needs_checker
+            else None
+            for r in samples
+        ]
+        for task, samples in sorted(results.items())
+    }
+
+
 def sample_records(results: Mapping[int, Sequence[SampleResult]], problems: Sequence[Problem] = ()) -> Iterator[dict]:
     """One record per sample, in task and sample order: ``task_id``, ``sample`` (its index in the
     generations file), ``difficulty`` (when *problems* are given), ``status``, ``verdicts`` (TACO's
     list as in results.json, null when not scored), ``stopped_early``, ``outcome`` (the word of
     ``metrics.sample_outcome``), ``failure`` (``FirstFailure.record()``: the first failing test, or
-    null), and for a sample that was not scored, ``reason``."""
+    null), for a sample that was not scored, ``reason``, and when a cluster ran it, ``host``."""
     difficulty = {p.task_id: p.difficulty for p in problems}
     for task, samples in sorted(results.items()):
         for index, result in enumerate(samples):
@@ -49,6 +66,8 @@ def sample_records(results: Mapping[int, Sequence[SampleResult]], problems: Sequ
             }
             if not judged:
                 record["reason"] = result.detail
+            if result.host:
+                record["host"] = result.host  # the cluster node that ran it
             yield record
 
 
@@ -59,8 +78,13 @@ def write_samples(results: Mapping[int, Sequence[SampleResult]], path: Path, pro
 
 
 def write_outputs(outcome: EvaluationOutcome, directory: Path, problems: Sequence[Problem] = ()) -> None:
-    """results.json, samples.jsonl (with each task's difficulty when *problems* are given) and metrics.json."""
+    """results.json, samples.jsonl (with each task's difficulty when *problems* are given), metrics.json,
+    and results_corrected.json when the corrected judge ran."""
     directory.mkdir(parents=True, exist_ok=True)
     write_json_atomic(directory / RESULTS_FILE, taco_results(outcome.results))
+    if any(r.corrected is not None for samples in outcome.results.values() for r in samples):
+        write_json_atomic(directory / CORRECTED_RESULTS_FILE, corrected_results(outcome.results))
+    else:  # the judge was off: no file of an earlier run left to be read as this one's
+        (directory / CORRECTED_RESULTS_FILE).unlink(missing_ok=True)
     write_samples(outcome.results, directory / SAMPLES_FILE, problems)
     write_json_atomic(directory / METRICS_FILE, outcome.metrics)

@@ -1,9 +1,9 @@
 """The evaluation plan (pure): what decides a verdict, and the jobs to run.
 
 A job is one distinct program on one problem's tests.  Its key is a digest of everything that
-decides its verdicts (the tests, the program, the judge and its code, the limits, early exit, the
-sandbox), so identical samples of a task share one job (dedup), and the journal and the verdict
-cache can answer for it on a later run.
+decides its verdicts (the tests and the problem's Special-Judge flag, the program, the judges and
+their code, the limits, early exit, the sandbox), so identical samples of a task share one job
+(dedup), and the journal and the verdict cache can answer for it on a later run.
 """
 
 from __future__ import annotations
@@ -17,15 +17,20 @@ from functools import lru_cache
 
 from harness.data.generations import TaskSamples
 from harness.data.problems import Problem
+from harness.data.special_judge import SpecialJudge
 from harness.data.testcases import Mode
 from harness.evaluation.execution import ExecutionJob, RunLimits
 
 JUDGES = ("taco",)
+# The judge that runs beside the one chosen, from the same runs (``harness.judging.corrected``).
+CORRECTED_JUDGE = "corrected"
 
 # The modules whose code decides verdicts (and the details stored with them): a change to any of
 # them invalidates cached verdicts.
 _JUDGE_MODULES = (
     "harness.judging.compare",
+    "harness.judging.corrected",
+    "harness.data.special_judge",
     "harness.evaluation.execution",
     "harness.judging.judge",
     "harness.judging.programs",
@@ -41,12 +46,16 @@ class EvaluationSettings:
     early_exit: bool = True
     dedup: bool = True
     judge: str = "taco"
+    # Also judge every output with the corrected judge (results_corrected.json, metrics' ``corrected``
+    # and ``disagreements``); it costs no run, and an early exit waits until both judges have decided.
+    corrected: bool = True
     # The sandbox the verdicts come from (image and container limits), as part of the job key.
     sandbox_id: str = ""
 
     def record(self) -> dict:
         return {
             "judge": self.judge,
+            "judges": list(self.judges),
             "judge_code": judge_fingerprint(),  # a digest of the modules that decide verdicts
             "timeout_s": self.limits.timeout_s,
             "output_limit_bytes": self.limits.output_limit_bytes,
@@ -54,6 +63,11 @@ class EvaluationSettings:
             "dedup": self.dedup,
             "sandbox": self.sandbox_id,
         }
+
+    @property
+    def judges(self) -> tuple[str, ...]:
+        """Every judge whose verdicts the results carry."""
+        return (self.judge, CORRECTED_JUDGE) if self.corrected else (self.judge,)
 
 
 @dataclass(frozen=True)
@@ -73,9 +87,12 @@ def judge_fingerprint() -> str:
 
 
 def tests_digest(problem: Problem) -> str:
-    """A digest of the problem's tests as stored, so that equal tests give equal keys."""
+    """A digest of the problem's tests as stored (so that equal tests give equal keys) and of its
+    Special-Judge flag, which decides the corrected judge's verdicts on them."""
     raw = problem.row.get("input_output")
     text = raw if isinstance(raw, str) else json.dumps(raw, sort_keys=True)
+    if problem.special_judge is not SpecialJudge.NONE:
+        text = f"{text}\0{problem.special_judge.value}"
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
@@ -85,6 +102,7 @@ def job_key(tests: str, code: str, settings: EvaluationSettings) -> str:
             "tests": tests,
             "code": code,
             "judge": settings.judge,
+            "judges": list(settings.judges),  # the results of a key carry every one of them
             "judge_code": judge_fingerprint(),
             "timeout_s": settings.limits.timeout_s,
             "output_limit": settings.limits.output_limit_bytes,
@@ -111,6 +129,14 @@ def sample_key(tests: str, code: str, task_id: int, index: int, settings: Evalua
     return key if settings.dedup else f"{key}:{task_id}:{index}"
 
 
+def execution_job(problem: Problem, code: str, settings: EvaluationSettings) -> ExecutionJob:
+    """The job that runs *code* on *problem*'s tests, judged by every judge of *settings*."""
+    if problem.tests is None:
+        raise ValueError(f"task {problem.task_id} has no tests")
+    special = problem.special_judge if settings.corrected else None
+    return ExecutionJob(problem.tests, code, settings.limits, settings.early_exit, special_judge=special)
+
+
 def plan_jobs(tasks: list[TaskSamples], settings: EvaluationSettings) -> list[PlannedJob]:
     owners: dict[str, list[tuple[int, int]]] = {}
     jobs: dict[str, tuple[ExecutionJob, float]] = {}
@@ -123,7 +149,7 @@ def plan_jobs(tasks: list[TaskSamples], settings: EvaluationSettings) -> list[Pl
         for sample, code in enumerate(task.outputs):
             key = sample_key(digest, code, problem.task_id, sample, settings)
             if key not in jobs:
-                jobs[key] = (ExecutionJob(problem.tests, code, settings.limits, settings.early_exit), cost)
+                jobs[key] = (execution_job(problem, code, settings), cost)
                 owners[key] = []
             owners[key].append((problem.task_id, sample))
     return [PlannedJob(key, job, tuple(owners[key]), cost) for key, (job, cost) in jobs.items()]

@@ -31,19 +31,20 @@ from dataclasses import dataclass, field, replace
 from harness.data.generations import TaskSamples
 from harness.data.problems import Problem
 from harness.evaluation.cache import VerdictCache
-from harness.evaluation.execution import ExecutionJob
 from harness.evaluation.plan import (
     EvaluationSettings,
     PlannedJob,
     cache_key,
+    execution_job,
     expected_cost,
     plan_jobs,
     sample_key,
     tests_digest,
 )
+from harness.evaluation.service import ExecutionService
 from harness.evaluation.verdict_journal import VerdictJournal
 from harness.judging.verdicts import SampleResult, SampleStatus
-from harness.sandbox.pool import PoolStats, SandboxPool
+from harness.sandbox.pool import HostStats, PoolStats
 from harness.scoring.metrics import compute_metrics
 
 # Attempts of one job that may end contended before it is reported as not scored.
@@ -68,6 +69,7 @@ class Progress:
     tests: int
     source: ResultSource
     sandboxes: int = 0  # sandboxes up at that moment
+    hosts: HostStats | None = None  # the cluster's hosts at that moment (None on one machine)
 
 
 @dataclass(frozen=True)
@@ -146,7 +148,7 @@ class EvaluationSession:
     def __init__(
         self,
         settings: EvaluationSettings,
-        open_pool: Callable[[], AbstractContextManager[SandboxPool]],
+        open_pool: Callable[[], AbstractContextManager[ExecutionService]],
         journal: VerdictJournal | None = None,
         cache: VerdictCache | None = None,
         on_progress: Callable[[Progress], None] = lambda progress: None,
@@ -165,8 +167,8 @@ class EvaluationSession:
         self._problems: dict[int, Problem] = {}
         self._task_facts: dict[int, tuple[str, float]] = {}  # task -> (tests digest, expected cost)
         self._running = 0
-        self._pool_context: AbstractContextManager[SandboxPool] | None = None
-        self._pool: SandboxPool | None = None
+        self._pool_context: AbstractContextManager[ExecutionService] | None = None
+        self._pool: ExecutionService | None = None
         self._pool_stats: PoolStats | None = None
         self._counts: Counter[ResultSource] = Counter()
         # Jobs that must run wait here, best first, and go to the pool while admission allows.
@@ -201,7 +203,7 @@ class EvaluationSession:
             facts = self._task_facts[problem.task_id] = (tests_digest(problem), expected_cost(problem))
         digest, cost = facts
         key = sample_key(digest, code, problem.task_id, index, self.settings)
-        job = ExecutionJob(problem.tests, code, self.settings.limits, self.settings.early_exit)
+        job = execution_job(problem, code, self.settings)
         self._add_planned([PlannedJob(key, job, ((problem.task_id, index),), cost)], longest_first=False)
 
     def _add_planned(self, planned_jobs: list[PlannedJob], longest_first: bool) -> None:
@@ -252,11 +254,11 @@ class EvaluationSession:
             admitted = self._admit()
         self._submit(admitted)
 
-    def _admit(self) -> list[tuple[SandboxPool, _JobState]]:
+    def _admit(self) -> list[tuple[ExecutionService, _JobState]]:
         """Take the best waiting jobs that admission lets into the pool now (under the lock).  A job
         on its last attempt after contended ones runs alone: nothing else of this session with it."""
         pool = self._pool
-        admitted: list[tuple[SandboxPool, _JobState]] = []
+        admitted: list[tuple[ExecutionService, _JobState]] = []
         while pool is not None and self._waiting and self._solo is None:
             state = self._waiting[0][2]
             if state.contended_attempts == MAX_CONTENDED_ATTEMPTS - 1:
@@ -270,7 +272,7 @@ class EvaluationSession:
             admitted.append((pool, state))
         return admitted
 
-    def _submit(self, admitted: list[tuple[SandboxPool, _JobState]]) -> None:
+    def _submit(self, admitted: list[tuple[ExecutionService, _JobState]]) -> None:
         for pool, state in admitted:
             try:
                 # In the pool's own queue they keep the same order (admission lets in the best first).
@@ -284,7 +286,7 @@ class EvaluationSession:
         with self._lock:
             self._ensure_pool().warm_up()
 
-    def _ensure_pool(self) -> SandboxPool:
+    def _ensure_pool(self) -> ExecutionService:
         if self._pool is None:
             context = self._open_pool()
             self._pool = context.__enter__()
@@ -345,8 +347,9 @@ class EvaluationSession:
     ) -> None:
         for task_id, sample in owners:
             self._results[task_id][sample] = result
-        live = self._pool.stats().sandboxes_live if self._pool is not None else 0
-        self._on_progress(Progress(len(owners), len(result.verdicts), source, live))
+        stats = self._pool.stats() if self._pool is not None else None
+        live = stats.sandboxes_live if stats is not None else 0
+        self._on_progress(Progress(len(owners), len(result.verdicts), source, live, stats.hosts if stats is not None else None))
 
     # -- results -------------------------------------------------------------------------------
     def wait(self) -> None:
@@ -412,7 +415,7 @@ class EvaluationSession:
 
 def evaluate(
     tasks: list[TaskSamples],
-    open_pool: Callable[[], AbstractContextManager[SandboxPool]],
+    open_pool: Callable[[], AbstractContextManager[ExecutionService]],
     settings: EvaluationSettings = EvaluationSettings(),
     journal: VerdictJournal | None = None,
     cache: VerdictCache | None = None,

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import enum
 import gc
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -39,9 +40,93 @@ class FinishedSample:
 SampleSink = Callable[[FinishedSample], None]
 
 
+class JobSource(Protocol):
+    """Where a run's jobs come from while it runs: an engine takes more as its slots free up, so that a
+    device fed from a shared queue stays busy until the queue is empty (``generation.work_queue``)."""
+
+    @property
+    def planned(self) -> Sequence[PromptJob]:
+        """Every job ``take`` may hand out (a job it hands out has the same prompt and a subset of the
+        samples): what the engine sizes its buffers and tokenizes for before the first take."""
+        ...
+
+    def take(self, samples: int) -> Sequence[PromptJob]:
+        """Whole jobs holding about ``samples`` samples (at least one job), or none: then the run
+        finishes what it holds and ends."""
+        ...
+
+
+class FixedJobs:
+    """A ``JobSource`` over a list of jobs known from the start, handed out in their order."""
+
+    def __init__(self, jobs: Sequence[PromptJob]):
+        self.planned: Sequence[PromptJob] = tuple(jobs)
+        self._next = 0
+
+    def take(self, samples: int) -> Sequence[PromptJob]:
+        taken: list[PromptJob] = []
+        count = 0
+        while self._next < len(self.planned) and (not taken or count < samples):
+            taken.append(self.planned[self._next])
+            count += len(taken[-1].samples)
+            self._next += 1
+        return taken
+
+    def rest(self) -> Sequence[PromptJob]:
+        """The jobs not handed out yet."""
+        return self.planned[self._next :]
+
+
+def job_source(jobs: Sequence[PromptJob] | JobSource) -> JobSource:
+    """What an engine's ``run`` was given, as a source (a plain list of jobs is a ``FixedJobs``)."""
+    return FixedJobs(jobs) if isinstance(jobs, Sequence) else jobs
+
+
+def each_job(jobs: Sequence[PromptJob] | JobSource) -> Iterator[PromptJob]:
+    """The jobs of a list or a source one by one, taking from the source only as they are consumed."""
+    source = job_source(jobs)
+    while taken := source.take(1):
+        yield from taken
+
+
+class MappedJobs:
+    """A source whose jobs are another's, each changed by ``change`` (the same change for every job)."""
+
+    def __init__(self, jobs: Sequence[PromptJob] | JobSource, change: Callable[[PromptJob], PromptJob]):
+        self._inner, self._change = job_source(jobs), change
+        self.planned: Sequence[PromptJob] = [change(job) for job in self._inner.planned]
+
+    def take(self, samples: int) -> Sequence[PromptJob]:
+        return [self._change(job) for job in self._inner.take(samples)]
+
+
+class SampleFeed:
+    """A run's intake: the samples taken from its source and not yet started, in order (``pending``,
+    as (job index, spec)), with the jobs they came from and their prompt tokens (``jobs`` and
+    ``prompts``, indexed alike).  ``exhausted`` once the source had nothing more to give."""
+
+    def __init__(self, source: JobSource, prompt_ids: Mapping[int, list[int]]):
+        self.source, self.prompt_ids = source, prompt_ids
+        self.jobs: list[PromptJob] = []
+        self.prompts: list[list[int]] = []
+        self.pending: deque[tuple[int, SampleSpec]] = deque()
+        self.exhausted = False
+
+    def top_up(self, wanted: int) -> None:
+        """Take jobs from the source until ``wanted`` samples are pending (or it is exhausted)."""
+        while len(self.pending) < wanted and not self.exhausted:
+            arrived = self.source.take(wanted - len(self.pending))
+            self.exhausted = not arrived
+            for job in arrived:
+                self.pending.extend((len(self.jobs), spec) for spec in job.samples)
+                self.jobs.append(job)
+                self.prompts.append(self.prompt_ids[job.task_id])
+
+
 class Engine(Protocol):
-    def run(self, jobs: Sequence[PromptJob], on_sample: SampleSink) -> None:
-        """Generate every sample of ``jobs``, calling ``on_sample`` as each one finishes (any order)."""
+    def run(self, jobs: Sequence[PromptJob] | JobSource, on_sample: SampleSink) -> None:
+        """Generate every sample of ``jobs`` (a list, or a source it takes from as it has room),
+        calling ``on_sample`` as each one finishes (any order)."""
 
 
 class SampleTracker:
@@ -166,14 +251,15 @@ def is_out_of_memory(exc: BaseException) -> bool:
 
 
 def run_shrinking_on_oom(
-    attempt: Callable[[Sequence[PromptJob], int, SampleSink], None],
-    jobs: Sequence[PromptJob],
+    attempt: Callable[[JobSource, int, SampleSink], None],
+    source: JobSource,
     batch: int,
     on_sample: SampleSink,
     say: Callable[[str], None] | None = None,
 ) -> int:
-    """Run ``attempt(jobs, batch, sink)``; on out-of-memory, halve the batch and go on with the samples
-    not yet finished.  Returns the batch size that completed."""
+    """Run ``attempt(source, batch, sink)``; on out-of-memory, halve the batch and go on with the
+    samples not yet finished (those the failed attempt had taken first, then the rest of the source).
+    Returns the batch size that completed."""
     import torch
 
     done: set[tuple[int, int]] = set()
@@ -182,16 +268,52 @@ def run_shrinking_on_oom(
         done.add((sample.task_id, sample.index))
         on_sample(sample)
 
+    current = source
     while True:
+        taken = _Taken(current)
         try:
-            attempt(without_samples(jobs, done), batch, record)
+            attempt(taken, batch, record)
             return batch
         except Exception as exc:  # only out-of-memory is handled; everything else propagates
             if not is_out_of_memory(exc) or batch <= 1:
                 raise
+        # The jobs a replay had not handed out yet come after those the failed attempt had taken.
+        left = current.first.rest() if isinstance(current, _Again) else []
+        current = _Again([*without_samples(taken.jobs, done), *left], source)
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
         batch //= 2
         if say is not None:
             say(f"out of GPU memory: retrying with batch size {batch}")
+
+
+class _Taken:
+    """A source that remembers every job it handed out (what an attempt that failed had taken)."""
+
+    def __init__(self, inner: JobSource):
+        self.inner = inner
+        self.jobs: list[PromptJob] = []
+
+    @property
+    def planned(self) -> Sequence[PromptJob]:
+        return self.inner.planned
+
+    def take(self, samples: int) -> Sequence[PromptJob]:
+        taken = self.inner.take(samples)
+        self.jobs.extend(taken)
+        return taken
+
+
+class _Again:
+    """``first`` (the unfinished jobs of a failed attempt), then what ``rest`` still has."""
+
+    def __init__(self, first: Sequence[PromptJob], rest: JobSource):
+        self.first, self.rest = FixedJobs(first), rest
+
+    @property
+    def planned(self) -> Sequence[PromptJob]:
+        return self.rest.planned
+
+    def take(self, samples: int) -> Sequence[PromptJob]:
+        return self.first.take(samples) or self.rest.take(samples)

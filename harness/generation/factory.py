@@ -36,6 +36,7 @@ class ModelEngineFactory:
             unsupported_reason,
         )
         from harness.generation.hf_engine import HFEngine
+        from harness.generation.quantization import Quantization
 
         model, tokenizer = load_model(self.settings.model, self.settings.dtype, device)
         kind = self.engine
@@ -49,8 +50,15 @@ class ModelEngineFactory:
             else:
                 kind = "fast"
         if kind == "fast":
-            options = FastEngineOptions(slots=self.batch_size, chunk_steps=self.chunk_steps, cuda_graphs=self.cuda_graphs)
+            options = FastEngineOptions(
+                slots=self.batch_size,
+                chunk_steps=self.chunk_steps,
+                cuda_graphs=self.cuda_graphs,
+                quantization=Quantization(self.settings.quantize),
+            )
             return FastEngine(model, tokenizer, self.settings.sampling, options, say=say)
+        if self.settings.quantize != "none":
+            raise ModelError(f"--quantize {self.settings.quantize} needs the fast engine, which cannot run this model")
         return HFEngine(
             model, tokenizer, self.settings.sampling, batch_size=self.batch_size, check_every=self.chunk_steps, say=say
         )

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import inspect
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -30,19 +29,31 @@ import torch
 import torch.nn.functional as F
 
 from harness.generation.attention import decode_attention, triton_applies
+from harness.generation.decode_step import DecodeStep
 from harness.generation.engine import (
     FinishReason,
+    JobSource,
+    SampleFeed,
     SampleSink,
     SampleTracker,
     eos_token_ids,
     finish,
     hit_eof_strings,
+    job_source,
     kv_bytes_per_token,
     prompt_token_ids,
     rows_that_fit,
     run_shrinking_on_oom,
 )
-from harness.generation.plan import PromptJob, SampleSpec, SamplingSettings
+from harness.generation.plan import PromptJob, SamplingSettings
+from harness.generation.prefix_attention import (
+    PrefixPool,
+    PrefixSpace,
+    group_members,
+    group_rows,
+    shared_prefix_attention,
+)
+from harness.generation.quantization import Quantization, fused_layers
 from harness.generation.sampling import choose_tokens
 
 ATTENTION_NAME = "taco_slots"
@@ -56,6 +67,13 @@ class FastEngineOptions:
     chunk_steps: int = 16  # decode steps between two looks at the tokens
     cuda_graphs: bool = True  # on CUDA devices; the CPU always runs the same steps eagerly
     attention_kernel: str = "auto"  # "auto" (Triton on CUDA when possible), "triton" or "torch"
+    # A prompt's K/V stored once and read by all its samples (prefix_attention.py); False copies it
+    # into every sample's row (the reference layout).
+    shared_prefix: bool = True
+    # Decode through decode_step.DecodeStep (fused q/k/v and gate/up products, fused small kernels)
+    # instead of the model's own forward (prefill always uses the model's forward).
+    fused_step: bool = True
+    quantization: Quantization = Quantization.NONE  # applied to the model's projections (quantization.py)
 
 
 def unsupported_reason(model: Any) -> str | None:
@@ -84,6 +102,7 @@ def _slot_attention(
     scaling: float | None = None,
     slot_lengths: torch.Tensor | None = None,
     slot_kernel: str = "auto",
+    slot_pool: PrefixPool | None = None,
     **kwargs: Any,
 ) -> tuple[torch.Tensor, None]:
     """The attention function registered as ATTENTION_NAME.  With ``slot_lengths`` (decode) it attends
@@ -96,6 +115,8 @@ def _slot_attention(
             query, key, value, is_causal=True, scale=scale, enable_gqa=key.shape[1] != query.shape[1]
         )
         return out.transpose(1, 2).contiguous(), None
+    if slot_pool is not None:
+        return shared_prefix_attention(query, key, value, slot_lengths, slot_pool, module.layer_idx, scale, slot_kernel), None
     return decode_attention(query, key, value, slot_lengths, scale, slot_kernel), None
 
 
@@ -106,19 +127,20 @@ def _register_attention() -> None:
 
 
 class _SlotCache:
-    """Per-slot K/V rows.  Decode writes each slot's new K/V at that slot's own position and hands the
-    whole rows to attention (which reads only each slot's prefix)."""
+    """Per-slot K/V rows.  Decode writes each slot's new K/V at that slot's own row index (its position,
+    or with a shared prefix its position past the prefix) and hands the whole rows to attention (which
+    reads only each slot's valid part)."""
 
-    def __init__(self, keys: list[torch.Tensor], values: list[torch.Tensor], positions: torch.Tensor):
-        self.keys, self.values, self.positions = keys, values, positions
-        self.rows = torch.arange(positions.shape[0], device=positions.device)
+    def __init__(self, keys: list[torch.Tensor], values: list[torch.Tensor], write_index: torch.Tensor):
+        self.keys, self.values, self.write_index = keys, values, write_index
+        self.rows = torch.arange(write_index.shape[0], device=write_index.device)
 
     def update(
         self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int, *args: Any, **kwargs: Any
     ) -> tuple[torch.Tensor, torch.Tensor]:
         keys, values = self.keys[layer_idx], self.values[layer_idx]
-        keys[self.rows, :, self.positions] = key_states[:, :, 0]
-        values[self.rows, :, self.positions] = value_states[:, :, 0]
+        keys[self.rows, :, self.write_index] = key_states[:, :, 0]
+        values[self.rows, :, self.write_index] = value_states[:, :, 0]
         return keys, values
 
 
@@ -163,20 +185,27 @@ class FastEngine:
         if reason is not None:
             raise ValueError(f"the fast engine cannot run this model: {reason}")
         self.model, self.tokenizer, self.sampling, self.options, self.say = model, tokenizer, sampling, options, say
+        self.decode_step: DecodeStep | None = None
+        if options.fused_step:
+            self.decode_step = DecodeStep(model, options.quantization)
+        elif options.quantization is not Quantization.NONE:
+            fused_layers(model, options.quantization)
         self.eos_ids = eos_token_ids(model)
         self.last_run: RunStats | None = None  # of the attempt that completed the last run
 
-    def run(self, jobs: Sequence[PromptJob], on_sample: SampleSink) -> None:
-        if not jobs:
+    def run(self, jobs: Sequence[PromptJob] | JobSource, on_sample: SampleSink) -> None:
+        source = job_source(jobs)
+        planned = source.planned  # sizes the run; the jobs themselves are taken from the source as slots free up
+        if not planned:
             return
-        prompts = prompt_token_ids(self.tokenizer, jobs)
-        capacity = _round_up(max(len(p) + max(s.max_new_tokens for s in job.samples) for p, job in zip(prompts, jobs)), 64)
-        slots = self.options.slots or self._auto_slots(capacity, sum(len(job.samples) for job in jobs))
-        by_task = {job.task_id: ids for job, ids in zip(jobs, prompts)}
+        prompts = prompt_token_ids(self.tokenizer, planned)
+        capacity = _round_up(max(len(p) + max(s.max_new_tokens for s in job.samples) for p, job in zip(prompts, planned)), 64)
+        slots = self.options.slots or self._auto_slots(capacity, sum(len(job.samples) for job in planned))
+        by_task = {job.task_id: ids for job, ids in zip(planned, prompts)}
 
-        def attempt(remaining: Sequence[PromptJob], slot_count: int, sink: SampleSink) -> None:
+        def attempt(remaining: JobSource, slot_count: int, sink: SampleSink) -> None:
             started = time.perf_counter()
-            slot_run = _SlotRun(self, remaining, [by_task[job.task_id] for job in remaining], capacity, slot_count)
+            slot_run = _SlotRun(self, planned, prompts, capacity, slot_count, SampleFeed(remaining, by_task))
             slot_run.run(sink, started)
             self.last_run = RunStats(
                 slot_count, slot_run.launched * slot_run.chunk_steps, slot_run.row_steps, slot_run.setup_seconds
@@ -187,7 +216,7 @@ class FastEngine:
         self.model.set_attn_implementation(ATTENTION_NAME)
         try:
             with torch.inference_mode():
-                run_shrinking_on_oom(attempt, jobs, slots, on_sample, self.say)
+                run_shrinking_on_oom(attempt, source, slots, on_sample, self.say)
         finally:
             self.model.set_attn_implementation(previous)
 
@@ -218,15 +247,20 @@ class _Bank:
         self.tokens, self.positions, self.steps = run.tokens[:size], run.positions[:size], run.steps[:size]
         self.seed_high, self.seed_low = run.seed_high[:size], run.seed_low[:size]
         self.recent = run.recent[:size]
-        self.cache = _SlotCache([k[:size] for k in run.keys], [v[:size] for v in run.values], self.positions)
+        self.pool = run.pool.view(size) if run.pool is not None else None
+        # The cache row index each step writes: the position, or the position past the shared prefix.
+        self.write_index = run.write_index[:size] if run.pool is not None else self.positions
+        self.cache = _SlotCache([k[:size] for k in run.keys], [v[:size] for v in run.values], self.write_index)
         self.graph: torch.cuda.CUDAGraph | None = None
 
 
 class _SlotRun:
     """One pass over the jobs with a fixed number of slots (allocated here, freed with the object)."""
 
-    def __init__(self, engine: FastEngine, jobs: Sequence[PromptJob], prompts: list[list[int]], capacity: int, slots: int):
-        self.engine, self.jobs, self.prompts, self.capacity = engine, jobs, prompts, capacity
+    def __init__(
+        self, engine: FastEngine, jobs: Sequence[PromptJob], prompts: list[list[int]], capacity: int, slots: int, feed: SampleFeed
+    ):
+        self.engine, self.capacity = engine, capacity
         model, options = engine.model, engine.options
         self.model = model
         self.device = next(model.parameters()).device
@@ -240,8 +274,33 @@ class _SlotRun:
             probe = torch.empty(1, 1, 1, head_dim, dtype=model.dtype, device=self.device)
             self.kernel = "triton" if triton_applies(probe) else "torch"
         self.use_graphs = options.cuda_graphs and self.device.type == "cuda"
-        shape = (slots, kv_heads, capacity, head_dim)
         on = {"device": self.device}
+        self.pool: PrefixPool | None = None
+        if options.shared_prefix:
+            self.members = group_members(heads // kv_heads)
+            # Rows hold only the suffix: the last prompt token and the generated ones.
+            self.capacity = capacity = _round_up(max(s.max_new_tokens for job in jobs for s in job.samples) + 1, 16)
+            longest = max(len(p) for p in prompts) - 1
+            pool_tokens = _pool_tokens(jobs, prompts, slots)
+            self.pool = PrefixPool(
+                [
+                    torch.zeros((kv_heads, pool_tokens, head_dim), dtype=model.dtype, **on)
+                    for _ in range(config.num_hidden_layers)
+                ],
+                [
+                    torch.zeros((kv_heads, pool_tokens, head_dim), dtype=model.dtype, **on)
+                    for _ in range(config.num_hidden_layers)
+                ],
+                torch.zeros(slots, dtype=torch.int64, **on),
+                torch.zeros(slots, dtype=torch.int64, **on),
+                torch.tensor(group_rows([], self.members, slots), dtype=torch.int64, **on),
+                longest,
+            )
+            self.space = PrefixSpace(pool_tokens)
+            self.slot_prefix: list[tuple[int, int] | None] = [None] * slots  # the pool range each slot reads
+            self.entries: dict[int, tuple[int, int]] = {}  # job index -> (pool start, prefix length)
+            self.write_index = torch.zeros(slots, dtype=torch.int64, **on)
+        shape = (slots, kv_heads, capacity, head_dim)
         self.keys = [torch.zeros(shape, dtype=model.dtype, **on) for _ in range(config.num_hidden_layers)]
         self.values = [torch.zeros(shape, dtype=model.dtype, **on) for _ in range(config.num_hidden_layers)]
         self.positions = torch.zeros(slots, dtype=torch.int64, **on)
@@ -263,25 +322,38 @@ class _SlotRun:
         self.launched = self.row_steps = 0
         self.setup_seconds = 0.0
         self.active: list[_Active | None] = [None] * slots
-        self.pending: deque[tuple[int, SampleSpec]] = deque((j, spec) for j, job in enumerate(jobs) for spec in job.samples)
+        # The jobs above (every one the run may get) only size it: the run's own arrive from the feed as slots free up.
+        self.feed = feed
+        self.jobs, self.prompts, self.pending = feed.jobs, feed.prompts, feed.pending
         self.prefix: tuple[int, _PromptCapture | None] | None = None  # the last prefilled job's K/V
 
     # --- GPU work ---------------------------------------------------------------------------------
 
     def _decode_step(self, bank: _Bank, column: int) -> None:
-        out = self.model(
-            input_ids=bank.tokens[:, None],
-            position_ids=bank.positions[:, None],
-            use_cache=True,
-            slot_lengths=bank.positions + 1,
-            slot_kernel=self.kernel,
-            **{self.cache_argument: bank.cache},
-        )
-        chosen = choose_tokens(out.logits[:, -1].float(), self.engine.sampling, bank.seed_high, bank.seed_low, bank.steps)
+        if bank.pool is not None:
+            torch.sub(bank.positions, bank.pool.length, out=bank.write_index)
+        step = self.engine.decode_step
+        if step is not None:
+            cache = bank.cache
+            logits = step.logits(bank.tokens, bank.positions, cache.keys, cache.values, bank.write_index, bank.pool, self.kernel)
+        else:
+            logits = self.model(
+                input_ids=bank.tokens[:, None],
+                position_ids=bank.positions[:, None],
+                use_cache=True,
+                slot_lengths=bank.write_index + 1,
+                slot_kernel=self.kernel,
+                slot_pool=bank.pool,
+                **{self.cache_argument: bank.cache},
+            ).logits[:, -1]
+        chosen = choose_tokens(logits.float(), self.engine.sampling, bank.seed_high, bank.seed_low, bank.steps)
         bank.recent[:, column] = chosen
         bank.tokens.copy_(chosen)
         # A finished slot runs on until its refill; clamping keeps its writes inside the cache row.
-        bank.positions.add_(1).clamp_(max=self.capacity - 1)
+        if bank.pool is not None:
+            torch.minimum(bank.positions + 1, bank.pool.length + (self.capacity - 1), out=bank.positions)
+        else:
+            bank.positions.add_(1).clamp_(max=self.capacity - 1)
         bank.steps.add_(1)
 
     def _chunk(self, bank: _Bank) -> None:
@@ -326,13 +398,50 @@ class _SlotRun:
         )
         return capture
 
+    def _shared_entry(self, job_index: int) -> tuple[int, int] | None:
+        """The pool range holding this job's prompt prefix, prefilled and written there on first use;
+        None while the pool has no room for it."""
+        if job_index in self.entries:
+            return self.entries[job_index]
+        assert self.pool is not None
+        length = len(self.prompts[job_index]) - 1
+        start = self.space.take(length) if length else 0
+        if start is None:
+            return None
+        capture = self._prefill(job_index)
+        if capture is not None:
+            for layer, (keys, values) in enumerate(zip(self.pool.keys, self.pool.values)):
+                keys[:, start : start + length] = capture.keys[layer][0]
+                values[:, start : start + length] = capture.values[layer][0]
+        self.entries[job_index] = (start, length)
+        return start, length
+
+    def _release_entries(self) -> None:
+        """Give back the pool ranges of prompts no running or waiting sample needs any more (an idle
+        slot may still read a released range until its refill; its output is discarded)."""
+        needed = {active.tracker.job_index for active in self.active if active is not None}
+        if self.pending:
+            needed.add(self.pending[0][0])
+        for job_index in [j for j in self.entries if j not in needed]:
+            self.space.give(*self.entries.pop(job_index))
+
     def _refill(self, first_chunk: int) -> None:
         free = [slot for slot, active in enumerate(self.active) if active is None]
+        self.feed.top_up(len(free))
         taken: list[int] = []
         values: list[tuple[int, int, int, int]] = []  # token, position, seed high/low per taken slot
+        prefixes: list[tuple[int, int]] = []  # pool start and length per taken slot (shared prefix)
         eos = self.engine.eos_ids
+        if self.pool is not None:
+            self._release_entries()
         while free and self.pending:
             job_index = self.pending[0][0]
+            entry = (0, 0)
+            if self.pool is not None:
+                found = self._shared_entry(job_index)
+                if found is None:
+                    break  # the pool is full: wait for running prompts to end
+                entry = found
             group: list[int] = []
             seeds: list[int] = []
             while free and self.pending and self.pending[0][0] == job_index:
@@ -341,30 +450,44 @@ class _SlotRun:
                 group.append(slot)
                 seeds.append(spec.seed)
                 self.active[slot] = _Active(SampleTracker(job_index, spec, eos), first_chunk)
-            if self.prefix is None or self.prefix[0] != job_index:
-                self.prefix = (job_index, self._prefill(job_index))
-            capture = self.prefix[1]
             prompt = self.prompts[job_index]
-            if capture is not None:
-                rows = torch.tensor(group, device=self.device)
-                for layer, keys in enumerate(self.keys):
-                    keys[rows, :, : len(prompt) - 1] = capture.keys[layer][0]
-                    self.values[layer][rows, :, : len(prompt) - 1] = capture.values[layer][0]
+            if self.pool is None:
+                if self.prefix is None or self.prefix[0] != job_index:
+                    self.prefix = (job_index, self._prefill(job_index))
+                capture = self.prefix[1]
+                if capture is not None:
+                    rows = torch.tensor(group, device=self.device)
+                    for layer, keys in enumerate(self.keys):
+                        keys[rows, :, : len(prompt) - 1] = capture.keys[layer][0]
+                        self.values[layer][rows, :, : len(prompt) - 1] = capture.values[layer][0]
             taken.extend(group)
+            prefixes.extend(entry for _ in group)
             for seed in seeds:
                 values.append((prompt[-1], len(prompt) - 1, seed >> 32, seed & 0xFFFFFFFF))
         # Idle slots restart at position 0 so that their (discarded) attention stays cheap.
         taken.extend(free)
         values.extend((0, 0, 0, 0) for _ in free)
+        prefixes.extend((0, 0) for _ in free)
         if not taken:
             return
         rows = _to_device(torch.tensor(taken), self.device)
-        table = _to_device(torch.tensor(values, dtype=torch.int64), self.device)
+        table = _to_device(torch.tensor([v + p for v, p in zip(values, prefixes)], dtype=torch.int64), self.device)
         self.tokens.index_copy_(0, rows, table[:, 0])
         self.positions.index_copy_(0, rows, table[:, 1])
         self.seed_high.index_copy_(0, rows, table[:, 2])
         self.seed_low.index_copy_(0, rows, table[:, 3])
         self.steps.index_fill_(0, rows, 0)
+        if self.pool is not None:
+            self.pool.start.index_copy_(0, rows, table[:, 4])
+            self.pool.length.index_copy_(0, rows, table[:, 5])
+            for slot, prefix in zip(taken, prefixes):
+                self.slot_prefix[slot] = prefix if prefix[1] > 0 else None
+            self._upload_groups()
+
+    def _upload_groups(self) -> None:
+        assert self.pool is not None
+        rows = group_rows(self.slot_prefix, self.members, len(self.slot_prefix))
+        self.pool.groups.copy_(_to_device(torch.tensor(rows, dtype=torch.int64), self.device))
 
     def _shrink(self) -> None:
         """Move the samples still running into the small bank's slots (only when none is in flight)."""
@@ -375,10 +498,17 @@ class _SlotRun:
         if moving:
             source = torch.tensor(moving, device=self.device)
             target = torch.tensor(free[: len(moving)], device=self.device)
-            for tensor in (*self.keys, *self.values, self.tokens, self.positions, self.steps, self.seed_high, self.seed_low):
+            moved = [*self.keys, *self.values, self.tokens, self.positions, self.steps, self.seed_high, self.seed_low]
+            if self.pool is not None:
+                moved += [self.pool.start, self.pool.length]
+            for tensor in moved:
                 tensor.index_copy_(0, target, tensor.index_select(0, source))
             for old, new in zip(moving, free):
                 self.active[new], self.active[old] = self.active[old], None
+            if self.pool is not None:
+                for old, new in zip(moving, free):
+                    self.slot_prefix[new], self.slot_prefix[old] = self.slot_prefix[old], None
+                self._upload_groups()
         self.bank = small
 
     # --- host loop --------------------------------------------------------------------------------
@@ -395,7 +525,8 @@ class _SlotRun:
         while True:
             running = sum(a is not None for a in self.active)
             busy = bool(self.pending) or running > 0
-            shrink = self.bank is self.full and self.small is not None and not self.pending and 0 < running <= self.small.size
+            ending = self.feed.exhausted and not self.pending
+            shrink = self.bank is self.full and self.small is not None and ending and 0 < running <= self.small.size
             while busy and not shrink and self.launched - handled < 2:
                 self._launch(self.launched)  # keep the GPU one chunk ahead of the host
                 self.launched += 1
@@ -430,6 +561,18 @@ class _SlotRun:
                 ended.append((tracker, FinishReason.STOP))
                 self.active[slot] = None
         finish(self.engine.tokenizer, self.jobs, ended, on_sample)
+
+
+def _pool_tokens(jobs: Sequence[PromptJob], prompts: list[list[int]], slots: int) -> int:
+    """Pool size for the shared prefixes: the prompts that can be running at once.  A prompt stays as
+    long as its longest sample runs, so with n samples per prompt about 4 * slots / n prompts are
+    alive at a time (room for that many of the average length); never less than the longest prompt,
+    never more than all of them."""
+    lengths = [len(p) - 1 for p in prompts]
+    per_prompt = max(1.0, sum(len(job.samples) for job in jobs) / len(jobs))
+    alive = min(len(jobs), slots, -(-4 * slots // int(per_prompt)))
+    mean = sum(lengths) / len(lengths)
+    return max(1, min(sum(lengths), max(lengths) + int(alive * mean)))
 
 
 def _to_device(values: torch.Tensor, device: torch.device) -> torch.Tensor:

@@ -1,8 +1,10 @@
-"""``harness generate`` without the CLI: plan the samples, resume from the journal, run one worker
-per device (each with all samples of its problems), and write the official ``generations.json``.
+"""``harness generate`` without the CLI: plan the samples, resume from the journal, hand them out to
+one worker per device from one shared queue (``work_queue``), and write the official ``generations.json``.
 
 ``FILE`` is written once at the end (whole, then renamed); ``FILE.journal/`` (see
-``generation.journal``) holds every finished sample as it finishes, so a rerun resumes.  With the chat
+``generation.journal``) holds every finished sample as it finishes, so a rerun resumes.  The driver
+(this process) writes it, whichever worker generated a sample, so each sample is journaled once even
+when a lost worker's samples are generated again by another.  With the chat
 template (instruct models) the prompts given to the model, and written to ``FILE``, are the official
 ones wrapped in the tokenizer's chat template as a user message.
 """
@@ -12,7 +14,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -29,10 +31,10 @@ from harness.generation.journal import (
 from harness.generation.plan import (
     GenerationSettings,
     plan_jobs,
-    shard_jobs,
     without_samples,
 )
-from harness.generation.workers import run_processes, run_worker
+from harness.generation.work_queue import Dispatcher, WorkQueue
+from harness.generation.workers import LocalDevices, WorkerPool
 
 # Warn about markdown fences (which TACO scores as compile errors) when at least this share of the
 # samples has one and the code is not extracted.
@@ -57,6 +59,10 @@ class GenerationSummary:
     seconds: float
     finish_reasons: dict[str, int]
     gpu_memory_peak_bytes: dict[str, int]  # per CUDA device that generated in this run (torch's allocator peak)
+    samples_by_worker: dict[str, int] = field(default_factory=dict)  # samples each worker generated in this run
+    workers_lost: tuple[str, ...] = ()  # workers that died mid-run (their unfinished samples went to the others)
+    requeued: int = 0  # samples given back to the queue by lost workers
+    load_seconds: float = 0.0  # from the start until the first worker's model had loaded (workers started, model read)
 
 
 def generate(
@@ -68,11 +74,13 @@ def generate(
     progress: Progress | None = None,
     say: Callable[[str], None] = lambda message: None,
     on_sample: Callable[[JournalEntry], None] = lambda entry: None,
+    workers: WorkerPool | None = None,
 ) -> GenerationSummary:
     """Generate ``settings.n`` samples for every (task_id, prompt) and write ``output``.
 
-    ``on_sample`` sees every sample of the run once, as it is journaled: first those resumed from
-    the journal, then each new one as it finishes (``harness run`` evaluates them from there).
+    The workers run on ``devices`` of this machine, one each, unless ``workers`` says where they run
+    (a cluster's).  ``on_sample`` sees every sample of the run once, as it is journaled: first those
+    resumed from the journal, then each new one as it finishes (``harness run`` evaluates them from there).
     """
     started = time.monotonic()
     if output.is_dir():
@@ -103,24 +111,22 @@ def generate(
     if progress is not None:
         progress.begin(sum(len(job.samples) for job in remaining))
     tokens: Counter[str] = Counter()
-    peaks: dict[str, int] = {}
-
-    def count(entry: JournalEntry) -> None:
-        tokens["new"] += entry.n_tokens
-        tokens["samples"] += 1
-        if progress is not None:
-            progress.sample(entry.n_tokens)
-        on_sample(entry)
-
+    dispatcher: Dispatcher | None = None
     if remaining:
-        shards = [shard for shard in shard_jobs(remaining, len(devices)) if shard]
-        take_code = settings.extract_code
-        if len(shards) == 1:
-            peak = run_worker(devices[0], shards[0], engine_factory, journal, 0, count, say, take_code)
-            if peak is not None:
-                peaks[devices[0]] = peak
-        else:
-            peaks.update(run_processes(list(zip(devices, shards)), engine_factory, journal, count, say, take_code))
+        with journal.part(0) as part:
+
+            def count(entry: JournalEntry) -> None:
+                part.append(asdict(entry))
+                tokens["new"] += entry.n_tokens
+                tokens["samples"] += 1
+                if progress is not None:
+                    progress.sample(entry.n_tokens)
+                on_sample(entry)
+
+            # The settings are recorded once a model has loaded: its samples may now be journaled.
+            dispatcher = Dispatcher(WorkQueue(remaining), count, journal.record_settings, say)
+            pool = workers if workers is not None else LocalDevices(devices)
+            pool.run(dispatcher, remaining, engine_factory, settings.extract_code)
 
     entries = journal.entries()
     missing = [(job.task_id, s.index) for job in jobs for s in job.samples if (job.task_id, s.index) not in entries]
@@ -144,7 +150,11 @@ def generate(
         new_tokens=tokens["new"],
         seconds=time.monotonic() - started,
         finish_reasons=dict(reasons),
-        gpu_memory_peak_bytes=peaks,
+        gpu_memory_peak_bytes=dict(dispatcher.peaks) if dispatcher is not None else {},
+        samples_by_worker=dispatcher.finished_by_worker if dispatcher is not None else {},
+        workers_lost=tuple(dispatcher.lost) if dispatcher is not None else (),
+        requeued=dispatcher.queue.requeued if dispatcher is not None else 0,
+        load_seconds=dispatcher.first_ready - started if dispatcher is not None and dispatcher.first_ready is not None else 0.0,
     )
 
 

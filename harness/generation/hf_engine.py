@@ -16,11 +16,14 @@ import torch
 
 from harness.generation.engine import (
     FinishReason,
+    JobSource,
+    SampleFeed,
     SampleSink,
     SampleTracker,
     eos_token_ids,
     finish,
     hit_eof_strings,
+    job_source,
     kv_bytes_per_token,
     prompt_token_ids,
     rows_that_fit,
@@ -48,19 +51,25 @@ class HFEngine:
         pad = tokenizer.pad_token_id
         self.pad_id = pad if pad is not None else (int(self.eos_ids[0]) if len(self.eos_ids) else 0)
 
-    def run(self, jobs: Sequence[PromptJob], on_sample: SampleSink) -> None:
-        if not jobs:
+    def run(self, jobs: Sequence[PromptJob] | JobSource, on_sample: SampleSink) -> None:
+        source = job_source(jobs)
+        planned = source.planned  # sizes the batches; the jobs themselves are taken from the source batch by batch
+        if not planned:
             return
-        prompts = {job.task_id: ids for job, ids in zip(jobs, prompt_token_ids(self.tokenizer, jobs))}
-        rows = sum(len(job.samples) for job in jobs)
+        prompts = {job.task_id: ids for job, ids in zip(planned, prompt_token_ids(self.tokenizer, planned))}
+        rows = sum(len(job.samples) for job in planned)
         batch = self.batch_size or self._auto_rows(
-            max(map(len, prompts.values())), max(s.max_new_tokens for j in jobs for s in j.samples), rows
+            max(map(len, prompts.values())), max(s.max_new_tokens for j in planned for s in j.samples), rows
         )
 
-        def attempt(remaining: Sequence[PromptJob], batch_rows: int, sink: SampleSink) -> None:
-            work = [(j, spec) for j, job in enumerate(remaining) for spec in job.samples]
-            for start in range(0, len(work), batch_rows):
-                self._generate(remaining, prompts, work[start : start + batch_rows], sink)
+        def attempt(remaining: JobSource, batch_rows: int, sink: SampleSink) -> None:
+            feed = SampleFeed(remaining, prompts)
+            while True:
+                feed.top_up(batch_rows)
+                if not feed.pending:
+                    return
+                work = [feed.pending.popleft() for _ in range(min(batch_rows, len(feed.pending)))]
+                self._generate(feed.jobs, prompts, work, sink)
 
         from transformers import GenerationConfig
 
@@ -72,7 +81,7 @@ class HFEngine:
         )
         try:
             with torch.inference_mode():
-                run_shrinking_on_oom(attempt, jobs, batch, on_sample, self.say)
+                run_shrinking_on_oom(attempt, source, batch, on_sample, self.say)
         finally:
             self.model.generation_config = saved
 

@@ -1,11 +1,12 @@
 """The generation journal: ``FILE.journal/`` beside the ``generations.json`` being written.
 
 It holds ``settings.json`` (what the samples depend on: a rerun with other settings is refused) and
-one ``part-<worker>.jsonl`` per worker process, a record per finished sample written as it finishes;
-a rerun with the same settings skips the samples found there.
+``part-<n>.jsonl`` files, a record per finished sample written as it finishes (the driver writes
+``part-0`` for every worker; earlier versions wrote one part per worker process; all are read); a
+rerun with the same settings skips the samples found there.
 
-``settings.json`` is written once the model has loaded (``record_settings``, called by the worker
-before its first sample), not when the journal is opened: a run that fails before that (a model that
+``settings.json`` is written once the model has loaded (``record_settings``, called by the driver
+when the first worker reports its model loaded), not when the journal is opened: a run that fails before that (a model that
 does not load, a wrong option) leaves nothing that would refuse the corrected command.  The number of
 samples per task is not among the settings: a sample is identified by (task_id, index) and its seed
 by (seed, task_id, index), so a rerun with a larger ``n`` keeps the samples it finds and generates
@@ -101,7 +102,7 @@ class SampleJournal:
         return found
 
     def part(self, worker: int) -> Journal:
-        """The journal one worker appends its finished samples to (one file per worker process)."""
+        """The journal part ``worker`` (the driver appends every finished sample to part 0)."""
         return Journal(self.directory / f"part-{worker}.jsonl")
 
 

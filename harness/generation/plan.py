@@ -1,5 +1,5 @@
-"""What to generate (pure): sampling settings, per-sample seeds, the prompt jobs, and how they are
-split between worker processes.
+"""What to generate (pure): sampling settings, per-sample seeds, and the prompt jobs (handed out to
+the device workers by ``work_queue``).
 
 A sample is identified by (task_id, sample index).  Its seed depends only on (run seed, task_id,
 index), so which process, batch or slot it lands in does not change the random numbers it uses.
@@ -52,6 +52,8 @@ class GenerationSettings:
     chat_template: bool = False
     system_prompt: str | None = None
     extract_code: bool = False
+    # Weight quantization of the fast engine's projections: "none", "fp8" or "int8" (quantization.py).
+    quantize: str = "none"
 
     def __post_init__(self) -> None:
         if self.n < 1:
@@ -75,6 +77,7 @@ class GenerationSettings:
             "chat_template": self.chat_template,
             "system_prompt": self.system_prompt,
             "extract_code": self.extract_code,
+            "quantize": self.quantize,
         }
 
 
@@ -133,16 +136,3 @@ def without_samples(jobs: Iterable[PromptJob], done: set[tuple[int, int]]) -> li
         if samples:
             remaining.append(replace(job, samples=samples))
     return remaining
-
-
-def shard_jobs(jobs: Sequence[PromptJob], workers: int) -> list[list[PromptJob]]:
-    """Split jobs between workers, each job (all its samples) whole.  Jobs are dealt round-robin by
-    descending prompt length so every worker gets a similar mix of long and short prompts; each
-    shard keeps task order."""
-    if workers < 1:
-        raise ValueError(f"workers must be >= 1, got {workers}")
-    order = sorted(range(len(jobs)), key=lambda i: (-len(jobs[i].prompt), i))
-    shards: list[list[int]] = [[] for _ in range(workers)]
-    for turn, position in enumerate(order):
-        shards[turn % workers].append(position)
-    return [[jobs[i] for i in sorted(shard)] for shard in shards]

@@ -121,3 +121,156 @@ def triton_decode_attention(
         SPLITS=splits, SPLITS_PAD=max(2, triton.next_power_of_2(splits)), HEAD_DIM=head_dim,
     )  # fmt: skip
     return out.view(slots, 1, heads, head_dim)
+
+
+# --- shared prompt prefix ----------------------------------------------------------------------------
+# A slot's keys are its prompt's prefix, stored once in a pool that all the prompt's samples share, then
+# the slot's own suffix (the last prompt token and the generated ones).  The prefix pass runs one
+# program per (group of sibling slots, KV head, prefix split): it loads the queries of every sibling's
+# query heads of that KV head as one [rows, D] block, so each prefix K/V block is read once for the
+# whole group and multiplied on the tensor cores.  The suffix pass is the per-slot kernel above, writing
+# the splits after the prefix ones; the merge skips the prefix splits past a slot's prefix length.
+@triton.jit
+def _prefix_group_kernel(
+    Q, PK, PV, GROUPS, ACC, MAX, SUM,
+    q_slot, q_head,
+    pk_head, pk_pos,
+    pv_head, pv_pos,
+    acc_slot, acc_head, acc_split,
+    m_slot, m_head,
+    groups_row,
+    scale,
+    GROUP: tl.constexpr, MEMBERS: tl.constexpr, ROWS: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK: tl.constexpr,
+    SPLIT: tl.constexpr,
+):  # fmt: skip
+    group_id = tl.program_id(0)
+    kv_head = tl.program_id(1)
+    split = tl.program_id(2)
+    # A group's row: pool start, prefix length, then MEMBERS slot indices (-1 where unused).
+    row_base = GROUPS + group_id * groups_row
+    length = tl.load(row_base + 1).to(tl.int32)
+    start = split * SPLIT
+    if start < length:
+        first = tl.load(row_base).to(tl.int64)
+        end = tl.minimum(start + SPLIT, length)
+        rows = tl.arange(0, ROWS)
+        member = rows // GROUP
+        heads = kv_head * GROUP + rows % GROUP
+        slots = tl.load(row_base + 2 + member, mask=member < MEMBERS, other=-1)
+        used = slots >= 0
+        slots = tl.where(used, slots, 0).to(tl.int64)
+        dims = tl.arange(0, HEAD_DIM)
+        offsets = tl.arange(0, BLOCK)
+        q = tl.load(Q + slots[:, None] * q_slot + heads[:, None] * q_head + dims[None, :], mask=used[:, None], other=0.0)
+        running_max = tl.full([ROWS], float("-inf"), tl.float32)
+        running_sum = tl.zeros([ROWS], tl.float32)
+        acc = tl.zeros([ROWS, HEAD_DIM], tl.float32)
+        k_base = PK + kv_head * pk_head + first * pk_pos
+        v_base = PV + kv_head * pv_head + first * pv_pos
+        for block_start in range(start, end, BLOCK):
+            positions = block_start + offsets
+            valid = positions < end
+            k = tl.load(k_base + positions[:, None] * pk_pos + dims[None, :], mask=valid[:, None], other=0.0)
+            scores = tl.dot(q, tl.trans(k)) * scale
+            scores = tl.where(valid[None, :], scores, float("-inf"))
+            new_max = tl.maximum(running_max, tl.max(scores, 1))
+            rescale = tl.exp(running_max - new_max)
+            weights = tl.exp(scores - new_max[:, None])
+            running_sum = running_sum * rescale + tl.sum(weights, 1)
+            v = tl.load(v_base + positions[:, None] * pv_pos + dims[None, :], mask=valid[:, None], other=0.0)
+            acc = acc * rescale[:, None] + tl.dot(weights.to(v.dtype), v)
+            running_max = new_max
+        target = slots[:, None] * acc_slot + heads[:, None] * acc_head + split * acc_split + dims[None, :]
+        tl.store(ACC + target, acc, mask=used[:, None])
+        tl.store(MAX + slots * m_slot + heads * m_head + split, running_max, mask=used)
+        tl.store(SUM + slots * m_slot + heads * m_head + split, running_sum, mask=used)
+
+
+@triton.jit
+def _shared_merge_kernel(
+    ACC, MAX, SUM, OUT, PREFIX_LENGTH,
+    acc_slot, acc_head, acc_split,
+    m_slot, m_head,
+    o_slot, o_head,
+    PREFIX_SPLITS: tl.constexpr, SPLITS: tl.constexpr, SPLITS_PAD: tl.constexpr, HEAD_DIM: tl.constexpr,
+    SPLIT: tl.constexpr,
+):  # fmt: skip
+    slot = tl.program_id(0)
+    head = tl.program_id(1)
+    splits = tl.arange(0, SPLITS_PAD)
+    dims = tl.arange(0, HEAD_DIM)
+    prefix_length = tl.load(PREFIX_LENGTH + slot).to(tl.int32)
+    # Prefix splits past the slot's prefix were not written (their group programs had nothing to do).
+    used = (splits < SPLITS) & ((splits >= PREFIX_SPLITS) | (splits * SPLIT < prefix_length))
+    maxima = tl.load(MAX + slot * m_slot + head * m_head + splits, mask=used, other=float("-inf"))
+    sums = tl.load(SUM + slot * m_slot + head * m_head + splits, mask=used, other=0.0)
+    top = tl.max(maxima, 0)  # finite: the first suffix split always holds the slot's current token
+    weights = tl.where(used, tl.exp(maxima - top), 0.0)
+    acc = tl.load(
+        ACC + slot * acc_slot + head * acc_head + splits[:, None] * acc_split + dims[None, :], mask=used[:, None], other=0.0
+    )
+    out = tl.sum(acc * weights[:, None], 0) / tl.sum(sums * weights, 0)
+    tl.store(OUT + slot * o_slot + head * o_head + dims, out.to(OUT.dtype.element_ty))
+
+
+def triton_shared_prefix_attention(
+    query: torch.Tensor,
+    keys: torch.Tensor,
+    values: torch.Tensor,
+    lengths: torch.Tensor,
+    prefix_keys: torch.Tensor,
+    prefix_values: torch.Tensor,
+    prefix_length: torch.Tensor,
+    groups: torch.Tensor,
+    longest: int,
+    scale: float,
+) -> torch.Tensor:
+    """query [S, H, 1, D]; keys/values [S, KVH, L, D] (each slot's suffix, ``lengths`` [S] valid);
+    prefix_keys/values [KVH, T, D] (the pool); prefix_length [S]; groups [G, 2 + members] int64 rows
+    (pool start, prefix length, the slots reading it, -1 padded); no prefix longer than ``longest``
+    -> [S, 1, H, D]."""
+    slots, heads, _, head_dim = query.shape
+    kv_heads = keys.shape[1]
+    group = heads // kv_heads
+    members = groups.shape[1] - 2
+    prefix_splits = triton.cdiv(max(1, longest), SPLIT)
+    suffix_splits = triton.cdiv(keys.shape[2], SPLIT)
+    splits = prefix_splits + suffix_splits
+    acc = torch.empty((slots, heads, splits, head_dim), dtype=torch.float32, device=query.device)
+    maxima = torch.empty((slots, heads, splits), dtype=torch.float32, device=query.device)
+    sums = torch.empty_like(maxima)
+    out = torch.empty((slots, heads, head_dim), dtype=query.dtype, device=query.device)
+    assert query.stride(-1) == 1 and keys.stride(-1) == 1 and values.stride(-1) == 1
+    assert prefix_keys.stride(-1) == 1 and prefix_values.stride(-1) == 1 and groups.is_contiguous()
+    _prefix_group_kernel[(groups.shape[0], kv_heads, prefix_splits)](
+        query, prefix_keys, prefix_values, groups, acc, maxima, sums,
+        query.stride(0), query.stride(1),
+        prefix_keys.stride(0), prefix_keys.stride(1),
+        prefix_values.stride(0), prefix_values.stride(1),
+        acc.stride(0), acc.stride(1), acc.stride(2),
+        maxima.stride(0), maxima.stride(1),
+        groups.stride(0),
+        scale,
+        GROUP=group, MEMBERS=members, ROWS=max(16, triton.next_power_of_2(members * group)), HEAD_DIM=head_dim, BLOCK=BLOCK,
+        SPLIT=SPLIT,
+    )  # fmt: skip
+    suffix_acc, suffix_max, suffix_sum = acc[:, :, prefix_splits:], maxima[:, :, prefix_splits:], sums[:, :, prefix_splits:]
+    _partial_kernel[(slots, kv_heads, suffix_splits)](
+        query, keys, values, lengths, suffix_acc, suffix_max, suffix_sum,
+        query.stride(0), query.stride(1),
+        keys.stride(0), keys.stride(1), keys.stride(2),
+        values.stride(0), values.stride(1), values.stride(2),
+        acc.stride(0), acc.stride(1), acc.stride(2),
+        maxima.stride(0), maxima.stride(1),
+        scale,
+        GROUP=group, GROUP_PAD=max(16, triton.next_power_of_2(group)), HEAD_DIM=head_dim, BLOCK=BLOCK, SPLIT=SPLIT,
+    )  # fmt: skip
+    _shared_merge_kernel[(slots, heads)](
+        acc, maxima, sums, out, prefix_length,
+        acc.stride(0), acc.stride(1), acc.stride(2),
+        maxima.stride(0), maxima.stride(1),
+        out.stride(0), out.stride(1),
+        PREFIX_SPLITS=prefix_splits, SPLITS=splits, SPLITS_PAD=max(2, triton.next_power_of_2(splits)), HEAD_DIM=head_dim,
+        SPLIT=SPLIT,
+    )  # fmt: skip
+    return out.view(slots, 1, heads, head_dim)

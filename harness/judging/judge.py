@@ -11,10 +11,20 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from harness.data.special_judge import SpecialJudge
 from harness.data.testcases import Mode, TestSuite
-from harness.judging import failures
+from harness.judging import corrected, failures
 from harness.judging.compare import compare_call_result, compare_stdout
-from harness.judging.verdicts import FirstFailure, SampleResult, SampleStatus, Verdict
+from harness.judging.verdicts import (
+    DIFFERENCE_TEXT_LIMIT,
+    CorrectedVerdicts,
+    Difference,
+    FirstFailure,
+    SampleResult,
+    SampleStatus,
+    Verdict,
+    clip,
+)
 from sandbox_image.taco_runner import valuecodec
 from sandbox_image.taco_runner.protocol import (
     CheckerDied,
@@ -112,6 +122,34 @@ def call_verdict(outcome: Outcome, expected: Any) -> Verdict:
     raise ValueError(f"unexpected call outcome {outcome.KIND!r}")
 
 
+def corrected_entry(
+    mode: Mode, outcome: Outcome, expected: Any, taco: tuple[Verdict, str], special: SpecialJudge
+) -> tuple[tuple[Verdict, str], Difference | None]:
+    """The corrected judge's verdict and label for one test whose TACO entry is *taco*, and how the
+    two differ (test index and pass left for the caller to fill).  Only an output that was produced
+    (printed, or returned) is judged again; every other outcome keeps TACO's verdict."""
+    if mode is Mode.STDIN and isinstance(outcome, Output):
+        want = expected_text(expected)
+        ok = corrected.accepts_stdout(outcome.text, want, special)
+        reason = corrected.stdout_reason(outcome.text, want, special)
+        shown = outcome.text
+    elif mode is Mode.CALL and isinstance(outcome, ReturnValue):
+        try:
+            value = valuecodec.decode(outcome.encoded)
+            ok = corrected.accepts_call(value, expected, special)
+        except Exception:
+            return (Verdict.COMPARE_ERROR, Verdict.COMPARE_ERROR.value), None
+        reason = corrected.call_reason(value, expected, special)
+        shown, want = repr(value), repr(expected)
+    else:
+        return taco, None
+    entry = (Verdict.PASSED, "passed") if ok else (Verdict.WRONG_ANSWER, "false")
+    if reason is None or ok == taco[0].passed:
+        return entry, None
+    limit = DIFFERENCE_TEXT_LIMIT
+    return entry, Difference(reason, 0, 1, clip(shown, limit), clip(want, limit))
+
+
 @dataclass
 class SampleJudgement:
     """Accumulates the runner's events for one sample and says when evaluation can stop.
@@ -119,6 +157,12 @@ class SampleJudgement:
     Early exit (TACO_SEMANTICS §8): a failure settles the sample unless it is a ``returncode:1``
     failure, which the second pass may still turn into a pass; so we stop at the first other
     failure, or as soon as a ``returncode:1`` failure sits beside any other verdict.
+
+    With ``special_judge`` set (the problem's flag; None: the corrected judge is off) the corrected
+    judge (``corrected``) judges the same outcomes: the sample stops only when both judges have
+    decided it, and each judge's list ends where its own early exit would have ended it, so TACO's
+    verdicts are the same as without the corrected judge.  The rule is the same for both: only an
+    output's comparison differs, never a ``returncode:1`` label that decides TACO's second pass.
 
     A contended timeout (``is_contended``: in a run, a TACO retry or the compile step) marks the
     result ``contended`` and changes nothing else: the verdicts are TACO's for what the runs did, and
@@ -141,6 +185,20 @@ class SampleJudgement:
     compile_failure: FirstFailure | None = None
     test_failures: dict[int, FirstFailure] = field(default_factory=dict)
     crash_failure: FirstFailure | None = None
+    # The corrected judge: the problem's flag (None: off), its entries of each pass, the first
+    # difference from TACO in each pass, and how long each judge's lists are when it decided.
+    special_judge: SpecialJudge | None = None
+    corrected_first: list[tuple[Verdict, str]] = field(default_factory=list)
+    corrected_second: list[tuple[Verdict, str]] = field(default_factory=list)
+    differences: dict[int, Difference] = field(default_factory=dict)
+    taco_decided: tuple[int, int] | None = None  # (pass, entries) when TACO's early exit would stop
+    corrected_decided: tuple[int, int] | None = None
+    corrected_crashed: bool = False  # the checker died before the corrected judge had decided
+
+    @property
+    def judges_corrected(self) -> bool:
+        """Whether the corrected judge compares this sample's outputs (on, and not a problem for a checker)."""
+        return self.special_judge is not None and not self.special_judge.needs_checker
 
     def on_compiled(self, status: CompileStatus, error: str, timed_out: TimedOut | None = None) -> None:
         self.compiled = status
@@ -157,9 +215,13 @@ class SampleJudgement:
         ):
             self.contended = True
         if isinstance(outcome, CheckerDied):
-            self.crashed = True
-            if self.crash_failure is None:
-                self.crash_failure = failures.crash_failure(len(self.first) if pass_number == 1 else len(self.second))
+            # It dies for a judge still deciding: one that had decided stopped before it (early exit).
+            if self.taco_decided is None:
+                self.crashed = True
+                if self.crash_failure is None:
+                    self.crash_failure = failures.crash_failure(len(self.first) if pass_number == 1 else len(self.second))
+            if self.corrected_decided is None:
+                self.corrected_crashed = True
             return True
         index = len(self.first) if pass_number == 1 else len(self.second)
         expected = self.suite.cases[index].output
@@ -168,18 +230,35 @@ class SampleJudgement:
         else:
             verdict = call_verdict(outcome, expected)
             entry = (verdict, verdict.value)
-        if entry[0] is Verdict.RUNTIME_ERROR and not self.detail:
+        taco_open = self.taco_decided is None
+        if taco_open and entry[0] is Verdict.RUNTIME_ERROR and not self.detail:
             self.detail = _error_text(outcome)
-        if not entry[0].passed and pass_number not in self.test_failures:
+        if taco_open and not entry[0].passed and pass_number not in self.test_failures:
             case, mode = self.suite.cases[index], self.suite.mode
             self.test_failures[pass_number] = failures.failure_of_test(
                 entry[0], outcome, case, mode, index, pass_number, self.code, self.timeout_s
             )
-        (self.first if pass_number == 1 else self.second).append(entry)
-        return self.early_exit and self._settled(pass_number)
-
-    def _settled(self, pass_number: int) -> bool:
         entries = self.first if pass_number == 1 else self.second
+        entries.append(entry)
+        if taco_open and self.early_exit and self._settled(pass_number, entries):
+            self.taco_decided = (pass_number, len(entries))
+        if self.judges_corrected:
+            assert self.special_judge is not None
+            centry, difference = corrected_entry(self.suite.mode, outcome, expected, entry, self.special_judge)
+            centries = self.corrected_first if pass_number == 1 else self.corrected_second
+            centries.append(centry)
+            if difference is not None and pass_number not in self.differences:
+                self.differences[pass_number] = replace(difference, test=index, pass_number=pass_number)
+            if self.corrected_decided is None and self.early_exit and self._settled(pass_number, centries):
+                self.corrected_decided = (pass_number, len(centries))
+            decided = self.taco_decided is not None and self.corrected_decided is not None
+        else:
+            decided = self.taco_decided is not None
+        return self.early_exit and decided
+
+    def _settled(self, pass_number: int, entries: list[tuple[Verdict, str]]) -> bool:
+        """Whether a judge whose entries of this pass are *entries* has decided the sample (the labels
+        that decide TACO's second pass are the same for both judges: those of ``first``)."""
         last_verdict, last_label = entries[-1]
         if last_verdict is Verdict.PASSED:
             return pass_number == 1 and self._mixed_rc1()
@@ -192,8 +271,40 @@ class SampleJudgement:
         return "returncode:1" in labels and len(labels) > 1
 
     def result(self, stopped_early: bool) -> SampleResult:
-        """The sample's verdicts (``_verdicts``), with the failure that decided them (``first_failure``)."""
-        return replace(self._verdicts(stopped_early), first_failure=self.first_failure())
+        """The sample's verdicts (``_verdicts``), with the failure that decided them (``first_failure``)
+        and the corrected judge's verdicts (``corrected_verdicts``)."""
+        taco = replace(self._verdicts(stopped_early), first_failure=self.first_failure())
+        return replace(taco, corrected=self.corrected_verdicts(taco, stopped_early))
+
+    def data_broken(self) -> SampleResult:
+        """TACO's result when the test data cannot be joined (its checker dies: ``[-1]*n``); both
+        judges give it, as neither compared anything."""
+        crashed = (Verdict.CRASHED,) * len(self.suite)
+        return SampleResult(SampleStatus.JUDGED, crashed, detail="test data cannot be joined", corrected=self._same_as(crashed))
+
+    def _same_as(self, verdicts: tuple[Verdict, ...]) -> CorrectedVerdicts | None:
+        if self.special_judge is None:
+            return None
+        if self.special_judge.needs_checker:
+            return CorrectedVerdicts(needs_checker=True)
+        return CorrectedVerdicts(verdicts)
+
+    def corrected_verdicts(self, taco: SampleResult, stopped_early: bool) -> CorrectedVerdicts | None:
+        """The corrected judge's verdicts (None when it is off): TACO's where nothing was compared
+        (compile step, a dead checker), else its own entries of the pass that counts, cut where its
+        own early exit would have stopped."""
+        if not self.judges_corrected or self.compiled in (CompileStatus.ERROR, CompileStatus.DIED):
+            return self._same_as(taco.verdicts)
+        if self.corrected_crashed:
+            return CorrectedVerdicts((Verdict.CRASHED,) * len(self.suite))
+        second = bool(self.second)
+        entries = self.corrected_second if second else self.corrected_first
+        verdicts = tuple(v for v, _ in entries[: _cut(self.corrected_decided, second, len(entries))])
+        result = CorrectedVerdicts(verdicts, stopped_early=self.corrected_decided is not None)
+        difference = self.differences.get(2 if second else 1)
+        if difference is not None and result.passed != taco.passed:
+            result = replace(result, difference=difference)
+        return result
 
     def first_failure(self) -> FirstFailure | None:
         """The compile step's failure, or the test where the checker died, or else the first failing
@@ -213,10 +324,18 @@ class SampleJudgement:
                 SampleStatus.JUDGED, (Verdict.CRASHED,) * n, detail=self.detail or "checker died", contended=self.contended
             )
         entries = self.second if self.second else self.first
-        verdicts = tuple(v for v, _ in entries)
-        return SampleResult(
-            SampleStatus.JUDGED, verdicts, stopped_early=stopped_early, detail=self.detail, contended=self.contended
-        )
+        # Cut where TACO's own early exit stopped (the runs the corrected judge still needed came
+        # after), and stopped early whenever it decided: what TACO alone would have sent a stop for.
+        verdicts = tuple(v for v, _ in entries[: _cut(self.taco_decided, bool(self.second), len(entries))])
+        early = stopped_early or self.taco_decided is not None
+        return SampleResult(SampleStatus.JUDGED, verdicts, stopped_early=early, detail=self.detail, contended=self.contended)
+
+
+def _cut(decided: tuple[int, int] | None, second: bool, length: int) -> int:
+    """How many entries of the pass that counts a judge keeps: up to where it decided the sample."""
+    if decided is None or decided[0] != (2 if second else 1):
+        return length  # undecided, or decided in a pass whose entries do not count (no second pass ran then)
+    return decided[1]
 
 
 def _error_text(outcome: Outcome) -> str:

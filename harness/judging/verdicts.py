@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from enum import Enum
 
+from harness.judging.corrected import Reason
+
 
 class Verdict(Enum):
     PASSED = "passed"
@@ -101,6 +103,88 @@ def failure_from_record(record: object) -> FirstFailure | None:
     )
 
 
+# Characters kept of the output and expected text of a ``Difference`` (a report shows a few of them).
+DIFFERENCE_TEXT_LIMIT = 300
+
+
+@dataclass(frozen=True)
+class Difference:
+    """The first test where the two judges differ on a sample whose verdicts they disagree on."""
+
+    reason: Reason
+    test: int
+    pass_number: int = 1
+    output: str = ""  # what the program printed, or the value it returned (``repr``), clipped
+    expected: str = ""
+
+    def record(self) -> dict:
+        return {
+            "reason": self.reason.value,
+            "test": self.test,
+            "pass": self.pass_number,
+            "output": self.output,
+            "expected": self.expected,
+        }
+
+
+def difference_from_record(record: object) -> Difference | None:
+    if record is None:
+        return None
+    if not isinstance(record, dict):
+        raise TypeError(f"a difference should be an object, got {type(record).__name__}")
+    return Difference(
+        Reason(record["reason"]),
+        int(record["test"]),
+        int(record.get("pass", 1)),
+        str(record.get("output", "")),
+        str(record.get("expected", "")),
+    )
+
+
+@dataclass(frozen=True)
+class CorrectedVerdicts:
+    """The corrected judge's verdicts on a sample (``harness.judging.corrected``), from the same runs
+    as TACO's.  ``needs_checker``: the problem has several valid outputs, so no comparison judges it
+    (no verdicts; left out of the corrected pass@k).  ``difference``: when the two judges disagree
+    on the sample, the first test where they differ and why."""
+
+    verdicts: tuple[Verdict, ...] = ()
+    stopped_early: bool = False
+    needs_checker: bool = False
+    difference: Difference | None = None
+
+    @property
+    def passed(self) -> bool:
+        return not self.needs_checker and all(v.passed for v in self.verdicts)
+
+    def taco(self) -> list[bool | int]:
+        return [v.taco for v in self.verdicts]
+
+    def record(self) -> dict:
+        if self.needs_checker:
+            return {"needs_checker": True}
+        record: dict = {"verdicts": [v.value for v in self.verdicts]}
+        if self.stopped_early:
+            record["stopped_early"] = True
+        if self.difference is not None:
+            record["difference"] = self.difference.record()
+        return record
+
+
+def corrected_from_record(record: object) -> CorrectedVerdicts | None:
+    if record is None:
+        return None
+    if not isinstance(record, dict):
+        raise TypeError(f"corrected verdicts should be an object, got {type(record).__name__}")
+    if record.get("needs_checker"):
+        return CorrectedVerdicts(needs_checker=True)
+    return CorrectedVerdicts(
+        verdicts=tuple(Verdict(v) for v in record["verdicts"]),
+        stopped_early=bool(record.get("stopped_early", False)),
+        difference=difference_from_record(record.get("difference")),
+    )
+
+
 class SampleStatus(Enum):
     JUDGED = "judged"
     INFRA_ERROR = "infra_error"  # the sandbox failed on every retry: not a verdict on the code
@@ -132,6 +216,12 @@ class SampleResult:
     # The first failing test (input, expected, output, or the error with the sample's line numbers),
     # for people: never part of a verdict.
     first_failure: FirstFailure | None = field(default=None, compare=False)
+    # The machine whose sandbox produced the verdicts, when a cluster ran it (harness.cluster); empty on
+    # a single machine.  Bookkeeping: never part of a verdict.
+    host: str = field(default="", compare=False)
+    # The corrected judge's verdicts from the same runs; None when it did not judge (turned off, or
+    # not scored).  Not compared: TACO's verdicts are the result's identity.
+    corrected: CorrectedVerdicts | None = field(default=None, compare=False)
 
     def with_program_seconds(self, seconds: float) -> SampleResult:
         return replace(self, program_seconds=seconds)
@@ -154,6 +244,10 @@ def result_record(result: SampleResult) -> dict:
         record["detail"] = result.detail[:2000]
     if result.first_failure is not None:
         record["first_failure"] = result.first_failure.record()
+    if result.host:
+        record["host"] = result.host
+    if result.corrected is not None:
+        record["corrected"] = result.corrected.record()
     return record
 
 
@@ -165,4 +259,6 @@ def result_from_record(record: dict) -> SampleResult:
         stopped_early=bool(record.get("stopped_early", False)),
         detail=str(record.get("detail", "")),
         first_failure=failure_from_record(record.get("first_failure")),
+        host=str(record.get("host", "")),
+        corrected=corrected_from_record(record.get("corrected")),
     )

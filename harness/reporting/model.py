@@ -68,6 +68,44 @@ class VerdictGroup:
 
 
 @dataclass(frozen=True)
+class JudgesRow:
+    """One group's pass@k by both judges, side by side (``values`` of each: one per ReportData.ks)."""
+
+    name: str
+    taco_tasks: int | None
+    taco: tuple[float | None, ...]
+    corrected_tasks: int | None
+    corrected: tuple[float | None, ...]
+
+
+@dataclass(frozen=True)
+class DisagreementRow:
+    reason: str
+    taco_accepts: int  # samples TACO accepts and the corrected judge rejects, first differing on this reason
+    corrected_accepts: int
+
+
+@dataclass(frozen=True)
+class CorrectedSection:
+    """metrics.json's ``corrected`` and ``disagreements`` blocks, for people."""
+
+    overall: tuple[JudgesRow, ...]  # all tasks, then each difficulty
+    by_skill: tuple[JudgesRow, ...]
+    taco_same_tasks: tuple[float | None, ...]  # TACO's pass@k over the tasks the corrected judge judges
+    tasks: int
+    needs_checker: tuple[int, ...]  # task ids: several valid outputs, left out of the corrected pass@k
+    needs_checker_samples: int
+    needs_checker_taco_accepts: int
+    compared: int  # samples both judges judged
+    disagreements: tuple[DisagreementRow, ...]
+    examples: tuple[tuple[str, ...], ...]  # (task, sample, accepted by, reason, test, output, expected)
+
+    @property
+    def totals(self) -> tuple[int, int]:
+        return sum(r.taco_accepts for r in self.disagreements), sum(r.corrected_accepts for r in self.disagreements)
+
+
+@dataclass(frozen=True)
 class ReportData:
     title: str
     ks: tuple[str, ...]  # "pass@1", "pass@10", ... in increasing k
@@ -96,6 +134,8 @@ class ReportData:
     intervals: tuple[PassAtKInterval, ...] = ()
     # Per-problem results from samples.jsonl (reporting.problems); None: not recorded (write_report sets it).
     problems: ProblemsOverview | None = None
+    # Both judges side by side and where they disagree; None: metrics.json has no ``corrected`` block.
+    corrected: CorrectedSection | None = None
 
     @property
     def outcomes(self) -> tuple[OutcomeCount, ...]:
@@ -274,7 +314,76 @@ def build_report_data(
         not_reported=tuple((str(k), str(why)) for k, why in _mapping(metrics.get("not_reported", {}), "not_reported").items()),
         contended=_contended(counts.get("contended_timeouts")),
         intervals=pass_at_k_intervals(metrics),
+        corrected=_corrected_section(metrics, ks),
     )
+
+
+def _judges_rows(metrics: Mapping[Any, Any], corrected: Mapping[Any, Any], key: str, ks: Sequence[str]) -> tuple[JudgesRow, ...]:
+    """TACO's and the corrected judge's rows of table *key*, matched by name (a group only one judge has
+    shows dashes on the other side)."""
+    taco = {r.name: r for r in _table(metrics, key, ks, leave_out=("None",)) or ()}
+    mine = {r.name: r for r in _table(corrected, key, ks, leave_out=("None",)) or ()}
+    blank = PassAtKRow("", None, tuple(None for _ in ks))
+    return tuple(
+        JudgesRow(name, taco.get(name, blank).tasks, taco.get(name, blank).values, mine.get(name, blank).tasks,
+                  mine.get(name, blank).values)
+        for name in [*taco, *(n for n in mine if n not in taco)]
+    )  # fmt: skip
+
+
+def _corrected_section(metrics: Mapping[Any, Any], ks: Sequence[str]) -> CorrectedSection | None:
+    if "corrected" not in metrics:
+        return None
+    corrected = _mapping(metrics["corrected"], "corrected")
+    counts = _mapping(metrics.get("counts", {}), "counts")
+    tasks = corrected.get("tasks")
+    taco_tasks = counts.get("tasks")
+
+    def values(source: Mapping[Any, Any], where: str) -> tuple[float | None, ...]:
+        return tuple(None if source.get(k) is None else _number(source[k], f"{where}.{k}") for k in ks)
+
+    overall = JudgesRow(
+        "all tasks",
+        None if taco_tasks is None else int(_number(taco_tasks, "counts.tasks")),
+        values(metrics, "the top level"),
+        None if tasks is None else int(_number(tasks, "corrected.tasks")),
+        values(corrected, "corrected"),
+    )
+    checker = _mapping(corrected.get("needs_checker", {}), "corrected.needs_checker")
+    block = _mapping(metrics.get("disagreements", {}), "disagreements")
+    ways = [
+        _mapping(_mapping(block.get(way, {}), f"disagreements.{way}").get("by_reason", {}), f"disagreements.{way}.by_reason")
+        for way in ("taco_accepts_corrected_rejects", "corrected_accepts_taco_rejects")
+    ]
+    reasons = [*ways[0], *(r for r in ways[1] if r not in ways[0])]
+    several = _mapping(block.get("several_valid_outputs", {}), "disagreements.several_valid_outputs")
+    examples = tuple(
+        (
+            _text(e.get("task_id")), _text(e.get("sample")), _text(e.get("accepted_by")), _text(e.get("reason")),
+            _text(e.get("test")), _cell_text(e.get("output")), _cell_text(e.get("expected")),
+        )
+        for e in block.get("examples", []) if isinstance(e, Mapping)
+    )  # fmt: skip
+    return CorrectedSection(
+        overall=(overall, *_judges_rows(metrics, corrected, "by_difficulty", ks)),
+        by_skill=_judges_rows(metrics, corrected, "by_skill", ks),
+        taco_same_tasks=values(_mapping(corrected.get("taco_on_same_tasks", {}), "corrected.taco_on_same_tasks"), "taco"),
+        tasks=0 if tasks is None else int(_number(tasks, "corrected.tasks")),
+        needs_checker=tuple(int(_number(t, "corrected.needs_checker.task_ids")) for t in checker.get("task_ids", [])),
+        needs_checker_samples=int(_number(checker.get("samples", 0), "corrected.needs_checker.samples")),
+        needs_checker_taco_accepts=int(_number(several.get("taco_accepts", 0), "disagreements.several_valid_outputs")),
+        compared=int(_number(block.get("samples_compared", 0), "disagreements.samples_compared")),
+        disagreements=tuple(
+            DisagreementRow(str(r), int(_number(ways[0].get(r, 0), r)), int(_number(ways[1].get(r, 0), r))) for r in reasons
+        ),
+        examples=examples,
+    )
+
+
+def _cell_text(value: object, limit: int = 80) -> str:
+    """An output or expected text in one table cell: newlines shown as ⏎, cut at *limit* characters."""
+    text = "" if value is None else str(value).replace("\n", "⏎")
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def _contended(value: object) -> tuple[int, int] | None:

@@ -158,15 +158,22 @@ def evaluation_figures(outcome: EvaluationOutcome) -> dict:
 
 
 def sandbox_figures(pool: PoolStats | None, live_peak: int | None = None) -> dict:
+    """The sandboxes' figures; on a cluster, with ``hosts``: up at the end, lost during the run,
+    refused (a different sandbox identity), and the jobs re-queued from lost or failing hosts."""
     if pool is None:
         return {"slots": 0, "started": 0, "live_peak": 0, "failures": 0, "retired": 0}
-    return {
+    figures: dict = {
         "slots": pool.slots,
         "started": pool.sandboxes_started,
         "live_peak": max(live_peak or 0, pool.sandboxes_live),
         "failures": pool.sandbox_failures,
         "retired": pool.sandboxes_retired,
+        "out_of_rotation": pool.backends_out_of_rotation,
     }
+    if pool.hosts is not None:
+        hosts = pool.hosts
+        figures["hosts"] = {"up": hosts.up, "lost": hosts.lost, "refused": hosts.refused, "requeued": hosts.requeued}
+    return figures
 
 
 def host_figures() -> dict:

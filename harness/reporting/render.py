@@ -14,6 +14,8 @@ from harness.reporting.intervals import intervals_html, intervals_markdown
 from harness.reporting.model import (
     INFRA_GROUP,
     PLOTS,
+    CorrectedSection,
+    JudgesRow,
     PassAtKRow,
     PlotImage,
     ReportData,
@@ -98,6 +100,101 @@ def _outcome_rows(data: ReportData) -> list[list[str]]:
     return [[o.outcome, o.group, f"{o.samples:,}", percent(data.share(o.samples))] for o in data.outcomes]
 
 
+# -- the corrected judge beside TACO's --------------------------------------------------------------
+_CORRECTED_NOTE = (
+    "The corrected judge judges the same runs without TACO's comparison quirks: outputs as token sequences, "
+    "case-insensitive and float-tolerant where TACO's Special-Judge list says so; problems with several valid "
+    'outputs need a checker and are left out of its pass@k (README, "Corrected judge").'
+)
+_EXAMPLES_HEADER = ("task", "sample", "accepted by", "reason", "test", "output", "expected")
+
+
+def _judges_header(data: ReportData, name: str) -> list[str]:
+    return [name, "tasks", *(f"TACO {k}" for k in data.ks), "tasks (corrected)", *(f"corrected {k}" for k in data.ks)]
+
+
+def _judges_numeric(data: ReportData) -> range:
+    return range(1, 3 + 2 * len(data.ks))
+
+
+def _judges_rows(rows: Sequence[JudgesRow]) -> list[list[str]]:
+    return [
+        [r.name, format_value(r.taco_tasks), *(percent(v) for v in r.taco), format_value(r.corrected_tasks),
+         *(percent(v) for v in r.corrected)]
+        for r in rows
+    ]  # fmt: skip
+
+
+def _corrected_lines(data: ReportData, section: CorrectedSection) -> list[str]:
+    """The sentences under the side-by-side tables: like-with-like, the tasks left to a checker, the totals."""
+    same = ", ".join(f"{k} {percent(v)}" for k, v in zip(data.ks, section.taco_same_tasks))
+    lines = [f"TACO over the same {section.tasks:,} tasks the corrected judge judges: {same or '—'}."]
+    if section.needs_checker:
+        ids = ", ".join(str(t) for t in section.needs_checker[:40]) + (", …" if len(section.needs_checker) > 40 else "")
+        lines.append(
+            f"Needs a checker (several valid outputs): {_count(len(section.needs_checker), 'task')}, "
+            f"{_count(section.needs_checker_samples, 'sample')}, of which TACO accepts {section.needs_checker_taco_accepts:,}; "
+            f"task ids {ids}."
+        )
+    taco_only, corrected_only = section.totals
+    lines.append(
+        f"Of {section.compared:,} samples both judges judged, TACO accepts {taco_only:,} that the corrected judge rejects "
+        f"and rejects {corrected_only:,} that it accepts."
+    )
+    return lines
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
+def _disagreement_rows(section: CorrectedSection) -> list[list[str]]:
+    rows = [[r.reason, f"{r.taco_accepts:,}", f"{r.corrected_accepts:,}"] for r in section.disagreements]
+    taco_only, corrected_only = section.totals
+    return [*rows, ["total", f"{taco_only:,}", f"{corrected_only:,}"]]
+
+
+_DISAGREEMENT_HEADER = ("reason (first differing test)", "TACO accepts, corrected rejects", "corrected accepts, TACO rejects")
+
+
+def _corrected_markdown(data: ReportData) -> list[str]:
+    section = data.corrected
+    if section is None:
+        return []
+    lines = ["## Corrected judge beside TACO's", "", md_text(_CORRECTED_NOTE), ""]
+    lines += _md_table(_judges_header(data, ""), _judges_rows(section.overall), _judges_numeric(data))
+    if section.by_skill:
+        lines += ["### By skill, both judges", ""]
+        lines += _md_table(_judges_header(data, "skill"), _judges_rows(section.by_skill), _judges_numeric(data))
+    lines += [f"* {md_text(line)}" for line in _corrected_lines(data, section)] + [""]
+    lines += ["### Disagreements", "", *_md_table(_DISAGREEMENT_HEADER, _disagreement_rows(section), (1, 2))]
+    if section.examples:
+        lines += ["### Examples", "", *_md_table(_EXAMPLES_HEADER, section.examples, (0, 1, 4))]
+    return lines
+
+
+def _corrected_html(data: ReportData) -> list[str]:
+    section = data.corrected
+    if section is None:
+        return []
+    parts = [
+        '<h2 id="corrected-heading">Corrected judge beside TACO\'s</h2>',
+        f'<p class="note">{_e(_CORRECTED_NOTE)}</p>',
+        _html_table("pass-at-k-both-judges", _judges_header(data, ""), _judges_rows(section.overall), _judges_numeric(data)),
+    ]
+    if section.by_skill:
+        parts += [
+            "<h3>By skill, both judges</h3>",
+            _html_table("pass-at-k-both-judges-by-skill", _judges_header(data, "skill"), _judges_rows(section.by_skill),
+                        _judges_numeric(data)),
+        ]  # fmt: skip
+    parts += [f'<p class="note">{_e(line)}</p>' for line in _corrected_lines(data, section)]
+    parts += ["<h3>Disagreements</h3>", _html_table("disagreements", _DISAGREEMENT_HEADER, _disagreement_rows(section), (1, 2))]
+    if section.examples:
+        parts += ["<h3>Examples</h3>", _html_table("disagreement-examples", _EXAMPLES_HEADER, section.examples, (0, 1, 4))]
+    return parts
+
+
 def render_markdown(data: ReportData, images: ReportImages = PLOTS) -> str:
     lines = [f"# {md_text(data.title)}", "", md_text(_summary(data)), ""]
     if data.partial is not None:
@@ -124,6 +221,7 @@ def render_markdown(data: ReportData, images: ReportImages = PLOTS) -> str:
             lines += [_no_groups(name), ""]
         else:
             lines += _md_table([name, "tasks", *data.ks], _pass_rows(rows), _pass_numeric(data))
+    lines += _corrected_markdown(data)
     lines += ["## Verdicts", ""]
     if data.verdict_groups is None:
         lines += ["Not recorded in metrics.json (no counts.outcomes).", ""]
@@ -229,6 +327,7 @@ def render_html(data: ReportData, images: ReportImages = PLOTS) -> str:
             parts.append(f'<p class="note">{_e(_no_groups(name))}</p>')
         else:
             parts.append(_html_table(table_id, [name, "tasks", *data.ks], _pass_rows(rows), _pass_numeric(data)))
+    parts += _corrected_html(data)
     parts.append('<h2 id="verdicts-heading">Verdicts</h2>')
     if data.verdict_groups is None:
         parts.append('<p class="note">Not recorded in metrics.json (no counts.outcomes).</p>')

@@ -207,10 +207,10 @@ def test_out_of_memory_halves_the_slots_and_loses_nothing(tiny, monkeypatch):
     model, tokenizer = tiny
     original = fast_module._SlotRun.__init__
 
-    def allocate(self, engine, jobs, prompts, capacity, slots):
+    def allocate(self, engine, jobs, prompts, capacity, slots, *intake):
         if slots > 2:
             raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
-        original(self, engine, jobs, prompts, capacity, slots)
+        original(self, engine, jobs, prompts, capacity, slots, *intake)
 
     monkeypatch.setattr(fast_module._SlotRun, "__init__", allocate)
     messages = []

@@ -16,7 +16,6 @@ from harness.generation.plan import (
     SamplingSettings,
     plan_jobs,
     sample_seed,
-    shard_jobs,
     without_samples,
 )
 from harness.generation.sampling import (
@@ -119,18 +118,6 @@ def test_seeds_depend_on_seed_task_and_index_only():
     assert sample_seed(0, 5, 3) == sample_seed(0, 5, 3)
     assert len({sample_seed(s, t, i) for s in range(3) for t in range(20) for i in range(20)}) == 1200
     assert all(0 <= sample_seed(0, t, 0) < 2**63 for t in range(100))
-
-
-def test_sharding_keeps_problems_whole_and_covers_every_job_once():
-    settings = GenerationSettings("m", n=3, max_new_tokens=10)
-    jobs = plan_jobs([(t, "x" * (t * 37 % 11 + 1)) for t in range(10)], settings)
-    shards = shard_jobs(jobs, 3)
-    assert sorted(job.task_id for shard in shards for job in shard) == list(range(10))
-    for shard in shards:
-        assert [j.task_id for j in shard] == sorted(j.task_id for j in shard)  # task order within a shard
-        assert all(len(job.samples) == 3 for job in shard)
-    assert max(map(len, shards)) - min(map(len, shards)) <= 1
-    assert shard_jobs(jobs, 1) == [jobs]
 
 
 def test_without_samples_drops_finished_ones():

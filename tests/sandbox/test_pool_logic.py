@@ -18,6 +18,7 @@ from typing import TypeVar
 import pytest
 
 from harness.errors import SandboxError
+from harness.sandbox import pool as pool_module
 from harness.sandbox.fake import (
     DIES_ON_FIRST_MESSAGE,
     FAILS_TO_START,
@@ -423,6 +424,43 @@ def test_slots_spread_over_backends_by_capacity(size, small_share, big_share):
     assert sum(o.sandbox.startswith("big-") for o in outcomes) == big_share
     assert (small.counts().started, big.counts().started) == (small_share, big_share)
     assert small.counts().live == big.counts().live == 0
+
+
+def test_a_backend_that_cannot_start_sandboxes_leaves_rotation_and_its_jobs_run_on_the_others():
+    """The single-machine black hole: one dead host beside a live one ends with no infrastructure error."""
+    dead, live = FakeBackend("dead", capacity=2, always_fails_to_start=True), FakeBackend("live", capacity=2)
+    with outcome_pool([dead, live], retries=1) as pool:  # one attempt: a start failure there must not cost it
+        outcomes = finishes_within(PATIENCE_S, lambda: pool.map([Ask(str(i)) for i in range(40)]))
+        stats = pool.stats()
+    assert [o.infrastructure_error for o in outcomes] == [""] * 40
+    assert all(o.sandbox.startswith("live-") for o in outcomes)
+    assert stats.backends_out_of_rotation == 1 and stats.jobs == 40
+    # Out of rotation after BENCH_AFTER_START_FAILURES failures in a row (each of its 2 slots may have
+    # been starting one at that moment), not once per job.
+    assert dead.counts().start_attempts <= pool_module.BENCH_AFTER_START_FAILURES + 1
+
+
+def test_with_every_backend_out_of_rotation_jobs_end_as_infrastructure_errors():
+    dead = [FakeBackend(f"dead{i}", capacity=1, always_fails_to_start=True) for i in range(2)]
+    with outcome_pool(dead, retries=2) as pool:
+        outcomes = finishes_within(PATIENCE_S, lambda: pool.map([Ask(str(i)) for i in range(6)]))
+        assert pool.stats().backends_out_of_rotation == 2
+    assert all("failed to start" in o.infrastructure_error for o in outcomes)
+
+
+def test_a_backend_out_of_rotation_is_tried_again_after_its_cool_down(monkeypatch):
+    monkeypatch.setattr(pool_module, "BENCH_COOL_DOWN_S", 0.2)
+    flaky = FakeBackend("flaky", script=[FAILS_TO_START] * pool_module.BENCH_AFTER_START_FAILURES)
+    held = Held("hold")  # keeps the steady backend's one slot busy, so the flaky one must take the rest
+    with outcome_pool([flaky, FakeBackend("steady")]) as pool:
+        first = pool.submit(held)
+        assert held.started.wait(PATIENCE_S)
+        later = [pool.submit(Ask(str(i))) for i in range(3)]
+        outcomes = [result_of(reply) for reply in later]  # each waits out the cool-down, then runs on flaky
+        held.release.set()
+        assert result_of(first).sandbox.startswith("steady-")
+        assert pool.stats().backends_out_of_rotation == 0
+    assert all(o.sandbox.startswith("flaky-") for o in outcomes)
 
 
 def test_a_pool_needs_a_backend():

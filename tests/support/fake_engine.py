@@ -6,7 +6,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from harness.generation.engine import FinishedSample, FinishReason
+from harness.generation.engine import FinishedSample, FinishReason, JobSource, each_job
 from harness.generation.plan import PromptJob
 
 
@@ -23,9 +23,9 @@ def fake_text(task_id: int, index: int, seed: int) -> str:
 class FakeEngine:
     crash_after: int | None = None  # raise after this many samples (a crash mid-run)
 
-    def run(self, jobs: Sequence[PromptJob], on_sample: Callable[[FinishedSample], None]) -> None:
+    def run(self, jobs: Sequence[PromptJob] | JobSource, on_sample: Callable[[FinishedSample], None]) -> None:
         emitted = 0
-        for job in jobs:
+        for job in each_job(jobs):
             for spec in job.samples:
                 if self.crash_after is not None and emitted >= self.crash_after:
                     raise EngineCrashed(f"crashed after {emitted} samples")
@@ -53,11 +53,11 @@ class ScriptedEngine:
     delay_s: float = 0.0
     emitted_log: str | None = None  # a file: one line per sample as it is emitted
 
-    def run(self, jobs: Sequence[PromptJob], on_sample: Callable[[FinishedSample], None]) -> None:
+    def run(self, jobs: Sequence[PromptJob] | JobSource, on_sample: Callable[[FinishedSample], None]) -> None:
         import time
 
         programs = dict(self.outputs)
-        for job in jobs:
+        for job in each_job(jobs):
             for spec in job.samples:
                 time.sleep(self.delay_s)
                 text = programs[job.task_id][spec.index]

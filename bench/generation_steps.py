@@ -1,0 +1,343 @@
+"""Issue 14 on one GPU, in one run: self-checks of the new kernels, a profile of one CUDA-graph replay
+(before and after), and useful tokens/s of the fast engine step by step: the copied-prefix layout
+with the model's own forward (before), + shared-prefix attention, + the fused decode step, + more
+slots in the memory the shared prefix frees, then fp8 and int8 at the same slots as bf16.
+
+Workload (the issue's job): the real TACO test prompts (evenly spaced), n samples each, every sample
+``--max-new-tokens`` long (random weights never stop by themselves), temperature 0.2, top-p 0.95.
+
+    python bench/generation_steps.py --out steps.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+import traceback
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository, for `python bench/...`
+
+import torch
+
+from bench.generation import DEFAULT_PROMPTS, SHAPES, build_model, build_tokenizer, evenly_spaced, load_prompts
+
+RESULTS: dict = {}
+
+
+def report(name: str, **values) -> None:
+    RESULTS.setdefault("records", []).append({"check": name, **values})
+    print(json.dumps({"check": name, **values}), flush=True)
+
+
+def check_kernels() -> None:
+    """Triton kernels against the torch reference in float32 (bf16 inputs upcast)."""
+    from harness.generation import triton_decode
+    from harness.generation.attention import torch_decode_attention
+    from harness.generation.decode_step import _rotate
+    from harness.generation.prefix_attention import group_members, group_rows, torch_shared_prefix_attention
+    from harness.generation.triton_attention import triton_shared_prefix_attention
+
+    torch.manual_seed(0)
+    dev, bf = "cuda", torch.bfloat16
+    for slots, heads, kv_heads, dim, suffix in [(64, 12, 2, 128, 600), (48, 24, 8, 128, 520), (8, 8, 8, 64, 100)]:
+        pool_tokens = 4000
+        pk = torch.randn(kv_heads, pool_tokens, dim, device=dev, dtype=bf)
+        pv = torch.randn_like(pk)
+        plen = torch.randint(0, 1500, (slots,), device=dev)
+        plen[0] = 0
+        start = torch.randint(0, pool_tokens - 1500, (slots,), device=dev)
+        start[1::2] = start[0::2][: slots // 2]  # siblings share a range
+        plen[1::2] = plen[0::2][: slots // 2]
+        sk = torch.randn(slots, kv_heads, suffix, dim, device=dev, dtype=bf)
+        sv = torch.randn_like(sk)
+        lengths = torch.randint(1, suffix + 1, (slots,), device=dev)
+        q = torch.randn(slots, heads, 1, dim, device=dev, dtype=bf)
+        # The copied-prefix layout: the prefix copied into each row, then the suffix.
+        cap = int(plen.max()) + suffix
+        ck = torch.zeros(slots, kv_heads, cap, dim, device=dev)
+        cv = torch.zeros_like(ck)
+        for s in range(slots):
+            n, a = int(plen[s]), int(start[s])
+            ck[s, :, :n], cv[s, :, :n] = pk[:, a : a + n].float(), pv[:, a : a + n].float()
+            ck[s, :, n : n + suffix], cv[s, :, n : n + suffix] = sk[s].float(), sv[s].float()
+        ref = torch_decode_attention(q.float(), ck, cv, plen + lengths, dim**-0.5)
+        torch_got = torch_shared_prefix_attention(
+            q.float(), sk.float(), sv.float(), lengths, pk.float(), pv.float(), start, plen, int(plen.max()), dim**-0.5
+        )
+        prefixes = [(int(a), int(b)) for a, b in zip(start.tolist(), plen.tolist())]
+        groups = torch.tensor(group_rows(prefixes, group_members(heads // kv_heads), slots), dtype=torch.int64, device=dev)
+        got = triton_shared_prefix_attention(q, sk, sv, lengths, pk, pv, plen, groups, int(plen.max()), dim**-0.5).float()
+        report(
+            "shared_prefix_vs_copied_fp32",
+            shape=[slots, heads, kv_heads, dim],
+            torch_max_abs=(ref - torch_got).abs().max().item(),
+            triton_rel=((ref - got).norm() / ref.norm()).item(),
+        )
+    r, d = torch.randn(64, 3072, device=dev, dtype=bf), torch.randn(64, 3072, device=dev, dtype=bf)
+    w = torch.randn(3072, device=dev, dtype=bf)
+    new_r, x = triton_decode.add_rms_norm(r, d, w, 1e-6)
+    s = (r + d).float()
+    expect = w.float() * (s * torch.rsqrt(s.pow(2).mean(-1, keepdim=True) + 1e-6))
+    report(
+        "add_rms_norm_rel", rel=((x.float() - expect).norm() / expect.norm()).item(), residual_equal=bool((new_r == r + d).all())
+    )
+    from harness.generation.quantization import LinearWeights, Quantization, linear, quantize_weight
+
+    x = torch.randn(200, 3072, device=dev, dtype=bf)
+    weight = torch.randn(8192, 3072, device=dev, dtype=bf) * 0.02
+    expect = x.float() @ weight.float().t()
+    for mode in (Quantization.FP8, Quantization.INT8):
+        quantized, scale = quantize_weight(weight, mode)
+        got = linear(x, LinearWeights(quantized, scale, None, mode)).float()
+        report("quantized_linear_rel", mode=mode.value, rel=((got - expect).norm() / expect.norm()).item())
+    heads, kv_heads, dim, slots = 24, 8, 128, 64
+    qkv = torch.randn(slots, (heads + 2 * kv_heads) * dim, device=dev, dtype=bf)
+    cos, sin = torch.randn(slots, dim, device=dev, dtype=bf), torch.randn(slots, dim, device=dev, dtype=bf)
+    keys = torch.zeros(slots, kv_heads, 300, dim, device=dev, dtype=bf)
+    values = torch.zeros_like(keys)
+    index = torch.randint(0, 300, (slots,), device=dev)
+    query = triton_decode.rotary_and_write(qkv, cos, sin, keys, values, index, heads, kv_heads, dim)
+    qq, kk, vv = qkv.float().split([heads * dim, kv_heads * dim, kv_heads * dim], -1)
+    rows = torch.arange(slots, device=dev)
+    report(
+        "rotary_and_write_max_abs",
+        query=(query.float() - _rotate(qq.view(slots, heads, dim), cos.float(), sin.float())).abs().max().item(),
+        key=(keys[rows, :, index].float() - _rotate(kk.view(slots, kv_heads, dim), cos.float(), sin.float())).abs().max().item(),
+        value=(values[rows, :, index].float() - vv.view(slots, kv_heads, dim)).abs().max().item(),
+    )
+
+
+def check_greedy(prompts) -> None:
+    """Greedy tokens of every layout/step variant against model.generate (fp32 and bf16)."""
+    from transformers import AutoModelForCausalLM, Qwen2Config
+
+    from harness.generation.fast_engine import FastEngine, FastEngineOptions
+    from harness.generation.plan import GenerationSettings, SamplingSettings, plan_jobs
+
+    tokenizer = build_tokenizer([p for _, p in prompts], 4096)
+    for dtype in (torch.float32, torch.bfloat16):
+        config = Qwen2Config(
+            vocab_size=len(tokenizer), hidden_size=512, intermediate_size=1024, num_hidden_layers=4, num_attention_heads=8,
+            num_key_value_heads=2, head_dim=64, eos_token_id=None, pad_token_id=tokenizer.pad_token_id, bos_token_id=None,
+        )  # fmt: skip
+        torch.manual_seed(0)
+        with torch.device("cuda"):
+            model = AutoModelForCausalLM.from_config(config, dtype=dtype, attn_implementation="sdpa").eval()
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if "norm" not in name:
+                    p.mul_(8)
+        greedy = SamplingSettings(temperature=0.0)
+        chosen = prompts[:6]
+        refs = {}
+        for task_id, prompt in chosen:
+            inputs = tokenizer(prompt, return_tensors="pt").to("cuda")
+            with torch.inference_mode():
+                out = model.generate(**inputs, do_sample=False, max_new_tokens=64, pad_token_id=tokenizer.pad_token_id)
+            refs[task_id] = out[0, inputs["input_ids"].shape[1] :].tolist()
+        jobs = plan_jobs(chosen, GenerationSettings("m", n=2, max_new_tokens=64, sampling=greedy))
+        for shared, fused in ((False, False), (True, False), (True, True)):
+            engine = FastEngine(
+                model, tokenizer, greedy, FastEngineOptions(slots=5, chunk_steps=8, shared_prefix=shared, fused_step=fused)
+            )
+            found = {}
+            engine.run(jobs, lambda s, found=found: found.setdefault((s.task_id, s.index), s))
+            equal = prefix = 0
+            for (task_id, _), sample in found.items():
+                got, ref = list(sample.token_ids), refs[task_id]
+                equal += got == ref[: len(got)]
+                prefix += next((j for j, (a, b) in enumerate(zip(got, ref)) if a != b), min(len(got), len(ref)))
+            report(
+                "greedy_vs_generate", dtype=str(dtype), shared_prefix=shared, fused_step=fused, samples=len(found),
+                identical=equal, mean_common_prefix=prefix / len(found),
+            )  # fmt: skip
+        del model
+        torch.cuda.empty_cache()
+
+
+def _jobs(chosen, n, max_new):
+    from harness.generation.plan import PromptJob, SampleSpec, sample_seed
+
+    return [PromptJob(t, p, tuple(SampleSpec(i, sample_seed(0, t, i), max_new) for i in range(n))) for t, p in chosen]
+
+
+def profile_replay(model, tokenizer, chosen, options, label: str) -> None:
+    """torch.profiler over one CUDA-graph replay (one chunk) in steady state; kernel time by kind."""
+    from harness.generation import fast_engine
+    from harness.generation.fast_engine import FastEngine
+    from harness.generation.plan import SamplingSettings
+
+    original = fast_engine._SlotRun._launch
+    captured: dict = {}
+
+    def launch(self, chunk):
+        if chunk == 6 and self.bank.graph is not None and not captured:
+            torch.cuda.synchronize()
+            from torch.profiler import ProfilerActivity, profile
+
+            with profile(activities=[ProfilerActivity.CUDA]) as prof:
+                self.bank.graph.replay()
+                torch.cuda.synchronize()
+            captured["events"] = [(e.key, e.device_time_total, e.count) for e in prof.key_averages()]
+            captured["steps"] = self.chunk_steps
+        return original(self, chunk)
+
+    fast_engine._SlotRun._launch = launch
+    try:
+        engine = FastEngine(model, tokenizer, SamplingSettings(0.2, 50, 0.95), options)
+        engine.run(_jobs(chosen, 16, 160), lambda s: None)
+    finally:
+        fast_engine._SlotRun._launch = original
+    kinds: dict[str, float] = {}
+    launches = 0
+    for name, micros, count in captured.get("events", []):
+        low = name.lower()
+        if "partial_kernel" in low or "merge_kernel" in low or "prefix_group_kernel" in low:
+            kind = "attention"
+        elif any(t in low for t in ("gemm", "cutlass", "nvjet", "sm90", "matmul", "xmma", "cublas")):
+            kind = "gemm"
+        elif any(t in low for t in ("topk", "sort", "radix", "gather_topk", "bitonic")):
+            kind = "top-k"
+        elif "rms_norm" in low or "rotary" in low or "silu" in low:
+            kind = "fused elementwise (Triton)"
+        else:
+            kind = "other small kernels"
+        kinds[kind] = kinds.get(kind, 0.0) + micros
+        launches += count
+    steps = captured.get("steps", 1)
+    total = sum(kinds.values())
+    report(
+        "profile_one_replay", label=label, slots=options.slots, ms_per_step=total / 1000 / steps,
+        kernels_per_step=launches / steps,
+        share={k: round(v / total, 3) for k, v in sorted(kinds.items(), key=lambda kv: -kv[1])} if total else {},
+        ms_per_step_by_kind={k: round(v / 1000 / steps, 3) for k, v in kinds.items()},
+        top=[(n[:80], round(m / 1000 / steps, 3)) for n, m, _ in sorted(captured.get("events", []), key=lambda e: -e[1])[:12]],
+    )  # fmt: skip
+
+
+def measure(model, tokenizer, chosen, n, max_new, options, label: str) -> dict:
+    from harness.generation.fast_engine import FastEngine
+    from harness.generation.plan import SamplingSettings
+
+    engine = FastEngine(model, tokenizer, SamplingSettings(0.2, 50, 0.95, seed=0), options)
+    jobs = _jobs(chosen, n, max_new)
+    tokens = 0
+    outputs: dict = {}
+
+    def sink(sample):
+        nonlocal tokens
+        tokens += len(sample.token_ids)
+        outputs[(sample.task_id, sample.index)] = sample.token_ids
+
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    started = time.perf_counter()
+    engine.run(jobs, sink)
+    torch.cuda.synchronize()
+    seconds = time.perf_counter() - started
+    stats = engine.last_run
+    result = {
+        "label": label,
+        "slots": stats.slots,
+        "tokens": tokens,
+        "seconds": round(seconds, 2),
+        "setup_seconds": round(stats.setup_seconds, 2),
+        "useful_tok_s": round(tokens / seconds, 1),
+        "ms_per_step": round(1000 * (seconds - stats.setup_seconds) / stats.decode_steps, 3),
+        "peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2),
+    }
+    report("throughput", **result)
+    result["outputs"] = outputs
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--shapes", default="llama-3.2-3b=256:512,qwen2.5-coder-1.5b=512:1024", help="shape=slots:more_slots,...")
+    parser.add_argument("--prompts", type=int, default=32)
+    parser.add_argument("--n", type=int, default=20)
+    parser.add_argument("--max-new-tokens", type=int, default=512)
+    parser.add_argument("--variants", default="before,shared,fused,more_slots,fp8,int8")
+    parser.add_argument("--checks", default="kernels,greedy", help="Self-checks to run first ('' for none).")
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    from harness.generation.fast_engine import FastEngineOptions
+    from harness.generation.quantization import Quantization, weight_bytes
+
+    RESULTS["command"] = "python bench/generation_steps.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    RESULTS["machine"] = f"{torch.cuda.get_device_name(0)}, torch {torch.__version__}"
+    all_prompts = load_prompts(DEFAULT_PROMPTS if DEFAULT_PROMPTS.exists() else Path(".gpudata/prompts.jsonl"))
+    chosen = evenly_spaced(all_prompts, args.prompts)
+
+    def flush():
+        if args.out:
+            args.out.write_text(json.dumps(RESULTS, indent=1))
+
+    checks = {"kernels": check_kernels, "greedy": lambda: check_greedy(evenly_spaced(all_prompts, 6))}
+    for name in filter(None, args.checks.split(",")):
+        try:
+            checks[name]()
+        except Exception:
+            report("check_failed", error=traceback.format_exc()[-2000:])
+        flush()
+    variants = args.variants.split(",")
+    for part in args.shapes.split(","):
+        shape, slot_text = part.split("=")
+        slots, more = (int(x) for x in slot_text.split(":"))
+        tokenizer = build_tokenizer([p for _, p in all_prompts], SHAPES[shape][-1])
+        prompt_tokens = [len(tokenizer(p)["input_ids"]) for _, p in chosen]
+        report("shape", shape=shape, prompts=len(chosen), n=args.n, max_new_tokens=args.max_new_tokens,
+               prompt_tokens_mean=sum(prompt_tokens) / len(prompt_tokens))  # fmt: skip
+        base: dict | None = None
+        plan = [
+            ("before", dict(shared_prefix=False, fused_step=False), slots, Quantization.NONE),
+            ("shared", dict(shared_prefix=True, fused_step=False), slots, Quantization.NONE),
+            ("fused", dict(shared_prefix=True, fused_step=True), slots, Quantization.NONE),
+            ("more_slots", dict(shared_prefix=True, fused_step=True), more, Quantization.NONE),
+            ("fp8", dict(shared_prefix=True, fused_step=True), slots, Quantization.FP8),
+            ("int8", dict(shared_prefix=True, fused_step=True), slots, Quantization.INT8),
+        ]
+        model = None
+        current = None
+        for label, flags, count, quant in plan:
+            if label not in variants:
+                continue
+            try:
+                if model is None or (quant is not current and quant is not Quantization.NONE):
+                    model = None
+                    torch.cuda.empty_cache()
+                    model = build_model(shape, torch.bfloat16, "cuda", tokenizer.eos_token_id, tokenizer.pad_token_id)
+                    current = quant
+                options = FastEngineOptions(slots=count, chunk_steps=16, quantization=quant, **flags)
+                if label in ("before", "fused"):
+                    profile_replay(model, tokenizer, chosen[:16], options, f"{shape} {label}")
+                result = measure(model, tokenizer, chosen, args.n, args.max_new_tokens, options, f"{shape} {label}")
+                result["weight_gib"] = round(weight_bytes(model) / 2**30, 2)
+                if base is None:
+                    base = result
+                else:
+                    same = sum(result["outputs"].get(k) == v for k, v in base["outputs"].items())
+                    speedup = round(result["useful_tok_s"] / base["useful_tok_s"], 3)
+                    report("vs_before", label=f"{shape} {label}", speedup=speedup, samples_identical_to_before=same,
+                           samples=len(base["outputs"]), weight_gib=result["weight_gib"])  # fmt: skip
+                if label == "fused":
+                    RESULTS.setdefault("bf16_fused", {})[shape] = result["useful_tok_s"]
+                if label in ("fp8", "int8") and shape in RESULTS.get("bf16_fused", {}):
+                    report(f"{label}_vs_bf16_same_slots", shape=shape,
+                           ratio=round(result["useful_tok_s"] / RESULTS["bf16_fused"][shape], 3))  # fmt: skip
+            except Exception:
+                report("variant_failed", label=f"{shape} {label}", error=traceback.format_exc()[-2500:])
+                model = None
+                torch.cuda.empty_cache()
+            flush()
+        model = None
+        torch.cuda.empty_cache()
+    flush()
+
+
+if __name__ == "__main__":
+    main()

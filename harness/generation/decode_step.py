@@ -1,0 +1,122 @@
+"""One decode step of a llama-family model (llama, qwen2, qwen3, mistral) written out with fused
+projections, for the fast engine's CUDA graph.
+
+The Hugging Face forward runs q, k and v (gate and up) as separate products and norms, rotary and
+residual adds as chains of small kernels.  Here every layer runs one q/k/v product and one gate/up
+product on the fused weights of ``quantization.fused_layers`` (quantized there for fp8/int8), and on
+CUDA three Triton kernels (``triton_decode.py``) do residual add + RMSNorm, rotary + the K/V write,
+and SiLU-times-up each in one pass.  Elsewhere the same steps run as torch operations in the order
+the Hugging Face modules use, so on the CPU in float32 the step computes what the model's forward
+computes (the tests compare greedy tokens with ``model.generate``).  Prefill still runs the model's
+own forward.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from harness.generation.attention import decode_attention
+from harness.generation.prefix_attention import PrefixPool, shared_prefix_attention
+from harness.generation.quantization import LayerWeights, Quantization, fused_layers, linear
+
+
+class DecodeStep:
+    def __init__(self, model: Any, quantization: Quantization = Quantization.NONE):
+        config = model.config
+        inner = model.model
+        self.layers: list[LayerWeights] = fused_layers(model, quantization)
+        self.embed = inner.embed_tokens
+        self.rotary = inner.rotary_emb
+        self.final_norm = inner.norm
+        self.lm_head = model.lm_head
+        self.input_norms = [layer.input_layernorm for layer in inner.layers]
+        self.post_norms = [layer.post_attention_layernorm for layer in inner.layers]
+        first = inner.layers[0].self_attn
+        self.query_norms = [getattr(layer.self_attn, "q_norm", None) for layer in inner.layers]
+        self.key_norms = [getattr(layer.self_attn, "k_norm", None) for layer in inner.layers]
+        self.act = inner.layers[0].mlp.act_fn
+        self.silu = getattr(config, "hidden_act", "silu") == "silu"
+        self.heads = config.num_attention_heads
+        self.kv_heads = getattr(config, "num_key_value_heads", None) or self.heads
+        self.head_dim = first.head_dim
+        self.scale = first.scaling
+
+    def logits(
+        self,
+        tokens: torch.Tensor,
+        positions: torch.Tensor,
+        keys: list[torch.Tensor],
+        values: list[torch.Tensor],
+        write_index: torch.Tensor,
+        pool: PrefixPool | None,
+        kernel: str,
+    ) -> torch.Tensor:
+        """tokens/positions/write_index [S]; keys/values per layer [S, KVH, L, D] (written at
+        ``write_index``); returns the next-token logits [S, V] in the model's dtype."""
+        fused = kernel == "triton"
+        if fused:
+            from harness.generation import triton_decode
+        slots = tokens.shape[0]
+        residual = self.embed(tokens)  # [S, hidden]
+        cos, sin = self.rotary(residual[:, None], positions[:, None])  # [S, 1, D] each
+        cos, sin = cos[:, 0], sin[:, 0]
+        lengths = write_index + 1
+        rows = torch.arange(slots, device=tokens.device)
+        delta: torch.Tensor | None = None
+        heads, kv_heads, dim = self.heads, self.kv_heads, self.head_dim
+        for index, layer in enumerate(self.layers):
+            norm = self.input_norms[index]
+            if fused:
+                residual, x = triton_decode.add_rms_norm(residual, delta, norm.weight, norm.variance_epsilon)
+            else:
+                if delta is not None:
+                    residual = residual + delta
+                x = norm(residual)
+            qkv = linear(x, layer.qkv)  # [S, (H + 2 KVH) D]
+            if fused and self.query_norms[index] is None:
+                query = triton_decode.rotary_and_write(
+                    qkv, cos, sin, keys[index], values[index], write_index, heads, kv_heads, dim
+                )
+            else:
+                query, key, value = qkv.split([heads * dim, kv_heads * dim, kv_heads * dim], dim=-1)
+                query, key = query.view(slots, heads, dim), key.view(slots, kv_heads, dim)
+                query_norm, key_norm = self.query_norms[index], self.key_norms[index]
+                if query_norm is not None and key_norm is not None:
+                    query, key = query_norm(query), key_norm(key)
+                query, key = _rotate(query, cos, sin), _rotate(key, cos, sin)
+                keys[index][rows, :, write_index] = key
+                values[index][rows, :, write_index] = value.view(slots, kv_heads, dim)
+            query = query.view(slots, heads, 1, dim)
+            if pool is not None:
+                attended = shared_prefix_attention(query, keys[index], values[index], lengths, pool, index, self.scale, kernel)
+            else:
+                attended = decode_attention(query, keys[index], values[index], lengths, self.scale, kernel)
+            attended = linear(attended.reshape(slots, heads * dim), layer.out)
+            norm = self.post_norms[index]
+            if fused:
+                residual, x = triton_decode.add_rms_norm(residual, attended, norm.weight, norm.variance_epsilon)
+            else:
+                residual = residual + attended
+                x = norm(residual)
+            gate_up = linear(x, layer.gate_up)
+            if fused and self.silu:
+                hidden = triton_decode.silu_times_up(gate_up)
+            else:
+                gate, up = gate_up.chunk(2, dim=-1)
+                hidden = self.act(gate) * up
+            delta = linear(hidden, layer.down)
+        norm = self.final_norm
+        if fused:
+            _, x = triton_decode.add_rms_norm(residual, delta, norm.weight, norm.variance_epsilon)
+        else:
+            x = norm(residual + delta if delta is not None else residual)
+        return self.lm_head(x)
+
+
+def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotary embedding as the Hugging Face models apply it (rotate-half), x [S, heads, D], cos/sin [S, D]."""
+    half = x.shape[-1] // 2
+    rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+    return x * cos[:, None] + rotated * sin[:, None]

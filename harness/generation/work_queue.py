@@ -1,0 +1,267 @@
+"""One queue of prompts for every device worker of a generation, wherever the workers run.
+
+The driver (the process that writes the journal) holds a ``WorkQueue`` of the samples still to
+generate and a ``Dispatcher`` that answers its workers.  A worker's engine asks for more work as its
+slots free up (``Want``) and gets whole prompts, about as many samples as it has room for, so a fast
+device takes more and a slow one less, and every device stays busy until the queue is empty; a device
+whose model is still loading takes nothing until it is ready.  Each worker's finished samples come
+back to the driver (``Finished``), which journals each (task_id, index) once.  A worker that is lost
+(its process or node died without a word) gives its unfinished samples back to the front of the queue;
+a worker that reports an error (``Failed``: a model that does not load, a bug) fails the run, since
+every other worker would meet it too.
+
+The transports differ (a pipe per spawned process in ``workers``, Ray calls in ``harness.cluster``);
+the events, the queue and the dispatcher's decisions are these, whichever carries them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+
+from harness.errors import GenerationError
+from harness.generation.journal import JournalEntry
+from harness.generation.plan import PromptJob, SampleSpec
+
+SampleKey = tuple[int, int]  # (task_id, sample index)
+
+
+# -- what a worker tells the driver ------------------------------------------------------------------
+@dataclass(frozen=True)
+class Ready:
+    """The worker's model has loaded on ``device``; ``where`` names the machine and accelerator
+    where that is not this machine's (a worker of a cluster), else is empty."""
+
+    device: str
+    where: str = ""
+
+
+@dataclass(frozen=True)
+class Want:
+    """A request for whole prompts holding about ``samples`` samples.  Answered at once, with nothing
+    when the queue is empty for now (the engine then ends its run with what it holds); with ``wait``
+    (a worker with nothing to do) answered only when there is work or nothing will come any more."""
+
+    samples: int
+    wait: bool = False
+
+
+@dataclass(frozen=True)
+class Finished:
+    entry: JournalEntry
+
+
+@dataclass(frozen=True)
+class Said:
+    text: str
+
+
+@dataclass(frozen=True)
+class Done:
+    """The worker has stopped: no work is left for it."""
+
+    peak_bytes: int | None  # the device's peak allocated memory (None off CUDA)
+
+
+@dataclass(frozen=True)
+class Failed:
+    message: str  # one line: the exception and where it was raised
+
+
+WorkerEvent = Ready | Want | Finished | Said | Done | Failed
+Reply = tuple[int, tuple[PromptJob, ...]]  # (worker, jobs): the answer to that worker's Want
+
+
+class WorkQueue:
+    """The samples of a generation still to hand out, and who holds the ones handed out (pure state).
+
+    Jobs are handed out whole (a prompt's samples share its prefill), longest prompt first (the long
+    ones are the worst to start last), and samples given back by a lost worker go first of all."""
+
+    def __init__(self, jobs: Sequence[PromptJob]):
+        self._pending: deque[PromptJob] = deque(sorted(jobs, key=lambda job: -len(job.prompt)))
+        self._expected = {(job.task_id, spec.index) for job in jobs for spec in job.samples}
+        self._finished: set[SampleKey] = set()
+        self._held: dict[int, dict[SampleKey, tuple[PromptJob, SampleSpec]]] = {}
+        self.requeued = 0  # samples given back by lost workers
+
+    def take(self, worker: int, samples: int) -> tuple[PromptJob, ...]:
+        """Whole jobs holding at least ``samples`` samples (at least one job), or as many as are left."""
+        taken: list[PromptJob] = []
+        count = 0
+        held = self._held.setdefault(worker, {})
+        while self._pending and (not taken or count < samples):
+            job = self._pending.popleft()
+            # A sample of a lost worker may have been finished by it after all (a late message).
+            job = replace(job, samples=tuple(s for s in job.samples if (job.task_id, s.index) not in self._finished))
+            if not job.samples:
+                continue
+            for spec in job.samples:
+                held[(job.task_id, spec.index)] = (job, spec)
+            taken.append(job)
+            count += len(job.samples)
+        return tuple(taken)
+
+    def finish(self, key: SampleKey) -> bool:
+        """Mark a sample finished; False if it already was (a lost worker's late message, or the
+        second worker that ran a sample given back)."""
+        if key not in self._expected:
+            raise GenerationError(f"a worker returned task {key[0]} sample {key[1]}, which this run did not ask for")
+        if key in self._finished:
+            return False
+        self._finished.add(key)
+        for held in self._held.values():
+            held.pop(key, None)
+        return True
+
+    def give_back(self, worker: int) -> int:
+        """Put the unfinished samples ``worker`` holds back at the front of the queue; how many."""
+        held = self._held.pop(worker, {})
+        jobs: dict[int, tuple[PromptJob, list[SampleSpec]]] = {}
+        for job, spec in held.values():
+            jobs.setdefault(job.task_id, (job, []))[1].append(spec)
+        self._pending.extendleft(reversed([replace(job, samples=tuple(specs)) for job, specs in jobs.values()]))
+        self.requeued += len(held)
+        return len(held)
+
+    def holds(self, worker: int) -> int:
+        """Unfinished samples handed to ``worker``."""
+        return len(self._held.get(worker, {}))
+
+    @property
+    def remaining(self) -> int:
+        return len(self._expected) - len(self._finished)
+
+    @property
+    def all_finished(self) -> bool:
+        return not self.remaining
+
+
+@dataclass
+class _Worker:
+    label: str
+    ready: bool = False
+    waiting: int | None = None  # the samples of a Want(wait=True) not answered yet
+    done: bool = False
+    lost: bool = False
+    finished: int = 0  # samples it returned first
+
+    @property
+    def settled(self) -> bool:
+        return self.done or self.lost
+
+
+@dataclass
+class Dispatcher:
+    """The driver's side of the queue: answers each worker's events (``handle``) and losses (``lose``)
+    with the replies to send; journals through ``on_entry`` (each sample once) and records the
+    settings through ``on_ready`` when the first model has loaded."""
+
+    queue: WorkQueue
+    on_entry: Callable[[JournalEntry], None]
+    on_ready: Callable[[], None] = lambda: None
+    say: Callable[[str], None] = lambda text: None
+    peaks: dict[str, int] = field(default_factory=dict, init=False)  # per device that reported one
+    first_ready: float | None = field(default=None, init=False)  # time.monotonic() when the first model had loaded
+    _workers: list[_Worker] = field(default_factory=list, init=False)
+
+    def add_worker(self, label: str) -> int:
+        self._workers.append(_Worker(label))
+        return len(self._workers) - 1
+
+    def handle(self, worker: int, event: WorkerEvent) -> list[Reply]:
+        state = self._workers[worker]
+        if isinstance(event, Ready):
+            state.ready = True
+            if self.first_ready is None:
+                self.first_ready = time.monotonic()
+            if event.where:
+                state.label = f"{state.label} ({event.where})"
+            if len(self._workers) > 1:
+                self.say(f"{state.label}: model loaded")
+            self.on_ready()
+        elif isinstance(event, Want):
+            return self._answer(worker, event)
+        elif isinstance(event, Finished):
+            entry = event.entry
+            if self.queue.finish((entry.task_id, entry.index)):
+                state.finished += 1
+                self.on_entry(entry)
+            if self.queue.all_finished:
+                return self._release()
+        elif isinstance(event, Said):
+            self.say(f"{state.label}: {event.text}" if len(self._workers) > 1 else event.text)
+        elif isinstance(event, Done):
+            state.done = True
+            if event.peak_bytes is not None:
+                self.peaks[state.label] = event.peak_bytes
+        elif isinstance(event, Failed):
+            raise GenerationError(f"{state.label} failed: {event.message}")
+        return []
+
+    def lose(self, worker: int, why: str) -> list[Reply]:
+        """``worker`` died without a word: its unfinished samples go back to the queue for the others.
+        Raises GenerationError when no worker is left to take them."""
+        state = self._workers[worker]
+        if state.settled:
+            return []
+        state.lost = True
+        back = self.queue.give_back(worker)
+        self.say(f"{state.label} lost ({why}): {back} unfinished samples back in the queue")
+        if not self.queue.all_finished and all(w.settled for w in self._workers):
+            raise GenerationError(
+                f"every generation worker was lost (the last: {state.label}, {why}); "
+                f"{self.queue.remaining} samples unfinished, the finished ones are journaled"
+            )
+        return self._release() if self.queue.all_finished else self._serve_waiting()
+
+    @property
+    def complete(self) -> bool:
+        """Every sample finished and every worker that loaded its model has stopped (one still
+        loading when the work ran out is not waited for)."""
+        return self.queue.all_finished and all(w.settled for w in self._workers if w.ready)
+
+    @property
+    def lost(self) -> list[str]:
+        return [w.label for w in self._workers if w.lost]
+
+    @property
+    def finished_by_worker(self) -> dict[str, int]:
+        return {w.label: w.finished for w in self._workers}
+
+    def settled(self, worker: int) -> bool:
+        return self._workers[worker].settled
+
+    def _answer(self, worker: int, want: Want) -> list[Reply]:
+        if not want.wait:
+            return [(worker, self.queue.take(worker, want.samples))]
+        held = self.queue.holds(worker)
+        if held:
+            raise GenerationError(f"{self._workers[worker].label}: its engine ended a run with {held} samples unfinished")
+        jobs = self.queue.take(worker, want.samples)
+        if jobs or self.queue.all_finished:
+            return [(worker, jobs)]
+        self._workers[worker].waiting = want.samples  # answered when work comes back, or none will
+        return []
+
+    def _serve_waiting(self) -> list[Reply]:
+        replies: list[Reply] = []
+        for index, state in enumerate(self._workers):
+            if state.waiting is not None and not state.settled:
+                jobs = self.queue.take(index, state.waiting)
+                if not jobs:
+                    break
+                state.waiting = None
+                replies.append((index, jobs))
+        return replies
+
+    def _release(self) -> list[Reply]:
+        """Every sample is finished: the waiting workers are told there is nothing more."""
+        replies: list[Reply] = []
+        for index, state in enumerate(self._workers):
+            if state.waiting is not None and not state.settled:
+                state.waiting = None
+                replies.append((index, ()))
+        return replies
