@@ -10,11 +10,13 @@ from __future__ import annotations
 import atexit
 import builtins
 import io
+import marshal
 import os
 import signal
 import sys
 import traceback
 import types
+import warnings
 from typing import Any, NoReturn
 
 from .isolation import hard_exit
@@ -130,8 +132,30 @@ def _finish_like_interpreter(
     hard_exit(status)
 
 
-def run_program_child(source: str, workdir: str, path: str) -> NoReturn:
-    """Body of a forked child that runs *source* as a fresh ``__main__`` script.  Never returns."""
+def compile_script(source: str, path: str) -> types.CodeType:
+    """*source* compiled as the script *path*: the one place programs are compiled, so that a program
+    compiled ahead (``precompiled_script``) and one compiled in its own run get the same flags."""
+    return compile(source, path, "exec")
+
+
+def precompiled_script(source: str, path: str) -> bytes:
+    """*source* compiled as the script *path* and marshalled, for every run of one job to share (a
+    compile per run cost as much as the rest of a trivial run); b"" when the compile fails or warns,
+    and each run then compiles for itself, so that its error or warning appears where it always did.
+    Called in a child that has run no program code yet: the bytes are trusted, and the runner never
+    compiles untrusted source itself (a hostile program could hang or crash the compiler)."""
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            code = compile_script(source, path)
+        return b"" if caught else marshal.dumps(code)
+    except Exception:
+        return b""
+
+
+def run_program_child(source: str, workdir: str, path: str, code: types.CodeType | None = None) -> NoReturn:
+    """Body of a forked child that runs *source* (or its *code*, compiled ahead) as a fresh
+    ``__main__`` script.  Never returns."""
     status = 1
     try:
         install_std_streams()
@@ -142,7 +166,8 @@ def run_program_child(source: str, workdir: str, path: str) -> NoReturn:
         main.__builtins__ = builtins  # type: ignore[attr-defined]
         sys.modules["__main__"] = main
         try:
-            code = compile(source, path, "exec")
+            if code is None:
+                code = compile_script(source, path)
             exec(code, main.__dict__)
             status = 0
         except SystemExit as exc:

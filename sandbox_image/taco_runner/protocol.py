@@ -461,8 +461,8 @@ class FrameDecoder:
     def feed(self, data: bytes) -> None:
         self._buffer += data
 
-    def next_object(self) -> dict[str, object] | None:
-        """The next complete frame's object, or None until one has fully arrived."""
+    def next_payload(self) -> bytes | None:
+        """The next complete frame's payload as it came, or None until one has fully arrived."""
         if len(self._buffer) < FRAME_HEADER.size:
             return None
         (size,) = FRAME_HEADER.unpack_from(self._buffer)
@@ -473,6 +473,13 @@ class FrameDecoder:
             return None
         payload = bytes(self._buffer[FRAME_HEADER.size : end])
         del self._buffer[:end]
+        return payload
+
+    def next_object(self) -> dict[str, object] | None:
+        """The next complete frame's object, or None until one has fully arrived."""
+        payload = self.next_payload()
+        if payload is None:
+            return None
         try:
             wire = json.loads(payload)
         except (ValueError, RecursionError, MemoryError) as exc:  # a hostile payload may nest deeply

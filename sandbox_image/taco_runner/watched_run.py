@@ -16,7 +16,8 @@ import sys
 import time
 from dataclasses import dataclass
 from enum import Enum
-from typing import NoReturn
+from types import CodeType
+from typing import NoReturn, Protocol
 
 from .cpuclock import RunClock
 from .hygiene import kill_tree, sweep_processes
@@ -69,20 +70,24 @@ class _Streams:
 
     @classmethod
     def open(cls, stdin_data: bytes | None, stdin_path: str | None, capture: bool) -> _Streams:
-        devnull = os.open(os.devnull, os.O_RDWR)
+        needs_devnull = not capture or (stdin_data is None and stdin_path is None)
+        devnull = os.open(os.devnull, os.O_RDWR) if needs_devnull else None
         in_r = in_w = out_r = out_w = err_r = err_w = stdin_file = None
+        child_in: int
         if stdin_data is not None:
             in_r, in_w = os.pipe()
             child_in = in_r
         elif stdin_path is not None:
             stdin_file = child_in = os.open(stdin_path, os.O_RDONLY)
         else:
+            assert devnull is not None
             child_in = devnull
         if capture:
             out_r, out_w = os.pipe()
             err_r, err_w = os.pipe()
             child_out, child_err = out_w, err_w
         else:
+            assert devnull is not None
             child_out = child_err = devnull
         closes = tuple(fd for fd in (in_r, out_w, err_w, stdin_file, devnull) if fd is not None)
         return cls(child_in, child_out, child_err, in_w, out_r, err_r, closes)
@@ -92,7 +97,9 @@ class _Streams:
             os.close(fd)
 
 
-def _become_program(source: str, workdir: str, path: str, streams: _Streams, timeout: float, fresh: bool) -> NoReturn:
+def _become_program(
+    source: str, code: CodeType | None, workdir: str, path: str, streams: _Streams, timeout: float, fresh: bool
+) -> NoReturn:
     """The child's side of the fork: set up, write the script, run it.  Never returns."""
     try:
         prepare_child(workdir, timeout)
@@ -108,9 +115,18 @@ def _become_program(source: str, workdir: str, path: str, streams: _Streams, tim
     except BaseException:
         hard_exit(126)
     try:
-        run_program_child(source, workdir, path)
+        run_program_child(source, workdir, path, code)
     finally:
         hard_exit(1)  # reached only if the program broke the normal way out
+
+
+class Outbox(Protocol):
+    """Messages to the host that must go out by a given time, whatever the run does meanwhile
+    (``channel.HostChannel``)."""
+
+    def flush_due(self) -> float | None: ...
+
+    def flush(self) -> None: ...
 
 
 class _Watch:
@@ -118,13 +134,21 @@ class _Watch:
     both pipes reached EOF, like ``communicate``."""
 
     def __init__(
-        self, pid: int, streams: _Streams, stdin_data: bytes | None, clock: RunClock, timeout: float, output_limit: int
+        self,
+        pid: int,
+        streams: _Streams,
+        stdin_data: bytes | None,
+        clock: RunClock,
+        timeout: float,
+        output_limit: int,
+        outbox: Outbox | None,
     ) -> None:
         self.pid = pid
         self.clock = clock
         self.pidfd = os.pidfd_open(pid)
         self.deadline = clock.started + timeout
         self.output_limit = output_limit
+        self.outbox = outbox
         self.readers: dict[int, _Pipe] = {}  # open until EOF, in the order they are selected on
         if streams.stdout_reader is not None and streams.stderr_reader is not None:
             self.readers[streams.stdout_reader] = _Pipe.STDOUT
@@ -133,21 +157,17 @@ class _Watch:
                 os.set_blocking(fd, False)
         self.writer = streams.stdin_writer
         self.pending = memoryview(stdin_data) if stdin_data is not None else memoryview(b"")
-        if self.writer is not None:
-            os.set_blocking(self.writer, False)
-            if not self.pending:
-                os.close(self.writer)
-                self.writer = None
         self.status = RunStatus.EXITED
         self.exited = False
         self.wait_status = 0
         self.stdout_chunks: list[bytes] = []
         self.stdout_size = 0
-        self.stdout_ok = True
         self.stderr_ok = True
-        self.out_decoder = codecs.getincrementaldecoder("utf-8")("strict")
-        self.err_decoder = codecs.getincrementaldecoder("utf-8")("strict")
+        self.err_decoder: codecs.IncrementalDecoder | None = None  # made at the first stderr bytes
         self.err_tail = bytearray()
+        if self.writer is not None:
+            os.set_blocking(self.writer, False)
+            self._feed_stdin()  # most inputs fit in the pipe at once: no wait for it to be writable
 
     def follow(self) -> None:
         """Feed, drain and wait until the run is finished, the deadline passes or stdout overflows."""
@@ -156,12 +176,19 @@ class _Watch:
             if now >= self.deadline:
                 self.status = RunStatus.TIMED_OUT
                 return
+            wake = self.deadline
+            due = self.outbox.flush_due() if self.outbox is not None else None
+            if due is not None:
+                if due <= now:
+                    self.outbox.flush()  # type: ignore[union-attr]  # due is only set with an outbox
+                else:
+                    wake = min(wake, due)
             rlist = list(self.readers)
             if not self.exited:
                 rlist.append(self.pidfd)
             wlist = [self.writer] if self.writer is not None else []
             try:
-                ready_r, ready_w, _ = select.select(rlist, wlist, [], self.deadline - now)
+                ready_r, ready_w, _ = select.select(rlist, wlist, [], wake - now)
             except InterruptedError:
                 continue
             if ready_w:
@@ -177,7 +204,8 @@ class _Watch:
     def _feed_stdin(self) -> None:
         assert self.writer is not None
         try:
-            self.pending = self.pending[os.write(self.writer, self.pending[:READ_CHUNK]) :]
+            if self.pending:
+                self.pending = self.pending[os.write(self.writer, self.pending[:READ_CHUNK]) :]
         except BlockingIOError:
             pass
         except BrokenPipeError:
@@ -200,14 +228,11 @@ class _Watch:
             self.stdout_size += len(chunk)
             if self.stdout_size > self.output_limit:
                 return False
-            self.stdout_chunks.append(chunk)
-            if self.stdout_ok:
-                try:
-                    self.out_decoder.decode(chunk)
-                except UnicodeDecodeError:
-                    self.stdout_ok = False
+            self.stdout_chunks.append(chunk)  # checked as UTF-8 once, at the end
         else:
             if self.stderr_ok:
+                if self.err_decoder is None:
+                    self.err_decoder = codecs.getincrementaldecoder("utf-8")("strict")
                 try:
                     self.err_decoder.decode(chunk)
                 except UnicodeDecodeError:
@@ -235,19 +260,20 @@ class _Watch:
             os.close(self.writer)
         os.close(self.pidfd)
         returncode = None
+        stdout = b"".join(self.stdout_chunks)
+        stdout_ok = True
         if self.status is RunStatus.EXITED:
             try:
-                self.out_decoder.decode(b"", final=True)
+                stdout.decode("utf-8")
             except UnicodeDecodeError:
-                self.stdout_ok = False
-            try:
-                self.err_decoder.decode(b"", final=True)
-            except UnicodeDecodeError:
-                self.stderr_ok = False
+                stdout_ok = False
+            if self.err_decoder is not None:
+                try:
+                    self.err_decoder.decode(b"", final=True)
+                except UnicodeDecodeError:
+                    self.stderr_ok = False
             returncode = os.waitstatus_to_exitcode(self.wait_status)
-        return RunResult(
-            self.status, returncode, b"".join(self.stdout_chunks), self.stdout_ok, self.stderr_ok, bytes(self.err_tail), timed_out
-        )
+        return RunResult(self.status, returncode, stdout, stdout_ok, self.stderr_ok, bytes(self.err_tail), timed_out)
 
 
 def run_stdin_program(
@@ -260,22 +286,25 @@ def run_stdin_program(
     timeout: float,
     output_limit: int,
     fresh: bool = False,
+    code: CodeType | None = None,
+    outbox: Outbox | None = None,
 ) -> RunResult:
     """Fork and run *source* like ``subprocess.run(['python', path], ..., timeout=timeout)``.
 
     stdin comes from the bytes *stdin_data* on a pipe, or from the file *stdin_path*, or /dev/null.
     With *capture* stdout/stderr are read (and UTF-8 checked, as ``text=True`` would decode them);
     without, they go to /dev/null.  Past the deadline the whole process tree is killed, and after
-    the run every other process of the sandbox is.
+    the run every other process of the sandbox is.  *code* is *source* compiled ahead
+    (``interpreter.precompiled_script``); *outbox*'s messages are flushed when due while the run goes.
     """
     path = os.path.join(workdir, SCRIPT_NAME)
     streams = _Streams.open(stdin_data, stdin_path, capture)
     clock = RunClock.start()
     pid = os.fork()
     if pid == 0:
-        _become_program(source, workdir, path, streams, timeout, fresh)
+        _become_program(source, code, workdir, path, streams, timeout, fresh)
     streams.close_child_ends()
-    watch = _Watch(pid, streams, stdin_data, clock, timeout, output_limit)
+    watch = _Watch(pid, streams, stdin_data, clock, timeout, output_limit, outbox)
     watch.follow()
     result = watch.finish()
     sweep_processes()
