@@ -79,8 +79,11 @@ def prepare_child(workdir: str, cpu_seconds: float) -> None:
     # The runner is not dumpable (its /proc entries are closed to programs); a program is, as usual.
     set_dumpable(True)
     try:  # under memory pressure the kernel kills the program, never the runner
-        with open("/proc/self/oom_score_adj", "w") as f:
-            f.write("1000")
+        fd = os.open("/proc/self/oom_score_adj", os.O_WRONLY)
+        try:
+            os.write(fd, b"1000")
+        finally:
+            os.close(fd)
     except OSError:
         pass
     os.chdir(workdir)

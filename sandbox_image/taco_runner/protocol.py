@@ -250,12 +250,22 @@ Message: TypeAlias = HostMessage | RunnerMessage
 # -- to and from JSON objects -----------------------------------------------------------------
 
 
+_FIELDS: dict[type, tuple[tuple[str, bool], ...]] = {}  # per message class: (name, optional) of each field
+
+
+def _wire_fields(item: Message | Outcome) -> tuple[tuple[str, bool], ...]:
+    found = _FIELDS.get(type(item))
+    if found is None:
+        found = _FIELDS[type(item)] = tuple((field.name, field.default is None) for field in fields(item))
+    return found
+
+
 def to_wire(item: Message | Outcome) -> dict[str, object]:
     """*item* as the JSON object that carries it."""
     wire: dict[str, object] = {"kind": item.KIND}
-    for field in fields(item):
-        value = getattr(item, field.name)
-        if value is None and field.default is None:
+    for name, optional in _wire_fields(item):
+        value = getattr(item, name)
+        if value is None and optional:
             continue  # an optional field (default None) travels only when set
         if isinstance(value, tuple):
             value = list(value)
@@ -263,7 +273,7 @@ def to_wire(item: Message | Outcome) -> dict[str, object]:
             value = value.value
         elif isinstance(value, Outcome):
             value = to_wire(value)
-        wire[field.name] = value
+        wire[name] = value
     return wire
 
 

@@ -107,8 +107,7 @@ def _become_program(
     except BaseException:
         hard_exit(126)
     try:  # the script exists on disk, as the official one does (``open(__file__)`` works)
-        with open(path, "w", encoding="utf-8", errors="surrogatepass") as f:
-            f.write(source)
+        _write_script(path, source.encode("utf-8", "surrogatepass"))
         if fresh:
             # The official procedure, for benchmarks and fidelity checks: a new interpreter per run.
             os.execv(sys.executable, [sys.executable, path])
@@ -127,6 +126,17 @@ class Outbox(Protocol):
     def flush_due(self) -> float | None: ...
 
     def flush(self) -> None: ...
+
+
+def _write_script(path: str, data: bytes) -> None:
+    """``open(path, "w").write(...)`` as plain system calls (same flags and mode, no stream objects)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
 
 
 class _Watch:
@@ -151,10 +161,9 @@ class _Watch:
         self.outbox = outbox
         self.readers: dict[int, _Pipe] = {}  # open until EOF, in the order they are selected on
         if streams.stdout_reader is not None and streams.stderr_reader is not None:
+            # Read only once select says so, which a pipe's read then never blocks on.
             self.readers[streams.stdout_reader] = _Pipe.STDOUT
             self.readers[streams.stderr_reader] = _Pipe.STDERR
-            for fd in self.readers:
-                os.set_blocking(fd, False)
         self.writer = streams.stdin_writer
         self.pending = memoryview(stdin_data) if stdin_data is not None else memoryview(b"")
         self.status = RunStatus.EXITED
