@@ -110,7 +110,7 @@ def process_clocks(pids: list[int]) -> ProcessClocks:
     return clocks
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RunClock:
     """What was true when a run started: its figures are taken as deltas from here."""
 

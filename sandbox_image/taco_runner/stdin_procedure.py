@@ -23,7 +23,7 @@ from .watched_run import READ_CHUNK, Outbox, RunResult, RunStatus, run_stdin_pro
 STDERR_REPORTED = 1000  # bytes of the first run's stderr reported with a non-zero exit
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class StdinTest:
     """What one test's runs came to."""
 
@@ -31,7 +31,7 @@ class StdinTest:
     retry_timeout: TimedOut | None = None  # a retry (A or B) that ran past its deadline
 
 
-@dataclass
+@dataclass(slots=True)
 class _Program:
     """One test's program, runnable with stdin from different places."""
 
