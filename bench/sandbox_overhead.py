@@ -179,9 +179,10 @@ def main() -> None:
     parser.add_argument("--tests", type=int, default=4000, help="tests through the pool of all CPUs")
     parser.add_argument("--official-tests", type=int, default=200)
     parser.add_argument("--markdown", type=Path)
+    parser.add_argument("--image", help="measure this sandbox image (e.g. an earlier runner's) instead of this checkout's")
     args = parser.parse_args()
     client = connect()
-    image = ensure_image(client)
+    image = args.image or ensure_image(client)
     cpus = os.cpu_count() or 1
     load_before = os.getloadavg()
     backend = DockerBackend(image, client=client, capacity=1)
