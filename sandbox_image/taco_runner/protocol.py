@@ -16,7 +16,9 @@ One job, as the two ends see it::
                                     <-          Ready              (once, when a sandbox starts)
     RunStdinJob | RunCallJob        ->
                                     <-          Compiled           (TACO's compile step)
-                                    <-          CaseFinished       (one per test run, as it ends)
+                                    <-          CaseFinished       (one per test run, as it ends; a
+                                                                    few may travel in one write, at
+                                                                    most 5 ms after the first of them)
     StopJob                         ->                             (optional: the verdict is settled)
                                     <-          JobDone            (always the last message of a job)
 
