@@ -49,7 +49,19 @@ def steps(markdown: Path, quick: bool, gpu: bool) -> list[tuple[str, list[str] |
     no_shared = f"{SHARED} not found (set TACO_SHARED_DATA)"
     no_gpu = "no CUDA GPU on this machine"
     return [
-        ("sandbox", ["bench/sandbox_overhead.py", *(["--tests", "500", "--official-tests", "50"] if quick else []), *md], ""),
+        (
+            "sandbox",
+            [
+                "bench/sandbox_overhead.py",
+                *(
+                    ["--small", "200", "--big", "1000", "--rounds", "2", "--tests", "400", "--official-tests", "20"]
+                    if quick
+                    else []
+                ),
+                *md,
+            ],
+            "",
+        ),
         (
             "corpus",
             [
@@ -144,6 +156,15 @@ def summary_rows() -> list[tuple[str, str, str]]:
                 f"{f['cpus']} CPUs, {f['date']}",
             )
         )
+        if "floor_ratio" in f:
+            rows.append(
+                (
+                    "per-test cost at one sandbox vs a bare fork of the warm interpreter, same run (target ≤ 1.3×)",
+                    f"{f['one_sandbox_ms']:.2f} ms vs {f['floor_ms']:.2f} ms (**{f['floor_ratio']:.2f}×**); "
+                    f"the official way {f['official_vs_one_sandbox']:.0f}× one sandbox",
+                    f"{f['cpus']} CPUs, load average {f['load_average'][0]}, {f['date']}",
+                )
+            )
     if (f := load("evaluation_corpus.json")) is not None:
         rows.append(
             (

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import select
+import time
 from dataclasses import dataclass
 from typing import TypeAlias
 
@@ -22,18 +23,53 @@ class Garbled:
 Received: TypeAlias = HostMessage | Garbled
 
 
+# How long a message sent with send_soon may wait for others to travel with it.  Each write to the
+# host wakes the processes that relay it (in Docker: containerd-shim, dockerd, then the host's reader),
+# and encoding a message touches pages of the runner that each fork has made copy-on-write: a trivial
+# test takes about a millisecond, so per-test writes and encodings cost a large part of a test.
+BATCH_WINDOW_S = 0.005
+BATCH_MESSAGES = 256  # pending messages beyond this go out at once
+
+
 class HostChannel:
     """Typed messages over a pair of file descriptors.  Messages that arrive while a job runs and
-    are not for it wait in a backlog, and are taken before anything new."""
+    are not for it wait in a backlog, and are taken before anything new.
+
+    Outgoing messages go out at once (``send``), or within BATCH_WINDOW_S, several frames encoded and
+    written together (``send_soon``): the frames and their order are the same either way."""
 
     def __init__(self, read_fd: int = 0, write_fd: int = 1) -> None:
         self._read_fd = read_fd
         self._write_fd = write_fd
         self._frames = FrameDecoder()
         self._backlog: list[Received] = []
+        self._pending: list[RunnerMessage] = []  # not written yet, in order
+        self._due: float | None = None  # when the pending messages must be written by
 
     def send(self, message: RunnerMessage) -> None:
-        view = memoryview(encode_frame(message))
+        """Write *message* now (after anything pending, in the same write)."""
+        self._pending.append(message)
+        self.flush()
+
+    def send_soon(self, message: RunnerMessage) -> None:
+        """Write *message* within BATCH_WINDOW_S: with the next ``send``, or at ``flush_due`` (the
+        caller's waits end by then and call ``flush``)."""
+        self._pending.append(message)
+        now = time.monotonic()
+        if self._due is None:
+            self._due = now + BATCH_WINDOW_S
+        if now >= self._due or len(self._pending) >= BATCH_MESSAGES:
+            self.flush()
+
+    def flush_due(self) -> float | None:
+        """The time.monotonic() by which ``flush`` must be called; None when nothing is pending."""
+        return self._due
+
+    def flush(self) -> None:
+        """Encode and write every pending message."""
+        view = memoryview(b"".join([encode_frame(message) for message in self._pending]))
+        self._pending.clear()
+        self._due = None
         while view:
             view = view[os.write(self._write_fd, view) :]
 

@@ -47,17 +47,23 @@ def _find_cpu_stat() -> tuple[str, str, int] | None:
 _CPU_STAT = _find_cpu_stat()  # once: the sandbox's cgroup does not move
 
 
+_cpu_stat_fd: int | None = None  # kept open: read at the start of every run (children close it before any program code)
+
+
 def throttled_ns() -> int | None:
     """The sandbox cgroup's total throttled time so far, or None where it cannot be read."""
+    global _cpu_stat_fd
     if _CPU_STAT is None:
         return None
     path, key, scale = _CPU_STAT
     try:
-        with open(path) as f:
-            for line in f:
-                name, _, value = line.partition(" ")
-                if name == key:
-                    return int(value) * scale
+        if _cpu_stat_fd is None:
+            _cpu_stat_fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        text = os.pread(_cpu_stat_fd, 4096, 0)
+        for line in text.split(b"\n"):
+            name, _, value = line.partition(b" ")
+            if name == key.encode():
+                return int(value) * scale
     except (OSError, ValueError):
         return None
     return None
@@ -104,7 +110,7 @@ def process_clocks(pids: list[int]) -> ProcessClocks:
     return clocks
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RunClock:
     """What was true when a run started: its figures are taken as deltas from here."""
 

@@ -82,6 +82,13 @@ def _make_writable(function: object, path: str, _exc_info: object) -> None:
 
 
 def remove_path(full: str) -> None:
+    try:  # what programs leave is mostly files: one system call
+        os.unlink(full)
+        return
+    except FileNotFoundError:
+        return
+    except OSError:
+        pass  # a directory (EISDIR), or something rmtree's error hook can deal with
     try:
         if os.path.isdir(full) and not os.path.islink(full):
             shutil.rmtree(full, onerror=_make_writable)
@@ -121,9 +128,13 @@ def _own_dir(path: str, mode: int) -> None:
     os.chmod(path, mode)
 
 
+_shared_scratch: tuple[str, ...] | None = None  # SHARED_SCRATCH places this sandbox has (mounts do not change)
+
+
 def clean_scratch(workdir: str) -> None:
     """Everything a program can write is reset: all of SCRATCH (not just its working directory),
     /dev/shm and the POSIX message queues."""
+    global _shared_scratch
     in_container = os.getpid() == 1  # elsewhere (tests of the runner itself) only the work dir is ours
     if in_container:
         wipe_dir(SCRATCH, keep=(workdir, PRIVATE))
@@ -131,8 +142,10 @@ def clean_scratch(workdir: str) -> None:
     wipe_dir(workdir)
     if SEPARATED:
         _own_dir(PRIVATE, 0o700)
-    for path in SHARED_SCRATCH if in_container else ():
-        if os.path.isdir(path) and os.access(path, os.W_OK):
+    if in_container:
+        if _shared_scratch is None:
+            _shared_scratch = tuple(path for path in SHARED_SCRATCH if os.path.isdir(path) and os.access(path, os.W_OK))
+        for path in _shared_scratch:
             wipe_dir(path)
 
 

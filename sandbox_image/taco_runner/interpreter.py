@@ -10,12 +10,15 @@ from __future__ import annotations
 import atexit
 import builtins
 import io
+import marshal
 import os
 import signal
+import stat
 import sys
 import traceback
 import types
-from typing import Any, NoReturn
+import warnings
+from typing import Any, NoReturn, TypeAlias
 
 from .isolation import hard_exit
 
@@ -83,13 +86,39 @@ def _std_stream(fd: int, name: str, mode: str, errors: str, line_buffering: bool
     return text
 
 
-def install_std_streams() -> None:
-    """Fresh sys.stdin/stdout/stderr over fds 0-2, configured like a new interpreter's."""
-    stdin = _std_stream(0, "<stdin>", "r", "strict", False)
-    stdout = _std_stream(1, "<stdout>", "w", "strict", False)
-    stderr = _std_stream(2, "<stderr>", "w", "backslashreplace", True)
-    sys.stdin, sys.stdout, sys.stderr = stdin, stdout, stderr
-    sys.__stdin__, sys.__stdout__, sys.__stderr__ = stdin, stdout, stderr  # type: ignore[misc]  # final in typeshed only
+StdStreams: TypeAlias = tuple[io.TextIOWrapper, io.TextIOWrapper, io.TextIOWrapper]
+
+
+def _std_streams() -> StdStreams:
+    return (
+        _std_stream(0, "<stdin>", "r", "strict", False),
+        _std_stream(1, "<stdout>", "w", "strict", False),
+        _std_stream(2, "<stderr>", "w", "backslashreplace", True),
+    )
+
+
+# The streams of a run whose fds 0-2 are all pipes (every test's first run), built once by the runner
+# and never used by it: each forked run finds an untouched copy.  Building them in every child cost
+# more than anything else it did before the program (the first stream objects of a fresh fork touch
+# many pages that the fork made copy-on-write).  A stream depends on its fd only through what fstat
+# and lseek say at construction, which is the same for any pipe: so they are built only when the
+# runner's own fds 0-2 are pipes too, and used only for runs on pipes.
+_piped_streams: StdStreams | None = None
+
+
+def prepare_piped_streams() -> None:
+    """Build the streams for runs on pipes now (called once by the runner, before serving)."""
+    global _piped_streams
+    if all(stat.S_ISFIFO(os.fstat(fd).st_mode) for fd in (0, 1, 2)):
+        _piped_streams = _std_streams()
+
+
+def install_std_streams(on_pipes: bool = False) -> None:
+    """Fresh sys.stdin/stdout/stderr over fds 0-2, configured like a new interpreter's; *on_pipes*:
+    fds 0-2 are all pipes (the runner's prepared streams serve, when it has them)."""
+    streams = _piped_streams if on_pipes and _piped_streams is not None else _std_streams()
+    sys.stdin, sys.stdout, sys.stderr = streams
+    sys.__stdin__, sys.__stdout__, sys.__stderr__ = streams  # type: ignore[misc]  # final in typeshed only
 
 
 def _exit_status(code: object) -> int:
@@ -130,11 +159,35 @@ def _finish_like_interpreter(
     hard_exit(status)
 
 
-def run_program_child(source: str, workdir: str, path: str) -> NoReturn:
-    """Body of a forked child that runs *source* as a fresh ``__main__`` script.  Never returns."""
+def compile_script(source: str, path: str) -> types.CodeType:
+    """*source* compiled as the script *path*: the one place programs are compiled, so that a program
+    compiled ahead (``precompiled_script``) and one compiled in its own run get the same flags."""
+    return compile(source, path, "exec")
+
+
+def precompiled_script(source: str, path: str) -> bytes:
+    """*source* compiled as the script *path* and marshalled, for every run of one job to share (a
+    compile per run cost as much as the rest of a trivial run); b"" when the compile fails or warns,
+    and each run then compiles for itself, so that its error or warning appears where it always did.
+    Called in a child that has run no program code yet: the bytes are trusted, and the runner never
+    compiles untrusted source itself (a hostile program could hang or crash the compiler)."""
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            code = compile_script(source, path)
+        return b"" if caught else marshal.dumps(code)
+    except Exception:
+        return b""
+
+
+def run_program_child(
+    source: str, workdir: str, path: str, code: types.CodeType | None = None, on_pipes: bool = False
+) -> NoReturn:
+    """Body of a forked child that runs *source* (or its *code*, compiled ahead) as a fresh
+    ``__main__`` script; *on_pipes*: its fds 0-2 are all pipes.  Never returns."""
     status = 1
     try:
-        install_std_streams()
+        install_std_streams(on_pipes)
         sys.argv = [path]
         sys.path[0] = workdir
         main = types.ModuleType("__main__")
@@ -142,7 +195,8 @@ def run_program_child(source: str, workdir: str, path: str) -> NoReturn:
         main.__builtins__ = builtins  # type: ignore[attr-defined]
         sys.modules["__main__"] = main
         try:
-            code = compile(source, path, "exec")
+            if code is None:
+                code = compile_script(source, path)
             exec(code, main.__dict__)
             status = 0
         except SystemExit as exc:

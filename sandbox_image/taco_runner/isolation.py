@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import resource
+from typing import Any
 
 PROGRAM_UID = int(os.environ.get("TACO_RUNNER_PROGRAM_UID", "65534"))
 PROGRAM_GID = int(os.environ.get("TACO_RUNNER_PROGRAM_GID", "65534"))
@@ -28,12 +29,19 @@ def set_dumpable(dumpable: bool) -> bool:
     return _prctl(PR_SET_DUMPABLE, 1 if dumpable else 0)
 
 
-def _prctl(option: int, value: int) -> bool:
-    try:
-        import ctypes
+# libc's prctl, looked up once (by the runner at start): loading libc through ctypes in every forked
+# child cost more than the rest of the child's set-up together.
+_libc_prctl: Any = None
 
-        libc = ctypes.CDLL(None, use_errno=True)
-        return bool(libc.prctl(option, value, 0, 0, 0) == 0)
+
+def _prctl(option: int, value: int) -> bool:
+    global _libc_prctl
+    try:
+        if _libc_prctl is None:
+            import ctypes
+
+            _libc_prctl = ctypes.CDLL(None, use_errno=True).prctl
+        return bool(_libc_prctl(option, value, 0, 0, 0) == 0)
     except Exception:
         return False
 
@@ -71,8 +79,11 @@ def prepare_child(workdir: str, cpu_seconds: float) -> None:
     # The runner is not dumpable (its /proc entries are closed to programs); a program is, as usual.
     set_dumpable(True)
     try:  # under memory pressure the kernel kills the program, never the runner
-        with open("/proc/self/oom_score_adj", "w") as f:
-            f.write("1000")
+        fd = os.open("/proc/self/oom_score_adj", os.O_WRONLY)
+        try:
+            os.write(fd, b"1000")
+        finally:
+            os.close(fd)
     except OSError:
         pass
     os.chdir(workdir)

@@ -8,7 +8,9 @@ host's StopJob (early exit).
 
 from __future__ import annotations
 
+import os
 import time
+import types
 from dataclasses import dataclass
 
 from .channel import HostChannel
@@ -19,6 +21,7 @@ from .protocol import (
     CompileStatus,
     NonZeroExit,
     Outcome,
+    Output,
     RunCallJob,
     RunJob,
     RunnerMessage,
@@ -28,6 +31,7 @@ from .protocol import (
 )
 from .served_program import NoReply, ServedProgram, call_outcome
 from .stdin_procedure import stdin_test
+from .watched_run import SCRIPT_NAME
 
 STDIN_ENTRY_POINT = "code"  # what TACO's compile step looks up in a stdin program
 
@@ -42,6 +46,7 @@ class Compilation:
     error: str
     served: ServedProgram | None  # the live checker of a call-based program that compiled
     timed_out: TimedOut | None = None  # the compile step ran past its deadline
+    script: types.CodeType | None = None  # the stdin script compiled ahead, for every test to run
 
 
 def _elapsed_ms(started: float) -> float:
@@ -74,10 +79,21 @@ class Job:
                 raise Stopped()
             self.channel.defer(incoming)
 
-    def _compile(self, program: str, call_based: bool, entry_point: str) -> Compilation:
+    def _compile(self, program: str, call_based: bool, entry_point: str, script: str | None = None) -> Compilation:
         """TACO's compile step in a child; for a call-based program that compiled, the child stays
-        to answer calls."""
-        served = ServedProgram(program, call_based, entry_point, self.workdir, self.timeout, self.output_limit)
+        to answer calls.  With *script* (a stdin program's source), the same child first compiles
+        that for the tests to share; if that fails in any way, the compile step runs again alone, in
+        a fresh child, as it would without."""
+        ahead = None if script is None else (script, os.path.join(self.workdir, SCRIPT_NAME))
+        served = ServedProgram(program, call_based, entry_point, self.workdir, self.timeout, self.output_limit, ahead)
+        compiled_ahead = None
+        if ahead is not None:
+            got = served.read_precompiled(self.timeout)
+            if isinstance(got, NoReply):
+                served.close()
+                served = ServedProgram(program, call_based, entry_point, self.workdir, self.timeout, self.output_limit)
+            else:
+                compiled_ahead = got
         keep = False
         try:
             reply = served.read_reply(self.timeout)
@@ -88,7 +104,7 @@ class Job:
             if not reply["ok"]:
                 return Compilation(CompileStatus.ERROR, str(reply.get("error", ""))[:2000], None)
             keep = call_based
-            return Compilation(CompileStatus.OK, "", served if keep else None)
+            return Compilation(CompileStatus.OK, "", served if keep else None, script=compiled_ahead)
         finally:
             if not keep:
                 served.close()
@@ -96,23 +112,31 @@ class Job:
     # -- standard input ---------------------------------------------------------------------------
 
     def _run_stdin(self, request: RunStdinJob) -> None:
-        compilation = self._compile(request.compile_program, False, STDIN_ENTRY_POINT)
+        # Each test forks a warm interpreter and runs the exec program; compiled once, ahead, here.
+        ahead = None if request.fresh_interpreter or request.compile_only or not request.inputs else request.exec_program
+        compilation = self._compile(request.compile_program, False, STDIN_ENTRY_POINT, ahead)
         self._send(Compiled(self.job_id, compilation.status, compilation.error, compilation.timed_out))
         if compilation.status is not CompileStatus.OK or request.compile_only:
             return
-        first = self._stdin_pass(1, request.exec_program, request)
+        first = self._stdin_pass(1, request.exec_program, request, compilation.script)
         # TACO: when every test ended as returncode:1, all tests run again on the wrapped program.
         if first and all(isinstance(o, NonZeroExit) and o.returncode == 1 for o in first):
-            self._stdin_pass(2, request.second_program, request)
+            self._stdin_pass(2, request.second_program, request, None)
 
-    def _stdin_pass(self, pass_number: int, program: str, request: RunStdinJob) -> list[Outcome]:
+    def _stdin_pass(self, pass_number: int, program: str, request: RunStdinJob, script: types.CodeType | None) -> list[Outcome]:
         outcomes = []
         for index, text in enumerate(request.inputs):
             self._check_stop()
             started = time.monotonic()
-            test = stdin_test(program, text, self.workdir, self.timeout, self.output_limit, request.fresh_interpreter)
+            test = stdin_test(
+                program, text, self.workdir, self.timeout, self.output_limit, request.fresh_interpreter, script, self.channel
+            )
             outcomes.append(test.outcome)
-            self._send(CaseFinished(self.job_id, pass_number, index, test.outcome, _elapsed_ms(started), test.retry_timeout))
+            finished = CaseFinished(self.job_id, pass_number, index, test.outcome, _elapsed_ms(started), test.retry_timeout)
+            if isinstance(test.outcome, Output) and test.retry_timeout is None:
+                self.channel.send_soon(finished)  # most likely a pass: it can travel with the next few
+            else:
+                self._send(finished)  # most likely a failure: the host may stop the job at once
         return outcomes
 
     # -- call-based -------------------------------------------------------------------------------

@@ -16,7 +16,9 @@ One job, as the two ends see it::
                                     <-          Ready              (once, when a sandbox starts)
     RunStdinJob | RunCallJob        ->
                                     <-          Compiled           (TACO's compile step)
-                                    <-          CaseFinished       (one per test run, as it ends)
+                                    <-          CaseFinished       (one per test run, as it ends; a
+                                                                    few may travel in one write, at
+                                                                    most 5 ms after the first of them)
     StopJob                         ->                             (optional: the verdict is settled)
                                     <-          JobDone            (always the last message of a job)
 
@@ -250,12 +252,22 @@ Message: TypeAlias = HostMessage | RunnerMessage
 # -- to and from JSON objects -----------------------------------------------------------------
 
 
+_FIELDS: dict[type, tuple[tuple[str, bool], ...]] = {}  # per message class: (name, optional) of each field
+
+
+def _wire_fields(item: Message | Outcome) -> tuple[tuple[str, bool], ...]:
+    found = _FIELDS.get(type(item))
+    if found is None:
+        found = _FIELDS[type(item)] = tuple((field.name, field.default is None) for field in fields(item))
+    return found
+
+
 def to_wire(item: Message | Outcome) -> dict[str, object]:
     """*item* as the JSON object that carries it."""
     wire: dict[str, object] = {"kind": item.KIND}
-    for field in fields(item):
-        value = getattr(item, field.name)
-        if value is None and field.default is None:
+    for name, optional in _wire_fields(item):
+        value = getattr(item, name)
+        if value is None and optional:
             continue  # an optional field (default None) travels only when set
         if isinstance(value, tuple):
             value = list(value)
@@ -263,7 +275,7 @@ def to_wire(item: Message | Outcome) -> dict[str, object]:
             value = value.value
         elif isinstance(value, Outcome):
             value = to_wire(value)
-        wire[field.name] = value
+        wire[name] = value
     return wire
 
 
@@ -461,8 +473,8 @@ class FrameDecoder:
     def feed(self, data: bytes) -> None:
         self._buffer += data
 
-    def next_object(self) -> dict[str, object] | None:
-        """The next complete frame's object, or None until one has fully arrived."""
+    def next_payload(self) -> bytes | None:
+        """The next complete frame's payload as it came, or None until one has fully arrived."""
         if len(self._buffer) < FRAME_HEADER.size:
             return None
         (size,) = FRAME_HEADER.unpack_from(self._buffer)
@@ -473,6 +485,13 @@ class FrameDecoder:
             return None
         payload = bytes(self._buffer[FRAME_HEADER.size : end])
         del self._buffer[:end]
+        return payload
+
+    def next_object(self) -> dict[str, object] | None:
+        """The next complete frame's object, or None until one has fully arrived."""
+        payload = self.next_payload()
+        if payload is None:
+            return None
         try:
             wire = json.loads(payload)
         except (ValueError, RecursionError, MemoryError) as exc:  # a hostile payload may nest deeply

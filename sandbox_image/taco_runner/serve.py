@@ -14,7 +14,7 @@ from typing import TextIO
 
 from .channel import Garbled, HostChannel
 from .hygiene import WORKDIR, RunnerLimits, clean_scratch, leftovers, runner_limits, sweep_processes
-from .interpreter import warm_up
+from .interpreter import prepare_piped_streams, warm_up
 from .isolation import PROGRAM_UID, SEPARATED, can_drop_privileges, set_dumpable
 from .jobs import Job, Stopped
 from .protocol import PROTOCOL_VERSION, Hello, JobDone, NotUnderstood, Ready, RunJob, StopJob
@@ -79,6 +79,7 @@ def main() -> None:
     if hasattr(sys, "set_int_max_str_digits"):
         sys.set_int_max_str_digits(0)  # TACO ran on Python <= 3.10, which had no digit limit
     warm_up()
+    prepare_piped_streams()
     gc.collect()
     gc.freeze()  # keep the warm heap shared with forked children
     Runner(limits_at_start).serve()

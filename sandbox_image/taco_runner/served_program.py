@@ -19,19 +19,21 @@ from __future__ import annotations
 
 import builtins
 import json
+import marshal
 import os
 import select
 import shutil
 import sys
 import time
 import types
+from collections.abc import Callable
 from enum import Enum
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 from . import valuecodec
 from .cpuclock import RunClock, process_clocks, program_pids
 from .hygiene import kill_tree, sweep_processes
-from .interpreter import LazyNumpy, install_std_streams
+from .interpreter import LazyNumpy, install_std_streams, precompiled_script
 from .isolation import hard_exit, prepare_child
 from .protocol import (
     FRAME_HEADER,
@@ -57,6 +59,7 @@ _MODULE_DUNDERS = frozenset(
     ["__name__", "__doc__", "__package__", "__loader__", "__spec__", "__file__", "__cached__", "__builtins__"]
 )
 CALL_FD, REPLY_FD = 3, 4  # in the child
+T = TypeVar("T")
 
 
 # -- the child ----------------------------------------------------------------------------------
@@ -202,7 +205,18 @@ class ServedProgram:
     When a reply does not come within its deadline, ``timed_out`` holds where the time of that step
     (the compile step, or the call) went, read before anything is killed."""
 
-    def __init__(self, program: str, call_based: bool, entry_point: str, workdir: str, timeout: float, output_limit: int) -> None:
+    def __init__(
+        self,
+        program: str,
+        call_based: bool,
+        entry_point: str,
+        workdir: str,
+        timeout: float,
+        output_limit: int,
+        precompile: tuple[str, str] | None = None,
+    ) -> None:
+        """With *precompile* (a script's source and path), the child first compiles that script and
+        sends it marshalled (``precompiled_script``), before it runs any of the program's code."""
         self.timeout = timeout
         self.timed_out: TimedOut | None = None
         call_r, self.call_w = os.pipe()
@@ -220,6 +234,8 @@ class ServedProgram:
                 os.dup2(reply_w, REPLY_FD)
                 os.closerange(REPLY_FD + 1, 65536)
                 install_std_streams()
+                if precompile is not None:
+                    _send_frame(REPLY_FD, precompiled_script(*precompile))
                 _compile_and_serve(program, call_based, entry_point, output_limit)
             finally:
                 hard_exit(1)
@@ -229,12 +245,29 @@ class ServedProgram:
         # A reply is at most an encoded value of output_limit bytes and its envelope.
         self._replies = FrameDecoder(max_payload=output_limit + (1 << 16))
 
+    def read_precompiled(self, timeout: float) -> types.CodeType | NoReply | None:
+        """The script the child compiled ahead (its first reply, sent before any program code ran);
+        None when it could not be compiled ahead."""
+        reply = self._read(timeout, self._replies.next_payload)
+        if isinstance(reply, NoReply):
+            return reply
+        # The compile step's figures, should it time out, start after the compile ahead.
+        self._clock = RunClock.start(process_clocks(program_pids(self.pid)))
+        try:
+            code = marshal.loads(reply) if reply else None
+        except (ValueError, EOFError, TypeError):
+            return None
+        return code if isinstance(code, types.CodeType) else None
+
     def read_reply(self, timeout: float) -> dict[str, object] | NoReply:
         """The child's next reply (a JSON object), or why there is none."""
+        return self._read(timeout, self._replies.next_object)
+
+    def _read(self, timeout: float, take: Callable[[], T | None]) -> T | NoReply:
         deadline = time.monotonic() + timeout
         while True:
             try:
-                reply = self._replies.next_object()
+                reply = take()
             except ProtocolError:
                 return NoReply.DIED
             if reply is not None:

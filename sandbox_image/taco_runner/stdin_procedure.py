@@ -12,17 +12,18 @@ from __future__ import annotations
 import os
 import stat
 from dataclasses import dataclass
+from types import CodeType
 from typing import cast
 
 from .hygiene import STDIN_FEED, clean_scratch, remove_path
 from .isolation import PROGRAM_UID, SEPARATED
 from .protocol import NonZeroExit, Outcome, Output, OutputOverflow, RuntimeFailure, TimedOut
-from .watched_run import READ_CHUNK, RunResult, RunStatus, run_stdin_program
+from .watched_run import READ_CHUNK, Outbox, RunResult, RunStatus, run_stdin_program
 
 STDERR_REPORTED = 1000  # bytes of the first run's stderr reported with a non-zero exit
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class StdinTest:
     """What one test's runs came to."""
 
@@ -30,7 +31,7 @@ class StdinTest:
     retry_timeout: TimedOut | None = None  # a retry (A or B) that ran past its deadline
 
 
-@dataclass
+@dataclass(slots=True)
 class _Program:
     """One test's program, runnable with stdin from different places."""
 
@@ -39,12 +40,14 @@ class _Program:
     timeout: float
     output_limit: int
     fresh: bool
+    code: CodeType | None  # source compiled ahead
+    outbox: Outbox | None
     retry_timeout: TimedOut | None = None  # the retry timeout that lost most time to waiting, if any
 
     def run(self, *, stdin_data: bytes | None = None, stdin_path: str | None = None, capture: bool = True) -> RunResult:
         return run_stdin_program(
             self.source, self.workdir, stdin_data=stdin_data, stdin_path=stdin_path, capture=capture,
-            timeout=self.timeout, output_limit=self.output_limit, fresh=self.fresh,
+            timeout=self.timeout, output_limit=self.output_limit, fresh=self.fresh, code=self.code, outbox=self.outbox,
         )  # fmt: skip
 
     def retry(self, *, stdin_path: str | None = None, capture: bool = True) -> RunResult:
@@ -63,14 +66,24 @@ def _waited(timed_out: TimedOut) -> float:
     return (timed_out.wait_ms or 0.0) + (timed_out.throttled_ms or 0.0)
 
 
-def stdin_test(source: str, stdin_text: str, workdir: str, timeout: float, output_limit: int, fresh: bool = False) -> StdinTest:
-    """Run one test: the first run on a pipe, then TACO's retries while it exits non-zero."""
+def stdin_test(
+    source: str,
+    stdin_text: str,
+    workdir: str,
+    timeout: float,
+    output_limit: int,
+    fresh: bool = False,
+    code: CodeType | None = None,
+    outbox: Outbox | None = None,
+) -> StdinTest:
+    """Run one test: the first run on a pipe, then TACO's retries while it exits non-zero.  *code*
+    is *source* compiled ahead; *outbox*'s messages are flushed when due while the runs go."""
     clean_scratch(workdir)
     try:
         data = stdin_text.encode("utf-8")
     except UnicodeEncodeError:
         return StdinTest(RuntimeFailure("input is not encodable"))
-    program = _Program(source, workdir, timeout, output_limit, fresh)
+    program = _Program(source, workdir, timeout, output_limit, fresh, code, outbox)
     first = program.run(stdin_data=data)
     if first.status is RunStatus.TIMED_OUT:
         return StdinTest(first.timed_out or TimedOut())

@@ -16,7 +16,8 @@ import sys
 import time
 from dataclasses import dataclass
 from enum import Enum
-from typing import NoReturn
+from types import CodeType
+from typing import NoReturn, Protocol
 
 from .cpuclock import RunClock
 from .hygiene import kill_tree, sweep_processes
@@ -35,7 +36,7 @@ class RunStatus(Enum):
     OVERFLOWED = "overflow"  # more stdout than the limit
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RunResult:
     status: RunStatus
     returncode: int | None  # when EXITED
@@ -50,12 +51,7 @@ class RunResult:
         return self.stdout_ok and self.stderr_ok
 
 
-class _Pipe(Enum):
-    STDOUT = 1
-    STDERR = 2
-
-
-@dataclass
+@dataclass(slots=True)
 class _Streams:
     """The descriptors of one run: the three the child gets as 0, 1 and 2, and the parent's ends."""
 
@@ -69,20 +65,24 @@ class _Streams:
 
     @classmethod
     def open(cls, stdin_data: bytes | None, stdin_path: str | None, capture: bool) -> _Streams:
-        devnull = os.open(os.devnull, os.O_RDWR)
+        needs_devnull = not capture or (stdin_data is None and stdin_path is None)
+        devnull = os.open(os.devnull, os.O_RDWR) if needs_devnull else None
         in_r = in_w = out_r = out_w = err_r = err_w = stdin_file = None
+        child_in: int
         if stdin_data is not None:
             in_r, in_w = os.pipe()
             child_in = in_r
         elif stdin_path is not None:
             stdin_file = child_in = os.open(stdin_path, os.O_RDONLY)
         else:
+            assert devnull is not None
             child_in = devnull
         if capture:
             out_r, out_w = os.pipe()
             err_r, err_w = os.pipe()
             child_out, child_err = out_w, err_w
         else:
+            assert devnull is not None
             child_out = child_err = devnull
         closes = tuple(fd for fd in (in_r, out_w, err_w, stdin_file, devnull) if fd is not None)
         return cls(child_in, child_out, child_err, in_w, out_r, err_r, closes)
@@ -92,7 +92,9 @@ class _Streams:
             os.close(fd)
 
 
-def _become_program(source: str, workdir: str, path: str, streams: _Streams, timeout: float, fresh: bool) -> NoReturn:
+def _become_program(
+    source: str, code: CodeType | None, workdir: str, path: str, streams: _Streams, timeout: float, fresh: bool
+) -> NoReturn:
     """The child's side of the fork: set up, write the script, run it.  Never returns."""
     try:
         prepare_child(workdir, timeout)
@@ -100,154 +102,162 @@ def _become_program(source: str, workdir: str, path: str, streams: _Streams, tim
     except BaseException:
         hard_exit(126)
     try:  # the script exists on disk, as the official one does (``open(__file__)`` works)
-        with open(path, "w", encoding="utf-8", errors="surrogatepass") as f:
-            f.write(source)
+        _write_script(path, source.encode("utf-8", "surrogatepass"))
         if fresh:
             # The official procedure, for benchmarks and fidelity checks: a new interpreter per run.
             os.execv(sys.executable, [sys.executable, path])
     except BaseException:
         hard_exit(126)
     try:
-        run_program_child(source, workdir, path)
+        on_pipes = streams.stdin_writer is not None and streams.stdout_reader is not None
+        run_program_child(source, workdir, path, code, on_pipes)
     finally:
         hard_exit(1)  # reached only if the program broke the normal way out
 
 
-class _Watch:
-    """The parent's side of one run, against one deadline.  Finished means: the child exited and
-    both pipes reached EOF, like ``communicate``."""
+class Outbox(Protocol):
+    """Messages to the host that must go out by a given time, whatever the run does meanwhile
+    (``channel.HostChannel``)."""
 
-    def __init__(
-        self, pid: int, streams: _Streams, stdin_data: bytes | None, clock: RunClock, timeout: float, output_limit: int
-    ) -> None:
-        self.pid = pid
-        self.clock = clock
-        self.pidfd = os.pidfd_open(pid)
-        self.deadline = clock.started + timeout
-        self.output_limit = output_limit
-        self.readers: dict[int, _Pipe] = {}  # open until EOF, in the order they are selected on
-        if streams.stdout_reader is not None and streams.stderr_reader is not None:
-            self.readers[streams.stdout_reader] = _Pipe.STDOUT
-            self.readers[streams.stderr_reader] = _Pipe.STDERR
-            for fd in self.readers:
-                os.set_blocking(fd, False)
-        self.writer = streams.stdin_writer
-        self.pending = memoryview(stdin_data) if stdin_data is not None else memoryview(b"")
-        if self.writer is not None:
-            os.set_blocking(self.writer, False)
-            if not self.pending:
-                os.close(self.writer)
-                self.writer = None
-        self.status = RunStatus.EXITED
-        self.exited = False
-        self.wait_status = 0
-        self.stdout_chunks: list[bytes] = []
-        self.stdout_size = 0
-        self.stdout_ok = True
-        self.stderr_ok = True
-        self.out_decoder = codecs.getincrementaldecoder("utf-8")("strict")
-        self.err_decoder = codecs.getincrementaldecoder("utf-8")("strict")
-        self.err_tail = bytearray()
+    def flush_due(self) -> float | None: ...
 
-    def follow(self) -> None:
-        """Feed, drain and wait until the run is finished, the deadline passes or stdout overflows."""
-        while not (self.exited and not self.readers):
-            now = time.monotonic()
-            if now >= self.deadline:
-                self.status = RunStatus.TIMED_OUT
-                return
-            rlist = list(self.readers)
-            if not self.exited:
-                rlist.append(self.pidfd)
-            wlist = [self.writer] if self.writer is not None else []
+    def flush(self) -> None: ...
+
+
+def _write_script(path: str, data: bytes) -> None:
+    """``open(path, "w").write(...)`` as plain system calls (same flags and mode, no stream objects)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
+
+
+def _watch(
+    pid: int,
+    streams: _Streams,
+    stdin_data: bytes | None,
+    clock: RunClock,
+    timeout: float,
+    output_limit: int,
+    outbox: Outbox | None,
+) -> RunResult:
+    """The parent's side of one run, against one deadline: feed stdin, drain stdout and stderr, wait
+    for the child; finished means the child exited and both pipes reached EOF, like ``communicate``.
+    Past the deadline, or past the output limit, what is left of the run is killed.
+
+    One function with local variables, on purpose: every page the parent writes while it watches
+    (object reference counts included) was made copy-on-write by the fork and costs a page fault, so
+    the fewer objects it touches per run, the cheaper the run."""
+    monotonic, select_, read, waitpid = time.monotonic, select.select, os.read, os.waitpid
+    pidfd = os.pidfd_open(pid)
+    deadline = clock.started + timeout
+    out_fd = streams.stdout_reader if streams.stdout_reader is not None else -1  # -1: at EOF, or not captured
+    err_fd = streams.stderr_reader if streams.stderr_reader is not None else -1
+    writer = streams.stdin_writer if streams.stdin_writer is not None else -1
+    pending = memoryview(stdin_data if stdin_data is not None else b"")
+    status = RunStatus.EXITED
+    exited = False
+    wait_status = 0
+    stdout_chunks: list[bytes] = []
+    stdout_size = 0
+    stderr_ok = True
+    err_decoder = None  # made at the first stderr bytes
+    err_tail = bytearray()
+    if writer >= 0:
+        os.set_blocking(writer, False)
+    while True:
+        if writer >= 0:  # first before any wait: most inputs fit in the pipe at once
             try:
-                ready_r, ready_w, _ = select.select(rlist, wlist, [], self.deadline - now)
-            except InterruptedError:
-                continue
-            if ready_w:
-                self._feed_stdin()
-            for fd in ready_r:
-                if fd == self.pidfd:
-                    _, self.wait_status = os.waitpid(self.pid, 0)
-                    self.exited = True
-                elif not self._drain(fd):
-                    self.status = RunStatus.OVERFLOWED
-                    return
-
-    def _feed_stdin(self) -> None:
-        assert self.writer is not None
+                if pending:
+                    pending = pending[os.write(writer, pending[:READ_CHUNK]) :]
+            except BlockingIOError:
+                pass
+            except BrokenPipeError:
+                pending = pending[:0]
+            if not pending:
+                os.close(writer)
+                writer = -1
+        if exited and out_fd < 0 and err_fd < 0:
+            break
+        now = monotonic()
+        if now >= deadline:
+            status = RunStatus.TIMED_OUT
+            break
+        wake = deadline
+        due = outbox.flush_due() if outbox is not None else None
+        if due is not None:
+            if due <= now:
+                outbox.flush()  # type: ignore[union-attr]  # due is only set with an outbox
+            elif due < wake:
+                wake = due
+        rlist = [fd for fd in (out_fd, err_fd) if fd >= 0]
+        if not exited:
+            rlist.append(pidfd)
         try:
-            self.pending = self.pending[os.write(self.writer, self.pending[:READ_CHUNK]) :]
-        except BlockingIOError:
-            pass
-        except BrokenPipeError:
-            self.pending = self.pending[:0]
-        if not self.pending:
-            os.close(self.writer)
-            self.writer = None
-
-    def _drain(self, fd: int) -> bool:
-        """Read what *fd* holds; False when stdout went past the limit."""
+            ready, _, _ = select_(rlist, [writer] if writer >= 0 else [], [], wake - now)
+        except InterruptedError:
+            continue
+        if out_fd in ready:
+            chunk = read(out_fd, READ_CHUNK)
+            if not chunk:
+                os.close(out_fd)
+                out_fd = -1
+            else:
+                stdout_size += len(chunk)
+                if stdout_size > output_limit:
+                    status = RunStatus.OVERFLOWED
+                    break
+                stdout_chunks.append(chunk)  # checked as UTF-8 once, at the end
+        if err_fd in ready:  # read only once select says so, which a pipe's read never blocks on
+            chunk = read(err_fd, READ_CHUNK)
+            if not chunk:
+                os.close(err_fd)
+                err_fd = -1
+            else:
+                if stderr_ok:
+                    if err_decoder is None:
+                        err_decoder = codecs.getincrementaldecoder("utf-8")("strict")
+                    try:
+                        err_decoder.decode(chunk)
+                    except UnicodeDecodeError:
+                        stderr_ok = False
+                err_tail += chunk
+                if len(err_tail) > STDERR_KEEP:
+                    del err_tail[: len(err_tail) - STDERR_KEEP]
+        if pidfd in ready:
+            _, wait_status = waitpid(pid, 0)
+            exited = True
+    timed_out = None
+    if status is RunStatus.TIMED_OUT:  # read while the program still runs
+        timed_out = clock.timed_out(pid)
+    if status is not RunStatus.EXITED or not exited:
+        kill_tree(pid)
+        if not exited:
+            try:
+                waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+    for fd in (out_fd, err_fd, writer, pidfd):
+        if fd >= 0:
+            os.close(fd)
+    stdout = b"".join(stdout_chunks)
+    stdout_ok = True
+    returncode = None
+    if status is RunStatus.EXITED:
         try:
-            chunk = os.read(fd, READ_CHUNK)
-        except BlockingIOError:
-            return True
-        if not chunk:
-            os.close(fd)
-            del self.readers[fd]
-            return True
-        if self.readers[fd] is _Pipe.STDOUT:
-            self.stdout_size += len(chunk)
-            if self.stdout_size > self.output_limit:
-                return False
-            self.stdout_chunks.append(chunk)
-            if self.stdout_ok:
-                try:
-                    self.out_decoder.decode(chunk)
-                except UnicodeDecodeError:
-                    self.stdout_ok = False
-        else:
-            if self.stderr_ok:
-                try:
-                    self.err_decoder.decode(chunk)
-                except UnicodeDecodeError:
-                    self.stderr_ok = False
-            self.err_tail += chunk
-            if len(self.err_tail) > STDERR_KEEP:
-                del self.err_tail[: len(self.err_tail) - STDERR_KEEP]
-        return True
-
-    def finish(self) -> RunResult:
-        """Kill what is left of a run that did not finish, release the descriptors, sum up."""
-        timed_out = None
-        if self.status is RunStatus.TIMED_OUT:  # read while the program still runs
-            timed_out = self.clock.timed_out(self.pid)
-        if self.status is not RunStatus.EXITED or not self.exited:
-            kill_tree(self.pid)
-            if not self.exited:
-                try:
-                    os.waitpid(self.pid, 0)
-                except ChildProcessError:
-                    pass
-        for fd in list(self.readers):
-            os.close(fd)
-        if self.writer is not None:
-            os.close(self.writer)
-        os.close(self.pidfd)
-        returncode = None
-        if self.status is RunStatus.EXITED:
+            stdout.decode("utf-8")
+        except UnicodeDecodeError:
+            stdout_ok = False
+        if err_decoder is not None:
             try:
-                self.out_decoder.decode(b"", final=True)
+                err_decoder.decode(b"", final=True)
             except UnicodeDecodeError:
-                self.stdout_ok = False
-            try:
-                self.err_decoder.decode(b"", final=True)
-            except UnicodeDecodeError:
-                self.stderr_ok = False
-            returncode = os.waitstatus_to_exitcode(self.wait_status)
-        return RunResult(
-            self.status, returncode, b"".join(self.stdout_chunks), self.stdout_ok, self.stderr_ok, bytes(self.err_tail), timed_out
-        )
+                stderr_ok = False
+        returncode = os.waitstatus_to_exitcode(wait_status)
+    return RunResult(status, returncode, stdout, stdout_ok, stderr_ok, bytes(err_tail), timed_out)
 
 
 def run_stdin_program(
@@ -260,23 +270,24 @@ def run_stdin_program(
     timeout: float,
     output_limit: int,
     fresh: bool = False,
+    code: CodeType | None = None,
+    outbox: Outbox | None = None,
 ) -> RunResult:
     """Fork and run *source* like ``subprocess.run(['python', path], ..., timeout=timeout)``.
 
     stdin comes from the bytes *stdin_data* on a pipe, or from the file *stdin_path*, or /dev/null.
     With *capture* stdout/stderr are read (and UTF-8 checked, as ``text=True`` would decode them);
     without, they go to /dev/null.  Past the deadline the whole process tree is killed, and after
-    the run every other process of the sandbox is.
+    the run every other process of the sandbox is.  *code* is *source* compiled ahead
+    (``interpreter.precompiled_script``); *outbox*'s messages are flushed when due while the run goes.
     """
     path = os.path.join(workdir, SCRIPT_NAME)
     streams = _Streams.open(stdin_data, stdin_path, capture)
     clock = RunClock.start()
     pid = os.fork()
     if pid == 0:
-        _become_program(source, workdir, path, streams, timeout, fresh)
+        _become_program(source, code, workdir, path, streams, timeout, fresh)
     streams.close_child_ends()
-    watch = _Watch(pid, streams, stdin_data, clock, timeout, output_limit)
-    watch.follow()
-    result = watch.finish()
+    result = _watch(pid, streams, stdin_data, clock, timeout, output_limit, outbox)
     sweep_processes()
     return result

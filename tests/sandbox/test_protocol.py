@@ -9,6 +9,7 @@ import json
 import os
 import socket
 import struct
+import time
 import types
 
 import pytest
@@ -17,7 +18,7 @@ from harness.errors import SandboxError
 from harness.sandbox.docker.backend import DockerSandbox
 from harness.sandbox.interface import RunnerStream
 from sandbox_image.taco_runner import protocol
-from sandbox_image.taco_runner.channel import Garbled, HostChannel
+from sandbox_image.taco_runner.channel import BATCH_WINDOW_S, Garbled, HostChannel
 from sandbox_image.taco_runner.protocol import (
     CaseFinished,
     CheckerDied,
@@ -233,3 +234,33 @@ def test_the_runner_channel_over_a_pipe():
         for fd in (to_runner_r, to_runner_w, from_runner_r, from_runner_w):
             if fd >= 0:
                 os.close(fd)
+
+
+def test_messages_sent_soon_travel_together_in_order_and_by_their_due_time():
+    from_runner_r, from_runner_w = os.pipe()
+    os.set_blocking(from_runner_r, False)
+    channel = HostChannel(-1, from_runner_w)
+    finished = [CaseFinished(3, 1, i, Output(f"{i}\n"), 0.5) for i in range(3)]
+    try:
+        assert channel.flush_due() is None
+        before = time.monotonic()
+        channel.send_soon(finished[0])
+        channel.send_soon(finished[1])
+        due = channel.flush_due()
+        assert due is not None and before < due <= time.monotonic() + BATCH_WINDOW_S
+        with pytest.raises(BlockingIOError):
+            os.read(from_runner_r, 1 << 16)  # nothing written yet
+        channel.send(finished[2])  # a message sent now takes the pending ones along, first
+        wires = _decoded(os.read(from_runner_r, 1 << 16))
+        assert [decode_runner_message(w) for w in wires] == finished
+        assert channel.flush_due() is None
+        channel.send_soon(finished[0])
+        time.sleep(BATCH_WINDOW_S)
+        channel.send_soon(finished[1])  # the first is overdue: both go
+        assert [decode_runner_message(w) for w in _decoded(os.read(from_runner_r, 1 << 16))] == finished[:2]
+        channel.send_soon(JobDone(3, False, ""))
+        channel.flush()
+        assert [decode_runner_message(w) for w in _decoded(os.read(from_runner_r, 1 << 16))] == [JobDone(3, False, "")]
+    finally:
+        os.close(from_runner_r)
+        os.close(from_runner_w)

@@ -120,28 +120,32 @@ class DockerBackend:
         self.session = session or uuid.uuid4().hex[:12]
         self.name = self.client.api.base_url
 
-    def start(self) -> DockerSandbox:
+    def host_config(self) -> dict[str, Any]:
+        """The Docker host configuration of every sandbox: its limits and lock-down."""
         lim = self.limits
+        return self.client.api.create_host_config(
+            auto_remove=True,
+            network_mode="none",
+            read_only=True,
+            tmpfs={"/tmp": f"size={lim.tmpfs_mb}m,mode=1777,nosuid,nodev,noexec"},
+            shm_size=f"{lim.shm_mb}m",
+            mem_limit=f"{lim.memory_mb}m",
+            memswap_limit=f"{lim.memory_mb}m",
+            pids_limit=lim.pids,
+            nano_cpus=int(lim.cpus * 1e9),
+            cap_drop=["ALL"],
+            # The runner (PID 1, uid 0 of the container) keeps only what it needs to run each
+            # program as uid 65534 with no capabilities at all, kill its leftovers and wipe its
+            # files; programs then cannot signal, ptrace, prlimit or read /proc/1 of the runner.
+            cap_add=list(RUNNER_CAPABILITIES),
+            security_opt=["no-new-privileges"],
+            ulimits=[docker.types.Ulimit(name="core", soft=0, hard=0)],
+        )
+
+    def start(self) -> DockerSandbox:
         try:
             api = self.client.api
-            host_config = api.create_host_config(
-                auto_remove=True,
-                network_mode="none",
-                read_only=True,
-                tmpfs={"/tmp": f"size={lim.tmpfs_mb}m,mode=1777,nosuid,nodev,noexec"},
-                shm_size=f"{lim.shm_mb}m",
-                mem_limit=f"{lim.memory_mb}m",
-                memswap_limit=f"{lim.memory_mb}m",
-                pids_limit=lim.pids,
-                nano_cpus=int(lim.cpus * 1e9),
-                cap_drop=["ALL"],
-                # The runner (PID 1, uid 0 of the container) keeps only what it needs to run each
-                # program as uid 65534 with no capabilities at all, kill its leftovers and wipe its
-                # files; programs then cannot signal, ptrace, prlimit or read /proc/1 of the runner.
-                cap_add=list(RUNNER_CAPABILITIES),
-                security_opt=["no-new-privileges"],
-                ulimits=[docker.types.Ulimit(name="core", soft=0, hard=0)],
-            )
+            host_config = self.host_config()
             created = api.create_container(
                 self.image,
                 name=f"taco-sbx-{self.session}-{uuid.uuid4().hex[:8]}",
