@@ -161,8 +161,10 @@ def _finish_like_interpreter(
 
 def compile_script(source: str, path: str) -> types.CodeType:
     """*source* compiled as the script *path*: the one place programs are compiled, so that a program
-    compiled ahead (``precompiled_script``) and one compiled in its own run get the same flags."""
-    return compile(source, path, "exec")
+    compiled ahead (``precompiled_script``) and one compiled in its own run get the same flags.
+    ``dont_inherit``: this module's ``from __future__ import annotations`` must not reach the program
+    (TACO's ``python`` evaluates annotations, so ``def f(x: Undefined)`` is a NameError there)."""
+    return compile(source, path, "exec", dont_inherit=True)
 
 
 def precompiled_script(source: str, path: str) -> bytes:

@@ -68,7 +68,9 @@ T = TypeVar("T")
 def _exec_as_runtime_module(program: str) -> types.ModuleType:
     """pyext2 RuntimeModule.from_string: exec into a bare dict, expose the new names as a module."""
     namespace: dict[str, Any] = {}
-    exec(program, namespace)
+    # Compiled without inheriting this module's ``from __future__ import annotations`` (exec of a
+    # string would): pyext2's module has none, so TACO evaluates a program's annotations.
+    exec(compile(program, "<string>", "exec", dont_inherit=True), namespace)
     module = types.ModuleType("tmp_sol", "")
     module.__dict__.update({k: v for k, v in namespace.items() if k not in _MODULE_DUNDERS})
     module.__file__ = "<runtime_module>"

@@ -10,7 +10,10 @@ from dataclasses import dataclass, field, replace
 
 import pytest
 
+from harness.data.testcases import parse_input_output
+from harness.evaluation.execution import ExecutionJob
 from harness.judging.programs import stdin_programs
+from harness.judging.verdicts import Verdict
 from harness.sandbox.interface import Sandbox
 from sandbox_image.taco_runner.protocol import (
     CaseFinished,
@@ -111,3 +114,25 @@ def test_an_exec_program_that_does_not_compile_fails_in_every_run_then_pass_two_
     assert len(first) == len(inputs)
     assert all(isinstance(o, NonZeroExit) and o.returncode == 1 and "SyntaxError" in o.stderr_tail for o in first)
     assert [outcome for p, _, outcome in cases if p == 2] == [Output(f"{2 * int(i)}\n") for i in inputs]
+
+
+def test_annotations_are_evaluated_as_under_taco_s_python(pool):
+    # The runner's modules postpone annotations (``from __future__ import annotations``); a program
+    # must not inherit that: under a fresh `python` an annotation naming nothing is a NameError.
+    code = "def twice(x: Undefined):\n    return 2 * x\nprint(twice(int(input())))\n"
+    warm, fresh = _both_modes(pool, code, ("2\n",))
+    assert _verdict_parts(warm) == _verdict_parts(fresh)
+    first = [outcome for p, _, outcome in _cases(warm) if p == 1]
+    assert len(first) == 1 and isinstance(first[0], NonZeroExit) and "NameError" in first[0].stderr_tail
+
+
+def test_a_call_based_program_s_annotations_are_evaluated_too(pool):
+    suite = parse_input_output({"fn_name": "twice", "inputs": [[2]], "outputs": [4]})
+    undefined, defined = pool.map(
+        [
+            ExecutionJob(suite, "def twice(x: Undefined) -> int:\n    return 2 * x\n"),
+            ExecutionJob(suite, "def twice(x: int) -> int:\n    return 2 * x\n"),
+        ]
+    )
+    assert undefined.verdicts == (Verdict.COMPILE_ERROR,)  # the compile step's exec raises NameError, as in TACO
+    assert defined.verdicts == (Verdict.PASSED,)
