@@ -196,6 +196,7 @@ def test_cli_end_to_end_with_a_tiny_model_then_resume(tmp_path, sandbox_image, t
     generation, evaluation = stats["generation"], stats["evaluation"]
     assert generation["generated"] == 18 and generation["new_tokens"] > 18 and generation["tokens_per_s"] > 0
     assert generation["devices"] == ["cpu"] and generation["gpu_memory_peak_bytes"] == {}
+    assert generation["samples_by_worker"] == {"cpu": 18} and generation["workers_lost"] == [] and generation["requeued"] == 0
     assert evaluation["samples"] == 18 and evaluation["tests_executed"] >= evaluation["executed"] > 0
     assert stats["sandboxes"]["slots"] == 2 and stats["sandboxes"]["started"] >= 1 and stats["sandboxes"]["live_peak"] >= 1
     assert stats["host"]["rss_peak_bytes"] > 50 * 2**20

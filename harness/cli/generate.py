@@ -73,6 +73,10 @@ def generate_command(
         f"{summary.tasks} tasks x {generation.settings.n} samples ({summary.resumed} resumed, {summary.generated} generated: "
         f"{summary.new_tokens} tokens, {rate:,.0f} tok/s, {summary.seconds:.1f}s) -> {output}"
     )
+    if len(summary.samples_by_worker) > 1 or summary.workers_lost:
+        shares = ", ".join(f"{worker} {count}" for worker, count in summary.samples_by_worker.items())
+        lost = f"; lost {', '.join(summary.workers_lost)} ({summary.requeued} samples re-queued)" if summary.workers_lost else ""
+        click.echo(f"samples per worker: {shares}{lost}")
 
 
 def generation_devices(generation: GenerationOptions) -> tuple[str, ...]:

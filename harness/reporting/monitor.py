@@ -115,6 +115,10 @@ class RunMonitor:
                 "finish_reasons": generation.finish_reasons,
                 "devices": list(devices),
                 "gpu_memory_peak_bytes": generation.gpu_memory_peak_bytes,
+                # The shared prompt queue: who generated what, and what lost workers gave back.
+                "samples_by_worker": dict(generation.samples_by_worker),
+                "workers_lost": list(generation.workers_lost),
+                "requeued": generation.requeued,
             },
             "evaluation": {
                 **evaluation_figures(evaluation),
