@@ -2,7 +2,8 @@
 # Everything `make demo` / `make test` / `make bench` need: a Docker daemon, a virtualenv with the
 # package, and the sandbox image.  Idempotent and quick when already done.
 # `setup.sh test` also installs what only the tests need: a headless chromium (Debian's, as root).
-# `setup.sh test` also installs Ray (the `ray` extra) for the cluster tests.
+# `setup.sh test` and `setup.sh lint` also install Ray (the `ray` extra): the cluster tests run a
+# real local Ray cluster, and mypy checks harness/cluster against Ray's own types.
 # `setup.sh test` and `setup.sh lint` also install the static checkers (the `lint` extra: ruff, mypy,
 # import-linter), which `make lint` runs before the tests in CI.
 set -euo pipefail
@@ -24,9 +25,7 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   .venv/bin/python -m pip install -q --disable-pip-version-check torch==2.13.0 2>&1 | grep -v -E "^WARNING: (Location|Running pip)" || true
 fi
 extras=test,gpu
-case "$purpose" in test | lint) extras="$extras,lint" ;; esac
-# The cluster tests run a real local Ray cluster.
-if [ "$purpose" = test ]; then extras="$extras,ray"; fi
+case "$purpose" in test | lint) extras="$extras,lint,ray" ;; esac
 .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[$extras]" 2>&1 | grep -v -E "^WARNING: (Location|Running pip)" || true
 .venv/bin/python -c "import harness, docker, click, numpy, tqdm, matplotlib" \
   || { echo "setup: the package did not install" >&2; exit 1; }
