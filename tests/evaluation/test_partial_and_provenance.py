@@ -345,10 +345,16 @@ def test_the_terminal_summary_is_a_pass_at_k_table_then_the_counts(evaluated):
     assert [line[:2] for line in lines[2:5]] == ["  "] * 3  # the difficulties, indented under all tasks
     # Too long for one line of 80 columns: the reason goes on the next.
     assert lines[5:7] == ["pass@10, pass@100 not reported:", "  6 tasks have fewer than 10 scored samples (smallest: 4)"]
+    # Then the corrected judge beside TACO's, on the tasks it can judge (this sample has no flagged task).
+    corrected = metrics["corrected"]
+    assert lines[7] == (
+        f"corrected judge on 6 tasks: pass@1 {100 * corrected['pass@1']:.2f}% "
+        f"(TACO {100 * corrected['taco_on_same_tasks']['pass@1']:.2f}%)"
+    )
     jobs = json.loads((output / "run_stats.json").read_text())["evaluation"]["jobs"]
     assert re.fullmatch(
         rf"24 samples, {jobs} distinct programs \(\d+ run, \d+ cached, 0 resumed\) in \d+\.\ds -> {re.escape(str(output))}",
-        lines[7],
-    ), lines[7]
-    assert lines[8] == f"report: {output / 'report.html'} {output / 'report.md'}"
-    assert all(len(line) <= 80 for line in lines[:7]) and len(lines[7].split(" -> ")[0]) <= 80
+        lines[8],
+    ), lines[8]
+    assert lines[9] == f"report: {output / 'report.html'} {output / 'report.md'}"
+    assert all(len(line) <= 80 for line in lines[:8]) and len(lines[8].split(" -> ")[0]) <= 80

@@ -426,11 +426,28 @@ def test_slots_spread_over_backends_by_capacity(size, small_share, big_share):
     assert small.counts().live == big.counts().live == 0
 
 
+@dataclass(frozen=True)
+class AsksOnceBenched(Ask):
+    """``Ask``, once *pool* has taken a backend out of rotation: until then it holds its (live) slot,
+    so that the dead backend's slots, not a fast live one, take the waiting jobs and fail to start."""
+
+    pool: SandboxPool | None = None
+
+    def run(self, sandbox: Sandbox) -> Outcome:
+        deadline = time.monotonic() + PATIENCE_S
+        while self.pool is not None and self.pool.stats().backends_out_of_rotation == 0:
+            if time.monotonic() > deadline:
+                raise AssertionError("no backend left the rotation")
+            time.sleep(0.005)
+        return Ask.run(self, sandbox)
+
+
 def test_a_backend_that_cannot_start_sandboxes_leaves_rotation_and_its_jobs_run_on_the_others():
     """The single-machine black hole: one dead host beside a live one ends with no infrastructure error."""
     dead, live = FakeBackend("dead", capacity=2, always_fails_to_start=True), FakeBackend("live", capacity=2)
     with outcome_pool([dead, live], retries=1) as pool:  # one attempt: a start failure there must not cost it
-        outcomes = finishes_within(PATIENCE_S, lambda: pool.map([Ask(str(i)) for i in range(40)]))
+        tasks = [AsksOnceBenched(str(i), pool=pool) for i in range(40)]
+        outcomes = finishes_within(PATIENCE_S, lambda: pool.map(tasks))
         stats = pool.stats()
     assert [o.infrastructure_error for o in outcomes] == [""] * 40
     assert all(o.sandbox.startswith("live-") for o in outcomes)

@@ -1,6 +1,6 @@
 """A second, independent Docker daemon on this machine, standing in for another host's Docker: its
-own socket, data-root, exec-root (so its own managed containerd, with its own state), pid file, no
-bridge and no iptables rules (sandboxes have no network anyway).  The sandbox image is copied into
+own socket, data-root, exec-root (so its own managed containerd, with its own state), pid file and
+network namespace, no bridge and no iptables rules (sandboxes have no network anyway).  The sandbox image is copied into
 it from the main daemon (``docker save | docker load``), as a site would load it on each node.
 
 Killing it (``kill``) is a host's Docker dying: its containers go with its containerd.
@@ -25,6 +25,8 @@ def dockerd_missing() -> str | None:
     """Why a second daemon cannot be started here (None when it can)."""
     if shutil.which("dockerd") is None:
         return "dockerd is not installed"
+    if shutil.which("unshare") is None:
+        return "unshare (util-linux) is not installed"
     if os.geteuid() != 0:
         return "a second dockerd needs root"
     return None
@@ -113,6 +115,11 @@ def start_second_dockerd(root: Path) -> SecondDockerd:
     log = open(root / "dockerd.log", "wb")  # noqa: SIM115 - kept open for the daemon's life
     process = subprocess.Popen(
         [
+            # In a network namespace of its own, as another host's daemon would be: a dockerd started
+            # with `--bridge none` deletes the interface named docker0 where it runs, which in this
+            # machine's namespace is the main daemon's bridge (its `docker run` then fails).
+            # `unshare` execs dockerd, so the process (and its group) is still the daemon's.
+            "unshare", "--net", "--",
             "dockerd",
             "--host", f"unix://{root / 'docker.sock'}",
             "--data-root", str(root / "data"),
