@@ -28,6 +28,7 @@ from harness.pipeline import run_pipeline
 from harness.sandbox.choice import SandboxChoice
 from tests.evaluation.test_evaluate import SAMPLE, harness_cli, reference
 from tests.support.fake_engine import ScriptedEngineFactory
+from tests.support.sample_runs import assert_evaluate_reproduces
 from tests.support.tiny_model import build_tiny_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -176,21 +177,7 @@ def test_cli_end_to_end_with_a_tiny_model_then_resume(tmp_path, sandbox_image, t
     assert metrics["counts"]["samples"] == 18 and metrics["counts"]["infra_errors"] == 0
 
     # The same file evaluated on its own (no cache) gives the same results.json and pass@k.
-    alone = tmp_path / "alone"
-    harness_cli(
-        "evaluate",
-        "--dataset",
-        str(SAMPLE),
-        "--generations",
-        str(output / "generations.json"),
-        "--no-cache",
-        "--workers",
-        "2",
-        "--output",
-        str(alone),
-    )
-    assert (alone / "results.json").read_text() == (output / "results.json").read_text()
-    assert json.loads((alone / "metrics.json").read_text())["pass@1"] == metrics["pass@1"]
+    assert_evaluate_reproduces(output, SAMPLE, tmp_path / "alone")
 
     stats = json.loads((output / "run_stats.json").read_text())
     generation, evaluation = stats["generation"], stats["evaluation"]

@@ -12,14 +12,14 @@ import pytest
 from click.testing import CliRunner
 
 from harness.cli import main
-from harness.data.prompts import build_prompt, truncate_at_eof
+from harness.data.prompts import build_prompt
 from harness.errors import GenerationError
 from harness.generation.factory import ModelEngineFactory
 from harness.generation.generate import generate
 from harness.generation.journal import SampleJournal
-from harness.generation.plan import GenerationSettings, SamplingSettings, sample_seed
+from harness.generation.plan import GenerationSettings, SamplingSettings
 from tests.conftest import shared_file
-from tests.support.fake_engine import EngineCrashed, FakeEngineFactory, fake_text
+from tests.support.fake_engine import EngineCrashed, FakeEngineFactory, expected_document
 from tests.support.tiny_model import build_tiny_model
 
 PROMPTS = [(4, "\nQUESTION:\nfour\nANSWER:\n"), (1, "\nQUESTION:\none\nANSWER:\n"), (9, "nine " * 30), (2, "two")]
@@ -27,16 +27,7 @@ SETTINGS = GenerationSettings("fake-model", n=3, max_new_tokens=32)
 
 
 def _expected_document(prompts=PROMPTS, settings=SETTINGS):
-    return [
-        {
-            "task_id": task_id,
-            "prompt": prompt,
-            "output": [
-                truncate_at_eof(fake_text(task_id, i, sample_seed(settings.sampling.seed, task_id, i))) for i in range(settings.n)
-            ],
-        }
-        for task_id, prompt in prompts
-    ]
+    return expected_document(prompts, settings)
 
 
 def test_output_is_the_official_format_in_task_order(tmp_path):

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 import pytest
 
-from harness.data.prompts import truncate_at_eof
 from harness.errors import GenerationError
 from harness.generation.engine import FinishedSample, FinishReason, JobSource, each_job, load_model
 from harness.generation.factory import ModelEngineFactory
@@ -24,9 +23,9 @@ from harness.generation.fast_engine import FastEngine, FastEngineOptions
 from harness.generation.generate import generate
 from harness.generation.hf_engine import HFEngine
 from harness.generation.journal import JournalEntry, SampleJournal
-from harness.generation.plan import GenerationSettings, PromptJob, SamplingSettings, plan_jobs, sample_seed
+from harness.generation.plan import GenerationSettings, PromptJob, SamplingSettings, plan_jobs
 from harness.generation.work_queue import Dispatcher, Done, Finished, Ready, Want, WorkQueue
-from tests.support.fake_engine import fake_text
+from tests.support.fake_engine import expected_document, fake_text
 from tests.support.tiny_model import build_tiny_model
 
 PROMPTS = [(task_id, f"\nQUESTION:\nproblem {task_id} " + "x" * (task_id % 7) + "\nANSWER:\n") for task_id in range(16)]
@@ -35,16 +34,7 @@ SAMPLED = SamplingSettings(temperature=0.7, top_k=20, top_p=0.95, seed=5)
 
 
 def _expected_document(prompts=PROMPTS, settings=SETTINGS):
-    return [
-        {
-            "task_id": task_id,
-            "prompt": prompt,
-            "output": [
-                truncate_at_eof(fake_text(task_id, i, sample_seed(settings.sampling.seed, task_id, i))) for i in range(settings.n)
-            ],
-        }
-        for task_id, prompt in prompts
-    ]
+    return expected_document(prompts, settings)
 
 
 def _journaled(output) -> Counter:

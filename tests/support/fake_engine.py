@@ -6,8 +6,9 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from harness.data.prompts import truncate_at_eof
 from harness.generation.engine import FinishedSample, FinishReason, JobSource, each_job
-from harness.generation.plan import PromptJob
+from harness.generation.plan import GenerationSettings, PromptJob, sample_seed
 
 
 class EngineCrashed(RuntimeError):
@@ -17,6 +18,21 @@ class EngineCrashed(RuntimeError):
 def fake_text(task_id: int, index: int, seed: int) -> str:
     # Ends with an EOF string and more text, so truncation is visible in the output.
     return f"print({task_id} * {index})  # {seed % 1000}\nQUESTION:\nnot part of the answer"
+
+
+def expected_document(prompts: Sequence[tuple[int, str]], settings: GenerationSettings) -> list[dict]:
+    """The generations.json a ``FakeEngine`` run of *prompts* writes: each sample's fake text cut at
+    the EOF strings, under its batch-independent seed."""
+    return [
+        {
+            "task_id": task_id,
+            "prompt": prompt,
+            "output": [
+                truncate_at_eof(fake_text(task_id, i, sample_seed(settings.sampling.seed, task_id, i))) for i in range(settings.n)
+            ],
+        }
+        for task_id, prompt in prompts
+    ]
 
 
 @dataclass(frozen=True)

@@ -77,5 +77,18 @@ def evaluate(generations: Path, output: Path) -> Path:
     return output
 
 
+def assert_evaluate_reproduces(run_output: Path, dataset: Path, alone: Path) -> None:
+    """`harness evaluate` of the generations.json a `harness run` wrote into *run_output*, on its own
+    (no cache) into *alone*, gives the run's results.json byte for byte and its pass@1."""
+    done = harness(
+        "evaluate", "--dataset", str(dataset), "--generations", str(run_output / "generations.json"),
+        "--no-cache", "--workers", "2", "--output", str(alone),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (alone / "results.json").read_text() == (run_output / "results.json").read_text()
+    run_pass_at_1 = json.loads((run_output / "metrics.json").read_text())["pass@1"]
+    assert json.loads((alone / "metrics.json").read_text())["pass@1"] == run_pass_at_1
+
+
 def sample_lines(output: Path) -> list[dict]:
     return [json.loads(line) for line in (output / "samples.jsonl").read_text().splitlines()]

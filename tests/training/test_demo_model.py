@@ -21,6 +21,7 @@ from harness.training.corpus import training_examples
 from harness.training.recipe import DEMO_RECIPE
 from harness.training.train import MANIFEST, cached_model
 from tests.evaluation.test_evaluate import harness_cli
+from tests.support.sample_runs import assert_evaluate_reproduces
 from tests.training.conftest import SAMPLE, demo_run_option
 
 # Greedy decoding writes every bundled problem's reference solution: all six pass.
@@ -162,18 +163,4 @@ def test_harness_run_at_the_demo_temperature_passes_some_samples_and_evaluate_ag
         escaped = outcome.replace("_", "\\_")  # as markdown writes it
         assert f"| {escaped} | " in report, outcome
 
-    alone = tmp_path / "alone"
-    harness_cli(
-        "evaluate",
-        "--dataset",
-        str(SAMPLE),
-        "--generations",
-        str(output / "generations.json"),
-        "--no-cache",
-        "--workers",
-        "2",
-        "--output",
-        str(alone),
-    )
-    assert (alone / "results.json").read_text() == (output / "results.json").read_text()
-    assert json.loads((alone / "metrics.json").read_text())["pass@1"] == metrics["pass@1"]
+    assert_evaluate_reproduces(output, SAMPLE, tmp_path / "alone")
