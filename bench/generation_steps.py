@@ -38,6 +38,7 @@ def check_kernels() -> None:
     from harness.generation import triton_decode
     from harness.generation.attention import torch_decode_attention
     from harness.generation.decode_step import _rotate
+    from harness.generation.kv_cache import KVScales, dequantize_vectors, quantize_vectors
     from harness.generation.prefix_attention import group_members, group_rows, torch_shared_prefix_attention
     from harness.generation.triton_attention import triton_shared_prefix_attention
 
@@ -71,11 +72,22 @@ def check_kernels() -> None:
         prefixes = [(int(a), int(b)) for a, b in zip(start.tolist(), plen.tolist())]
         groups = torch.tensor(group_rows(prefixes, group_members(heads // kv_heads), slots), dtype=torch.int64, device=dev)
         got = triton_shared_prefix_attention(q, sk, sv, lengths, pk, pv, plen, groups, int(plen.max()), dim**-0.5).float()
+        # The fp8 cache: the kernel on quantized K/V against the fp32 reference over the same K/V widened.
+        qsk, ssk = quantize_vectors(sk)
+        qsv, ssv = quantize_vectors(sv)
+        widened = [dequantize_vectors(x, y, torch.float32) for x, y in ((qsk, ssk), (qsv, ssv))]
+        ref8 = torch_shared_prefix_attention(q.float(), widened[0], widened[1], lengths, pk.float(), pv.float(), start, plen,
+                                             int(plen.max()), dim**-0.5)  # fmt: skip
+        got8 = triton_shared_prefix_attention(
+            q, qsk, qsv, lengths, pk, pv, plen, groups, int(plen.max()), dim**-0.5, KVScales(ssk, ssv)
+        ).float()
         report(
             "shared_prefix_vs_copied_fp32",
             shape=[slots, heads, kv_heads, dim],
             torch_max_abs=(ref - torch_got).abs().max().item(),
             triton_rel=((ref - got).norm() / ref.norm()).item(),
+            fp8_cache_triton_vs_widened_rel=((ref8 - got8).norm() / ref8.norm()).item(),
+            fp8_cache_vs_bf16_rel=((ref - got8).norm() / ref.norm()).item(),
         )
     r, d = torch.randn(64, 3072, device=dev, dtype=bf), torch.randn(64, 3072, device=dev, dtype=bf)
     w = torch.randn(3072, device=dev, dtype=bf)
@@ -103,12 +115,116 @@ def check_kernels() -> None:
     query = triton_decode.rotary_and_write(qkv, cos, sin, keys, values, index, heads, kv_heads, dim)
     qq, kk, vv = qkv.float().split([heads * dim, kv_heads * dim, kv_heads * dim], -1)
     rows = torch.arange(slots, device=dev)
+    key_codes = torch.zeros_like(keys, dtype=torch.float8_e4m3fn)
+    value_codes = torch.zeros_like(key_codes)
+    key_scales = torch.ones(keys.shape[:3], device=dev)
+    value_scales = torch.ones_like(key_scales)
+    triton_decode.rotary_and_write(qkv, cos, sin, key_codes, value_codes, index, heads, kv_heads, dim, key_scales, value_scales)
+    expect_keys, expect_key_scales = quantize_vectors(_rotate(kk.view(slots, kv_heads, dim), cos.float(), sin.float()).to(bf))
+    expect_values, _ = quantize_vectors(vv.view(slots, kv_heads, dim).to(bf))
+    report(
+        "rotary_and_write_fp8_cache",
+        key_codes_equal=(key_codes[rows, :, index].float() == expect_keys.float()).float().mean().item(),
+        value_codes_equal=(value_codes[rows, :, index].float() == expect_values.float()).float().mean().item(),
+        key_scale_rel=((key_scales[rows, :, index] - expect_key_scales).abs() / expect_key_scales).max().item(),
+    )
     report(
         "rotary_and_write_max_abs",
         query=(query.float() - _rotate(qq.view(slots, heads, dim), cos.float(), sin.float())).abs().max().item(),
         key=(keys[rows, :, index].float() - _rotate(kk.view(slots, kv_heads, dim), cos.float(), sin.float())).abs().max().item(),
         value=(values[rows, :, index].float() - vv.view(slots, kv_heads, dim)).abs().max().item(),
     )
+
+
+def _graph_microseconds(fn, replays: int = 20, per_graph: int = 10) -> float:
+    """Kernel time of ``fn`` per call: captured ``per_graph`` times in a CUDA graph, replayed."""
+    fn()
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        fn()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        for _ in range(per_graph):
+            fn()
+    graph.replay()
+    torch.cuda.synchronize()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(replays):
+        graph.replay()
+    end.record()
+    torch.cuda.synchronize()
+    return start.elapsed_time(end) * 1000 / (replays * per_graph)
+
+
+def check_attention_time() -> None:
+    """One layer's shared-prefix decode attention at the 3B shape mid-run (256 slots, 8 KV heads, 20 samples
+    per prompt on 600-token prompts, suffixes 1-512 long): K/V in bf16 against an fp8 suffix, with the
+    bytes each reads."""
+    from harness.generation.kv_cache import KVScales, quantize_vectors
+    from harness.generation.prefix_attention import group_members, group_rows
+    from harness.generation.triton_attention import triton_shared_prefix_attention
+
+    torch.manual_seed(0)
+    dev, bf = "cuda", torch.bfloat16
+    slots, heads, kv_heads, dim, capacity, prefix = 256, 24, 8, 128, 528, 600
+    prompts = -(-slots // 20)
+    pk = torch.randn(kv_heads, prompts * prefix, dim, device=dev, dtype=bf)
+    pv = torch.randn_like(pk)
+    ranges = [((s // 20) * prefix, prefix) for s in range(slots)]
+    plen = torch.full((slots,), prefix, device=dev)
+    groups = torch.tensor(group_rows(ranges, group_members(heads // kv_heads), slots), dtype=torch.int64, device=dev)
+    sk = torch.randn(slots, kv_heads, capacity, dim, device=dev, dtype=bf)
+    sv = torch.randn_like(sk)
+    lengths = torch.randint(1, 513, (slots,), device=dev)
+    q = torch.randn(slots, heads, 1, dim, device=dev, dtype=bf)
+    (qk, ks), (qv, vs) = quantize_vectors(sk), quantize_vectors(sv)
+    scales = KVScales(ks, vs)
+    suffix_tokens = int(lengths.sum())
+    figures = {}
+    for label, args in (("bf16", (sk, sv, None)), ("fp8_suffix", (qk, qv, scales))):
+        keys, values, sc = args
+        micros = _graph_microseconds(
+            lambda keys=keys, values=values, sc=sc: triton_shared_prefix_attention(
+                q, keys, values, lengths, pk, pv, plen, groups, prefix, dim**-0.5, sc
+            )
+        )
+        per_token = kv_heads * dim * 2 * keys.element_size() + (8 * kv_heads if sc is not None else 0)
+        gbytes = (suffix_tokens * per_token + prompts * prefix * kv_heads * dim * 2 * 2) / 1e9
+        figures[label] = {
+            "us_per_layer": round(micros, 1),
+            "gb_read": round(gbytes, 3),
+            "tb_per_s": round(gbytes / micros * 1e3, 2),
+        }
+    report("attention_time_3b_shape", **figures)
+
+
+def check_syncs(prompts) -> None:
+    """A short fast-engine run with CUDA's sync debug mode on: which calls make the host wait for the GPU
+    (each one lets the GPU run dry while the host catches up)."""
+    import warnings
+
+    from harness.generation.fast_engine import FastEngine, FastEngineOptions
+    from harness.generation.plan import SamplingSettings
+
+    tokenizer = build_tokenizer([p for _, p in prompts], 4096)
+    model = build_model("tiny", torch.bfloat16, "cuda", tokenizer.eos_token_id, tokenizer.pad_token_id)
+    engine = FastEngine(model, tokenizer, SamplingSettings(0.2, 50, 0.95), FastEngineOptions(slots=8, chunk_steps=8))
+    engine.run(_jobs(prompts[:2], 4, 40), lambda s: None)  # warm: compile and capture outside the count
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            engine.run(_jobs(prompts, 4, 120), lambda s: None)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    places: dict[str, int] = {}
+    for warning in caught:
+        where = f"{Path(warning.filename).name}:{warning.lineno}: {str(warning.message)[:60]}"
+        places[where] = places.get(where, 0) + 1
+    report("synchronizing_calls", total=len(caught), by_place=sorted(places.items(), key=lambda kv: -kv[1])[:12])
 
 
 def check_greedy(prompts) -> None:
@@ -196,7 +312,7 @@ def profile_replay(model, tokenizer, chosen, options, label: str) -> None:
     launches = 0
     for name, micros, count in captured.get("events", []):
         low = name.lower()
-        if "partial_kernel" in low or "merge_kernel" in low or "prefix_group_kernel" in low:
+        if any(t in low for t in ("partial_kernel", "merge_kernel", "prefix_group_kernel", "suffix_kernel")):
             kind = "attention"
         elif any(t in low for t in ("gemm", "cutlass", "nvjet", "sm90", "matmul", "xmma", "cublas")):
             kind = "gemm"
@@ -261,11 +377,12 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=32)
     parser.add_argument("--n", type=int, default=20)
     parser.add_argument("--max-new-tokens", type=int, default=512)
-    parser.add_argument("--variants", default="before,shared,fused,more_slots,fp8,int8")
-    parser.add_argument("--checks", default="kernels,greedy", help="Self-checks to run first ('' for none).")
+    parser.add_argument("--variants", default="before,shared,fused,more_slots,fp8,fp8_kv,kv_fp8,int8")
+    parser.add_argument("--checks", default="kernels,greedy,syncs,attention_time", help="Self-checks to run first ('' for none).")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     from harness.generation.fast_engine import FastEngineOptions
+    from harness.generation.kv_cache import KVCacheFormat
     from harness.generation.quantization import Quantization, weight_bytes
 
     RESULTS["command"] = "python bench/generation_steps.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
@@ -277,7 +394,12 @@ def main() -> None:
         if args.out:
             args.out.write_text(json.dumps(RESULTS, indent=1))
 
-    checks = {"kernels": check_kernels, "greedy": lambda: check_greedy(evenly_spaced(all_prompts, 6))}
+    checks = {
+        "kernels": check_kernels,
+        "greedy": lambda: check_greedy(evenly_spaced(all_prompts, 6)),
+        "syncs": lambda: check_syncs(evenly_spaced(all_prompts, 12)),
+        "attention_time": check_attention_time,
+    }
     for name in filter(None, args.checks.split(",")):
         try:
             checks[name]()
@@ -298,7 +420,9 @@ def main() -> None:
             ("shared", dict(shared_prefix=True, fused_step=False), slots, Quantization.NONE),
             ("fused", dict(shared_prefix=True, fused_step=True), slots, Quantization.NONE),
             ("more_slots", dict(shared_prefix=True, fused_step=True), more, Quantization.NONE),
+            ("kv_fp8", dict(shared_prefix=True, fused_step=True, kv_cache=KVCacheFormat.FP8), slots, Quantization.NONE),
             ("fp8", dict(shared_prefix=True, fused_step=True), slots, Quantization.FP8),
+            ("fp8_kv", dict(shared_prefix=True, fused_step=True, kv_cache=KVCacheFormat.FP8), slots, Quantization.FP8),
             ("int8", dict(shared_prefix=True, fused_step=True), slots, Quantization.INT8),
         ]
         model = None
@@ -313,7 +437,7 @@ def main() -> None:
                     model = build_model(shape, torch.bfloat16, "cuda", tokenizer.eos_token_id, tokenizer.pad_token_id)
                     current = quant
                 options = FastEngineOptions(slots=count, chunk_steps=16, quantization=quant, **flags)
-                if label in ("before", "fused"):
+                if label in ("before", "fused", "fp8_kv"):
                     profile_replay(model, tokenizer, chosen[:16], options, f"{shape} {label}")
                 result = measure(model, tokenizer, chosen, args.n, args.max_new_tokens, options, f"{shape} {label}")
                 result["weight_gib"] = round(weight_bytes(model) / 2**30, 2)
@@ -326,7 +450,7 @@ def main() -> None:
                            samples=len(base["outputs"]), weight_gib=result["weight_gib"])  # fmt: skip
                 if label == "fused":
                     RESULTS.setdefault("bf16_fused", {})[shape] = result["useful_tok_s"]
-                if label in ("fp8", "int8") and shape in RESULTS.get("bf16_fused", {}):
+                if label in ("fp8", "fp8_kv", "kv_fp8", "int8") and shape in RESULTS.get("bf16_fused", {}):
                     report(f"{label}_vs_bf16_same_slots", shape=shape,
                            ratio=round(result["useful_tok_s"] / RESULTS["bf16_fused"][shape], 3))  # fmt: skip
             except Exception:

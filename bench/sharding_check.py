@@ -1,14 +1,18 @@
-"""`harness generate` on one device against several (a worker process each, all fed from one shared
-queue of prompts, harness/generation/work_queue.py), same job and seeds: the useful tokens/s of each,
-their ratio (the scaling), how many samples each worker took, and whether the merged generations.json
+"""`harness generate` on one device against several (a worker each, all fed from one shared queue of
+prompts, harness/generation/work_queue.py), same job and seeds: the useful tokens/s of each, their
+ratio (the scaling), how many samples each worker took, when each worker's model was ready and when it
+returned its last sample (seconds from the start of the run), and whether the merged generations.json
 is byte-identical to the one-device run.
 
 On a multi-GPU machine this is the scaling run (`--devices cuda:0,cuda:1`; issue 14's target: two
-H200s >= 1.9x one).  The wall time of each run includes loading the model (each worker loads its own;
-a worker whose model is ready starts while the others still load).  On one GPU, `--devices
-cuda:0,cuda:0` exercises the multi-process path without measuring scaling.  The slot count is fixed
-(`--slots`).  Identity: on the CPU in fp32 the outputs must be identical (the run fails otherwise, as
-in tests/generation/test_shared_queue.py); on a GPU, samples decoded in other slot batches may round
+H200s >= 1.9x one).  The several devices run as worker threads in this process (`--device-workers
+threads`, harness generate's default); `--device-workers threads,processes` also runs them as spawned
+processes, for comparison (each process imports torch and the model code before it loads its model).
+The wall time of each run includes loading the model (each worker loads its own; a worker whose model
+is ready starts while the others still load).  On one GPU, `--devices cuda:0,cuda:0` exercises the
+several-worker paths without measuring scaling.  The slot count is fixed (`--slots`).  Identity: on the
+CPU in fp32 the outputs must be identical (the run fails otherwise, as in
+tests/generation/test_device_threads.py); on a GPU, samples decoded in other slot batches may round
 differently (measured earlier: in bf16, 180 of 200 samples identical, the rest diverging late, none at
 the first character), so there it is reported, not required.
 
@@ -33,6 +37,7 @@ from harness.data.prompts import build_prompt
 from harness.generation.factory import ModelEngineFactory
 from harness.generation.generate import generate
 from harness.generation.plan import GenerationSettings, SamplingSettings
+from harness.generation.workers import DeviceWorkers
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -57,7 +62,12 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=20)
     parser.add_argument("--max-new-tokens", type=int, default=512)
     parser.add_argument("--slots", type=int, default=256)
-    parser.add_argument("--devices", default="cuda:0,cuda:1", help="The several-process run; the other run uses the first.")
+    parser.add_argument("--devices", default="cuda:0,cuda:1", help="The several-device run; the one-device run uses the first.")
+    parser.add_argument(
+        "--device-workers",
+        default=DeviceWorkers.THREADS.value,
+        help="How the several-device run's workers run: 'threads', 'processes', or both ('threads,processes'), a run each.",
+    )
     parser.add_argument("--dtype", default="bfloat16")
     parser.add_argument("--out", type=Path)
     parser.add_argument(
@@ -70,6 +80,10 @@ def main() -> None:
     problems = load_problems(SHARED / "taco_test_examples.jsonl")[: args.problems]
     prompts = [(p.task_id, build_prompt(p.row)) for p in problems]
     several = tuple(args.devices.split(","))
+    try:
+        modes = [DeviceWorkers(mode) for mode in args.device_workers.split(",")]
+    except ValueError as exc:
+        raise SystemExit(f"sharding_check: --device-workers: {exc}") from None
     sampling = SamplingSettings(temperature=0.2, top_k=50, top_p=0.95, seed=0)
     figures = {
         "shape": args.shape,
@@ -86,12 +100,15 @@ def main() -> None:
         settings = GenerationSettings(str(tmp / "model"), args.n, args.max_new_tokens, sampling, args.dtype)
         # The model is saved to disk so that `harness generate`'s own factory loads it in each worker.
         factory = ModelEngineFactory(settings, "fast", args.slots)
-        for label, devices in (("one_process", several[:1]), ("several_processes", several)):
+        runs = [("one_device", several[:1], DeviceWorkers.THREADS)]
+        runs += [(f"several_{mode.value}", several, mode) for mode in modes]
+        for label, devices, mode in runs:
             started = time.perf_counter()
-            summary = generate(prompts, settings, tmp / label / "generations.json", factory, devices)
+            summary = generate(prompts, settings, tmp / label / "generations.json", factory, devices, device_workers=mode)
             seconds = time.perf_counter() - started
             figures[label] = {
                 "devices": list(devices),
+                "device_workers": mode.value if len(devices) > 1 else "in process",
                 "seconds": round(seconds, 2),
                 "tokens": summary.new_tokens,
                 "useful_tok_s": round(summary.new_tokens / seconds, 1),
@@ -100,32 +117,42 @@ def main() -> None:
                 "first_model_loaded_s": round(summary.load_seconds, 2),
                 "useful_tok_s_after_first_load": round(summary.new_tokens / max(1e-9, seconds - summary.load_seconds), 1),
                 "samples_by_worker": summary.samples_by_worker,
+                # Seconds from the start of the run: each worker's model ready, and its last sample
+                # returned (when it ran out of work; the spread is the time devices idled at the end).
+                "ready_seconds_by_worker": summary.ready_seconds_by_worker,
+                "last_sample_seconds_by_worker": summary.last_sample_seconds_by_worker,
                 "gpu_memory_peak_bytes": summary.gpu_memory_peak_bytes,
             }
             print(f"sharding_check: {label}: {figures[label]}", file=sys.stderr, flush=True)
-        one = (tmp / "one_process" / "generations.json").read_bytes()
-        many = (tmp / "several_processes" / "generations.json").read_bytes()
-        figures["identical"] = one == many
-        # Where they differ: a sample that differs from its first character points at the plan (seeds,
-        # prompts); a late divergence at rounding.
-        pairs = [(a, b) for x, y in zip(json.loads(one), json.loads(many)) for a, b in zip(x["output"], y["output"])]
-        prefixes = [next((i for i, (c, d) in enumerate(zip(a, b)) if c != d), min(len(a), len(b))) for a, b in pairs]
-        figures["samples_identical"] = sum(a == b for a, b in pairs)
-        figures["samples"] = len(pairs)
-        figures["differing_from_first_character"] = sum(p == 0 and a != b for p, (a, b) in zip(prefixes, pairs))
-        figures["mean_common_prefix_chars"] = round(sum(prefixes) / max(1, len(prefixes)), 1)
-        figures["mean_length_chars"] = round(sum(len(a) for a, _ in pairs) / max(1, len(pairs)), 1)
-        one, several_runs = figures["one_process"], figures["several_processes"]
-        figures["scaling"] = round(several_runs["useful_tok_s"] / one["useful_tok_s"], 3)
-        figures["scaling_after_first_load"] = round(
-            several_runs["useful_tok_s_after_first_load"] / one["useful_tok_s_after_first_load"], 3
-        )
+        one_bytes = (tmp / "one_device" / "generations.json").read_bytes()
+        for label, _, _ in runs[1:]:
+            many = (tmp / label / "generations.json").read_bytes()
+            run = figures[label]
+            run["identical"] = one_bytes == many
+            # Where they differ: a sample that differs from its first character points at the plan
+            # (seeds, prompts); a late divergence at rounding.
+            pairs = [(a, b) for x, y in zip(json.loads(one_bytes), json.loads(many)) for a, b in zip(x["output"], y["output"])]
+            prefixes = [next((i for i, (c, d) in enumerate(zip(a, b)) if c != d), min(len(a), len(b))) for a, b in pairs]
+            run["samples_identical"] = sum(a == b for a, b in pairs)
+            run["samples"] = len(pairs)
+            run["differing_from_first_character"] = sum(p == 0 and a != b for p, (a, b) in zip(prefixes, pairs))
+            run["mean_common_prefix_chars"] = round(sum(prefixes) / max(1, len(prefixes)), 1)
+            run["mean_length_chars"] = round(sum(len(a) for a, _ in pairs) / max(1, len(pairs)), 1)
+            one = figures["one_device"]
+            run["scaling"] = round(run["useful_tok_s"] / one["useful_tok_s"], 3)
+            run["scaling_after_first_load"] = round(
+                run["useful_tok_s_after_first_load"] / one["useful_tok_s_after_first_load"], 3
+            )
+        figures["scaling"] = figures[runs[1][0]]["scaling"]  # the first several-device run's (threads by default)
     print(json.dumps(figures, indent=2))
     if args.out:
         args.out.write_text(json.dumps(figures, indent=2))
     exact = args.dtype == "float32" and all(device.startswith("cpu") for device in several)
-    if exact and not figures["identical"]:
-        raise SystemExit("sharding_check: the several-process output differs from the one-process output (CPU, float32)")
+    differing = [label for label, _, _ in runs[1:] if not figures[label]["identical"]]
+    if exact and differing:
+        raise SystemExit(
+            f"sharding_check: the output of {', '.join(differing)} differs from the one-device output (CPU, float32)"
+        )
 
 
 if __name__ == "__main__":

@@ -56,6 +56,12 @@ def main() -> None:
     parser.add_argument("--temperature", type=float, default=0.2)
     parser.add_argument("--dtype", default="bfloat16")
     parser.add_argument("--keep-model", action="store_true", help="Copy the model directory into --out.")
+    parser.add_argument(
+        "--modes",
+        default="",
+        help="Greedy generation again with these weight/K-V-cache modes (e.g. fp8/model,none/fp8,fp8/fp8,int8/model), "
+        "each to generations_greedy_<weights>_<cache>.json, and their next-token agreement with bf16.",
+    )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
 
@@ -83,11 +89,16 @@ def main() -> None:
 
     prompts = [(p.task_id, build_prompt(p.row)) for p in problems]
     device = "cuda:0" if args.device == "cuda" else args.device
-    for name, n, sampling in [
-        ("greedy", 1, SamplingSettings(temperature=0.0)),
-        ("sampled", args.n, SamplingSettings(temperature=args.temperature, seed=0)),
-    ]:
-        settings = GenerationSettings(str(args.model_dir), n, args.max_new_tokens, sampling, dtype=args.dtype)
+    runs = [("greedy", 1, SamplingSettings(temperature=0.0), "none", "model")]
+    if args.n:
+        runs.append(("sampled", args.n, SamplingSettings(temperature=args.temperature, seed=0), "none", "model"))
+    for mode in filter(None, args.modes.split(",")):
+        weights, cache = mode.split("/")
+        runs.append((f"greedy_{weights}_{cache}", 1, SamplingSettings(temperature=0.0), weights, cache))
+    for name, n, sampling, weights, cache in runs:
+        settings = GenerationSettings(
+            str(args.model_dir), n, args.max_new_tokens, sampling, dtype=args.dtype, quantize=weights, kv_cache=cache
+        )
         output = args.out / f"generations_{name}.json"
         summary = generate(
             prompts,
@@ -101,8 +112,49 @@ def main() -> None:
         figures["generation"][name] = {"settings": settings.fingerprint() | {"n": n}, **asdict(summary)}
         print(f"{name}: {summary}", flush=True)
         (args.out / "train_code_model.json").write_text(json.dumps(figures, indent=2))
+    weight_modes = sorted({m.split("/")[0] for m in filter(None, args.modes.split(","))} - {"none"})
+    if weight_modes:
+        figures["next_token_agreement"] = next_token_agreement(args.model_dir, args.out / "generations_greedy.json", prompts,
+                                                               weight_modes, args.dtype, device)  # fmt: skip
+        print(f"next-token agreement with {args.dtype}: {figures['next_token_agreement']}", flush=True)
+        (args.out / "train_code_model.json").write_text(json.dumps(figures, indent=2))
     if args.keep_model:
         shutil.copytree(args.model_dir, args.out / "model", dirs_exist_ok=True)
+
+
+def next_token_agreement(model_dir: Path, greedy_file: Path, prompts: list, modes: list[str], dtype: str, device: str) -> dict:
+    """Teacher-forced: on each problem's prompt followed by the unquantized greedy output, the share of
+    output positions where each quantized model's most likely next token is the unquantized model's.
+    (Weights only: the forward here is the model's own, which never reads the engine's K/V cache.)"""
+    import torch
+
+    from harness.generation.engine import load_model
+    from harness.generation.quantization import Quantization, fused_layers
+
+    outputs = {entry["task_id"]: entry["output"][0] for entry in json.loads(greedy_file.read_text())}
+    choices: dict[str, list] = {}
+    for mode in ["none", *modes]:
+        model, tokenizer = load_model(str(model_dir), dtype, device)
+        if mode != "none":
+            fused_layers(model, Quantization(mode))
+        picked = []
+        with torch.inference_mode():
+            for task_id, prompt in prompts:
+                prompt_ids = tokenizer(prompt)["input_ids"]
+                output_ids = tokenizer(outputs.get(task_id, ""), add_special_tokens=False)["input_ids"][:1024]
+                if not output_ids:
+                    continue
+                ids = torch.tensor([prompt_ids + output_ids], device=device)
+                logits = model(input_ids=ids).logits[0, len(prompt_ids) - 1 : -1]
+                picked.append(logits.argmax(-1).cpu())
+        choices[mode] = picked
+        del model
+        torch.cuda.empty_cache()
+    base = torch.cat(choices["none"])
+    return {
+        mode: {"positions": len(base), "agreement": round(float((torch.cat(choices[mode]) == base).float().mean()), 5)}
+        for mode in modes
+    }
 
 
 if __name__ == "__main__":

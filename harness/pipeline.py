@@ -50,7 +50,7 @@ from harness.generation.journal import JournalEntry
 from harness.generation.journal import discard_journal as discard_generation_journal
 from harness.generation.model_path import check_model_path
 from harness.generation.plan import GenerationSettings
-from harness.generation.workers import WorkerPool
+from harness.generation.workers import DeviceWorkers, WorkerPool
 from harness.reporting.monitor import RunMonitor, evaluation_run_stats, write_run_stats
 from harness.reporting.provenance import (
     DatasetRecord,
@@ -205,13 +205,15 @@ def generate(
     progress: GenerationProgress | None = None,
     say: Callable[[str], None] = _ignore,
     cluster: ClusterChoice | None = None,
+    device_workers: DeviceWorkers = DeviceWorkers.THREADS,
 ) -> GenerationSummary:
     """Sample ``settings.n`` programs per problem with TACO's prompt and write the official
     ``generations.json`` at *output*; ``output.journal/`` beside it makes a rerun resume.
 
     *devices* is a ``--gpus`` spec (``"all"``, ``"cpu"``, ``"2"``, ``"0,2"``) or device names: one
-    worker process each.  With *cluster*, the workers are instead one per GPU of that Ray cluster
-    (*devices* is not used; the model's path must be the same on every node).  Without
+    worker each (a thread or a process, as *device_workers* says).  With *cluster*, the workers are
+    instead one per GPU of that Ray cluster (*devices* is not used; the model's path must be the same
+    on every node).  Without
     *engine_factory*, ``settings.model`` is loaded (``engine="auto"``).
     """
     factory = engine_factory if engine_factory is not None else _model_engine(settings)
@@ -219,7 +221,15 @@ def generate(
     prompts = [(p.task_id, build_prompt(p.row)) for p in problems]
     output.parent.mkdir(parents=True, exist_ok=True)
     return generation.generate(
-        prompts, settings, output, factory, chosen_devices, progress, say, workers=_generation_workers(cluster)
+        prompts,
+        settings,
+        output,
+        factory,
+        chosen_devices,
+        progress,
+        say,
+        workers=_generation_workers(cluster),
+        device_workers=device_workers,
     )
 
 
@@ -238,6 +248,7 @@ def run(
     on_evaluation_progress: Callable[[EvaluationProgress], None] = _ignore,
     say: Callable[[str], None] = _ignore,
     cluster: ClusterChoice | None = None,
+    device_workers: DeviceWorkers = DeviceWorkers.THREADS,
 ) -> RunOutcome:
     """``generate`` and ``evaluate`` overlapped: each sample is judged as soon as it is generated.
     Writes every file of both into the *output* directory, with ``run_stats.json`` for the run;
@@ -259,6 +270,7 @@ def run(
         say,
         dataset=problems.dataset if isinstance(problems, LoadedProblems) else None,
         generation_workers=_generation_workers(cluster),
+        device_workers=device_workers,
     )
 
 
@@ -283,11 +295,13 @@ def run_pipeline(
     *,
     dataset: DatasetRecord | None = None,
     generation_workers: WorkerPool | None = None,
+    device_workers: DeviceWorkers = DeviceWorkers.THREADS,
 ) -> RunOutcome:
     """Generate ``generation_settings.n`` samples per problem and evaluate each as it is produced
     (``evaluation_settings`` as they are: ``run`` fills in the sandbox's identity).  *dataset* says
     where the problems came from, for the provenance.  The generation workers run on *devices* of
-    this machine, unless *generation_workers* says where they run (a cluster's GPUs)."""
+    this machine (a thread or a process each, as *device_workers* says), unless *generation_workers*
+    says where they run (a cluster's GPUs)."""
     missing_tests = [p.task_id for p in problems if p.tests is None]
     if missing_tests:
         raise ValueError(f"tasks without tests cannot be evaluated: {missing_tests[:10]}")
@@ -322,6 +336,7 @@ def run_pipeline(
                 say,
                 on_sample=evaluate_sample,
                 workers=generation_workers,
+                device_workers=device_workers,
             )
             monitor.generation_finished()
             # The samples still in the sandboxes are the run's tail beyond generation.

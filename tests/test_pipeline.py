@@ -69,7 +69,7 @@ def _evaluate_file(generations: Path) -> dict:
     return evaluate(tasks, choice.opener(), _settings(choice)).results
 
 
-@pytest.mark.parametrize("devices", [("cpu",), ("cpu", "cpu")], ids=["one-process", "two-worker-processes"])
+@pytest.mark.parametrize("devices", [("cpu",), ("cpu", "cpu")], ids=["one-device", "two-worker-threads"])
 def test_samples_are_evaluated_while_generation_runs(tmp_path, sandbox_image, devices):
     emitted = tmp_path / "emitted.log"
     verdict_times: list[float] = []
@@ -92,6 +92,10 @@ def test_samples_are_evaluated_while_generation_runs(tmp_path, sandbox_image, de
         assert [v.value for v in samples[3].verdicts] == ["compile_error"]
     stats = json.loads((tmp_path / "out" / "run_stats.json").read_text())
     assert stats["generation"]["generated"] == 6 * N and stats["evaluation"]["samples"] == 6 * N
+    # Each worker's model loaded, then its last sample, in seconds from the start of generation.
+    ready, last = stats["generation"]["ready_seconds_by_worker"], stats["generation"]["last_sample_seconds_by_worker"]
+    assert set(ready) == set(stats["generation"]["samples_by_worker"]) and len(ready) == len(devices)
+    assert all(0 <= ready[worker] < last[worker] <= stats["generation"]["seconds"] for worker in last)
     assert stats["evaluation"]["executed"] == outcome.evaluation.executed == 6 * 3  # the duplicate reference runs once
     assert stats["timeline"]["points"][-1][1:] == [6 * N, 6 * N]
     assert any(evaluated > 0 and generated < 6 * N for _, generated, evaluated in stats["timeline"]["points"])

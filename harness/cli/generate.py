@@ -20,6 +20,7 @@ from harness.cli.progress import GenerationBar
 from harness.data.problems import load_problems
 from harness.errors import PromptError
 from harness.generation.devices import resolve_devices
+from harness.generation.generate import GenerationSummary
 from harness.generation.journal import discard_journal, journal_directory
 from harness.generation.model_path import check_model_path
 from harness.pipeline import generate
@@ -58,6 +59,7 @@ def generate_command(
                 output,
                 engine_factory=generation.engine_factory,
                 devices=devices,
+                device_workers=generation.device_workers,
                 progress=bar,
                 say=say,
                 cluster=cluster.choice,
@@ -74,9 +76,18 @@ def generate_command(
         f"{summary.new_tokens} tokens, {rate:,.0f} tok/s, {summary.seconds:.1f}s) -> {output}"
     )
     if len(summary.samples_by_worker) > 1 or summary.workers_lost:
-        shares = ", ".join(f"{worker} {count}" for worker, count in summary.samples_by_worker.items())
+        shares = ", ".join(
+            f"{worker} {count}{_worker_times(worker, summary)}" for worker, count in summary.samples_by_worker.items()
+        )
         lost = f"; lost {', '.join(summary.workers_lost)} ({summary.requeued} samples re-queued)" if summary.workers_lost else ""
         click.echo(f"samples per worker: {shares}{lost}")
+
+
+def _worker_times(worker: str, summary: GenerationSummary) -> str:
+    """When the worker's model had loaded and when it returned its last sample, from the start."""
+    ready, last = summary.ready_seconds_by_worker.get(worker), summary.last_sample_seconds_by_worker.get(worker)
+    times = ([f"ready {ready:.1f}s"] if ready is not None else []) + ([f"last sample {last:.1f}s"] if last is not None else [])
+    return f" ({', '.join(times)})" if times else ""
 
 
 def generation_devices(generation: GenerationOptions) -> tuple[str, ...]:

@@ -81,6 +81,7 @@ def run_command(
                     sandbox=evaluation.sandbox,
                     engine_factory=generation.engine_factory,
                     devices=devices,
+                    device_workers=generation.device_workers,
                     cache=cache,
                     generation_progress=generation_bar,
                     on_evaluation_progress=on_progress,

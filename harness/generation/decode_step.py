@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from harness.generation.attention import decode_attention
+from harness.generation.kv_cache import KVScales
 from harness.generation.prefix_attention import PrefixPool, shared_prefix_attention
 from harness.generation.quantization import LayerWeights, Quantization, fused_layers, linear
 
@@ -52,9 +53,14 @@ class DecodeStep:
         write_index: torch.Tensor,
         pool: PrefixPool | None,
         kernel: str,
+        key_scales: list[torch.Tensor] | None = None,
+        value_scales: list[torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """tokens/positions/write_index [S]; keys/values per layer [S, KVH, L, D] (written at
-        ``write_index``); returns the next-token logits [S, V] in the model's dtype."""
+        ``write_index``; fp8 with key_scales/value_scales per layer [S, KVH, L] for an fp8 cache, which
+        needs the pool and the Triton kernels); returns the next-token logits [S, V] in the model's dtype."""
+        scaled = key_scales is not None and value_scales is not None
+        assert not scaled or (pool is not None and kernel == "triton"), "an fp8 cache needs the shared prefix and Triton"
         fused = kernel == "triton"
         if fused:
             from harness.generation import triton_decode
@@ -77,9 +83,12 @@ class DecodeStep:
             qkv = linear(x, layer.qkv)  # [S, (H + 2 KVH) D]
             if fused and self.query_norms[index] is None:
                 query = triton_decode.rotary_and_write(
-                    qkv, cos, sin, keys[index], values[index], write_index, heads, kv_heads, dim
-                )
+                    qkv, cos, sin, keys[index], values[index], write_index, heads, kv_heads, dim,
+                    key_scales[index] if key_scales is not None else None,
+                    value_scales[index] if value_scales is not None else None,
+                )  # fmt: skip
             else:
+                assert not scaled, "an fp8 cache is written by the Triton rotary kernel"
                 query, key, value = qkv.split([heads * dim, kv_heads * dim, kv_heads * dim], dim=-1)
                 query, key = query.view(slots, heads, dim), key.view(slots, kv_heads, dim)
                 query_norm, key_norm = self.query_norms[index], self.key_norms[index]
@@ -90,7 +99,10 @@ class DecodeStep:
                 values[index][rows, :, write_index] = value.view(slots, kv_heads, dim)
             query = query.view(slots, heads, 1, dim)
             if pool is not None:
-                attended = shared_prefix_attention(query, keys[index], values[index], lengths, pool, index, self.scale, kernel)
+                layer_scales = KVScales(key_scales[index], value_scales[index]) if key_scales and value_scales else None
+                attended = shared_prefix_attention(
+                    query, keys[index], values[index], lengths, pool, index, self.scale, kernel, layer_scales
+                )
             else:
                 attended = decode_attention(query, keys[index], values[index], lengths, self.scale, kernel)
             attended = linear(attended.reshape(slots, heads * dim), layer.out)

@@ -1,4 +1,5 @@
-"""The devices a generation runs on, from a spec such as ``--gpus`` takes: one worker process each."""
+"""The devices a generation runs on, from a spec such as ``--gpus`` takes: one worker each (a thread,
+or a process with --device-workers processes)."""
 
 from __future__ import annotations
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import gc
+import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -51,8 +52,8 @@ class JobSource(Protocol):
         ...
 
     def take(self, samples: int) -> Sequence[PromptJob]:
-        """Whole jobs holding about ``samples`` samples (at least one job), or none: then the run
-        finishes what it holds and ends."""
+        """Jobs holding about ``samples`` samples (at least one job; the last may be part of a prompt's
+        samples near the end of a shared queue), or none: then the run finishes what it holds and ends."""
         ...
 
 
@@ -250,6 +251,12 @@ def is_out_of_memory(exc: BaseException) -> bool:
     return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
 
 
+# Held while a CUDA graph is captured and while cached GPU memory is given back (``empty_cache``):
+# with device workers as threads of one process, emptying the caching allocator while another thread
+# captures a graph is not allowed (and torch.cuda.graph empties it on entry).
+CUDA_CACHE_LOCK = threading.Lock()
+
+
 def run_shrinking_on_oom(
     attempt: Callable[[JobSource, int, SampleSink], None],
     source: JobSource,
@@ -282,7 +289,8 @@ def run_shrinking_on_oom(
         current = _Again([*without_samples(taken.jobs, done), *left], source)
         gc.collect()
         if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+            with CUDA_CACHE_LOCK:
+                torch.cuda.empty_cache()
         batch //= 2
         if say is not None:
             say(f"out of GPU memory: retrying with batch size {batch}")

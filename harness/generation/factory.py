@@ -1,4 +1,4 @@
-"""Building an engine in a worker process: the protocol the workers call, and the real one, which
+"""Building an engine in a device worker (a thread or a process): the protocol the workers call, and the real one, which
 loads the model and picks the fast or the hf engine."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from harness.generation.plan import GenerationSettings
 
 
 class EngineFactory(Protocol):
-    """Builds an engine on a device inside a worker process; must be picklable for several devices."""
+    """Builds an engine on a device inside a worker; must be picklable (process workers and Ray actors get a copy)."""
 
     def __call__(self, device: str, say: Callable[[str], None]) -> Engine: ...
 
@@ -36,6 +36,7 @@ class ModelEngineFactory:
             unsupported_reason,
         )
         from harness.generation.hf_engine import HFEngine
+        from harness.generation.kv_cache import KVCacheFormat
         from harness.generation.quantization import Quantization
 
         model, tokenizer = load_model(self.settings.model, self.settings.dtype, device)
@@ -55,10 +56,13 @@ class ModelEngineFactory:
                 chunk_steps=self.chunk_steps,
                 cuda_graphs=self.cuda_graphs,
                 quantization=Quantization(self.settings.quantize),
+                kv_cache=KVCacheFormat(self.settings.kv_cache),
             )
             return FastEngine(model, tokenizer, self.settings.sampling, options, say=say)
         if self.settings.quantize != "none":
             raise ModelError(f"--quantize {self.settings.quantize} needs the fast engine, which cannot run this model")
+        if self.settings.kv_cache != "model":
+            raise ModelError(f"--kv-cache {self.settings.kv_cache} needs the fast engine, which cannot run this model")
         return HFEngine(
             model, tokenizer, self.settings.sampling, batch_size=self.batch_size, check_every=self.chunk_steps, say=say
         )

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from harness.generation.attention import decode_attention, triton_applies
 from harness.generation.decode_step import DecodeStep
 from harness.generation.engine import (
+    CUDA_CACHE_LOCK,
     FinishReason,
     JobSource,
     SampleFeed,
@@ -45,6 +46,8 @@ from harness.generation.engine import (
     rows_that_fit,
     run_shrinking_on_oom,
 )
+from harness.generation.kv_cache import KV_FP8_DTYPE, KVCacheFormat
+from harness.generation.kv_cache import check_supported as check_kv_supported
 from harness.generation.plan import PromptJob, SamplingSettings
 from harness.generation.prefix_attention import (
     PrefixPool,
@@ -74,6 +77,7 @@ class FastEngineOptions:
     # instead of the model's own forward (prefill always uses the model's forward).
     fused_step: bool = True
     quantization: Quantization = Quantization.NONE  # applied to the model's projections (quantization.py)
+    kv_cache: KVCacheFormat = KVCacheFormat.MODEL  # fp8: K/V stored as scaled float8 (kv_cache.py)
 
 
 def unsupported_reason(model: Any) -> str | None:
@@ -190,6 +194,13 @@ class FastEngine:
             self.decode_step = DecodeStep(model, options.quantization)
         elif options.quantization is not Quantization.NONE:
             fused_layers(model, options.quantization)
+        if options.kv_cache is not KVCacheFormat.MODEL:
+            device = next(model.parameters()).device
+            probe = torch.empty(1, 1, 1, 128, dtype=model.dtype, device=device)
+            fused_triton = (
+                options.fused_step and options.shared_prefix and options.attention_kernel != "torch" and triton_applies(probe)
+            )
+            check_kv_supported(options.kv_cache, device, fused_triton)
         self.eos_ids = eos_token_ids(model)
         self.last_run: RunStats | None = None  # of the attempt that completed the last run
 
@@ -251,6 +262,8 @@ class _Bank:
         # The cache row index each step writes: the position, or the position past the shared prefix.
         self.write_index = run.write_index[:size] if run.pool is not None else self.positions
         self.cache = _SlotCache([k[:size] for k in run.keys], [v[:size] for v in run.values], self.write_index)
+        self.key_scales = [k[:size] for k in run.key_scales] if run.key_scales is not None else None
+        self.value_scales = [v[:size] for v in run.value_scales] if run.value_scales is not None else None
         self.graph: torch.cuda.CUDAGraph | None = None
 
 
@@ -275,6 +288,8 @@ class _SlotRun:
             self.kernel = "triton" if triton_applies(probe) else "torch"
         self.use_graphs = options.cuda_graphs and self.device.type == "cuda"
         on = {"device": self.device}
+        fp8_cache = options.kv_cache is KVCacheFormat.FP8
+        cache_dtype = KV_FP8_DTYPE if fp8_cache else model.dtype
         self.pool: PrefixPool | None = None
         if options.shared_prefix:
             self.members = group_members(heads // kv_heads)
@@ -282,15 +297,10 @@ class _SlotRun:
             self.capacity = capacity = _round_up(max(s.max_new_tokens for job in jobs for s in job.samples) + 1, 16)
             longest = max(len(p) for p in prompts) - 1
             pool_tokens = _pool_tokens(jobs, prompts, slots)
+            layers = range(config.num_hidden_layers)
             self.pool = PrefixPool(
-                [
-                    torch.zeros((kv_heads, pool_tokens, head_dim), dtype=model.dtype, **on)
-                    for _ in range(config.num_hidden_layers)
-                ],
-                [
-                    torch.zeros((kv_heads, pool_tokens, head_dim), dtype=model.dtype, **on)
-                    for _ in range(config.num_hidden_layers)
-                ],
+                [torch.zeros((kv_heads, pool_tokens, head_dim), dtype=model.dtype, **on) for _ in layers],
+                [torch.zeros((kv_heads, pool_tokens, head_dim), dtype=model.dtype, **on) for _ in layers],
                 torch.zeros(slots, dtype=torch.int64, **on),
                 torch.zeros(slots, dtype=torch.int64, **on),
                 torch.tensor(group_rows([], self.members, slots), dtype=torch.int64, **on),
@@ -301,8 +311,13 @@ class _SlotRun:
             self.entries: dict[int, tuple[int, int]] = {}  # job index -> (pool start, prefix length)
             self.write_index = torch.zeros(slots, dtype=torch.int64, **on)
         shape = (slots, kv_heads, capacity, head_dim)
-        self.keys = [torch.zeros(shape, dtype=model.dtype, **on) for _ in range(config.num_hidden_layers)]
-        self.values = [torch.zeros(shape, dtype=model.dtype, **on) for _ in range(config.num_hidden_layers)]
+        self.keys = [torch.zeros(shape, dtype=cache_dtype, **on) for _ in range(config.num_hidden_layers)]
+        self.values = [torch.zeros(shape, dtype=cache_dtype, **on) for _ in range(config.num_hidden_layers)]
+        self.key_scales: list[torch.Tensor] | None = None
+        self.value_scales: list[torch.Tensor] | None = None
+        if fp8_cache:
+            self.key_scales = [torch.ones(shape[:3], dtype=torch.float32, **on) for _ in range(config.num_hidden_layers)]
+            self.value_scales = [torch.ones(shape[:3], dtype=torch.float32, **on) for _ in range(config.num_hidden_layers)]
         self.positions = torch.zeros(slots, dtype=torch.int64, **on)
         self.tokens = torch.zeros(slots, dtype=torch.int64, **on)
         self.steps = torch.zeros(slots, dtype=torch.int64, **on)
@@ -335,7 +350,10 @@ class _SlotRun:
         step = self.engine.decode_step
         if step is not None:
             cache = bank.cache
-            logits = step.logits(bank.tokens, bank.positions, cache.keys, cache.values, bank.write_index, bank.pool, self.kernel)
+            logits = step.logits(
+                bank.tokens, bank.positions, cache.keys, cache.values, bank.write_index, bank.pool, self.kernel,
+                bank.key_scales, bank.value_scales,
+            )  # fmt: skip
         else:
             logits = self.model(
                 input_ids=bank.tokens[:, None],
@@ -346,7 +364,7 @@ class _SlotRun:
                 slot_pool=bank.pool,
                 **{self.cache_argument: bank.cache},
             ).logits[:, -1]
-        chosen = choose_tokens(logits.float(), self.engine.sampling, bank.seed_high, bank.seed_low, bank.steps)
+        chosen = choose_tokens(logits, self.engine.sampling, bank.seed_high, bank.seed_low, bank.steps)
         bank.recent[:, column] = chosen
         bank.tokens.copy_(chosen)
         # A finished slot runs on until its refill; clamping keeps its writes inside the cache row.
@@ -367,7 +385,9 @@ class _SlotRun:
             self._chunk(bank)  # warm-up: kernel selection, Triton compilation, workspace allocation
         torch.cuda.current_stream(self.device).wait_stream(side)
         bank.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(bank.graph):
+        # Another device's worker thread may run meanwhile (thread_local: its calls do not break this
+        # capture), but not capture or empty the allocator's cache (the lock).
+        with CUDA_CACHE_LOCK, torch.cuda.graph(bank.graph, capture_error_mode="thread_local"):
             self._chunk(bank)
         for state in (self.positions, self.tokens, self.steps):
             state.zero_()
@@ -390,7 +410,8 @@ class _SlotRun:
             return None
         capture = _PromptCapture()
         self.model(
-            input_ids=torch.tensor([ids], device=self.device),
+            # Through pinned memory: a plain copy from a list would wait for the chunks already queued.
+            input_ids=_to_device(torch.tensor([ids]), self.device),
             position_ids=torch.arange(len(ids), device=self.device)[None],
             use_cache=True,
             logits_to_keep=1,
@@ -499,9 +520,12 @@ class _SlotRun:
             source = torch.tensor(moving, device=self.device)
             target = torch.tensor(free[: len(moving)], device=self.device)
             moved = [*self.keys, *self.values, self.tokens, self.positions, self.steps, self.seed_high, self.seed_low]
+            moved += [*(self.key_scales or []), *(self.value_scales or [])]
             if self.pool is not None:
                 moved += [self.pool.start, self.pool.length]
             for tensor in moved:
+                if tensor.dtype == KV_FP8_DTYPE:  # index_copy_ has no float8 kernel: move the bytes
+                    tensor = tensor.view(torch.uint8)
                 tensor.index_copy_(0, target, tensor.index_select(0, source))
             for old, new in zip(moving, free):
                 self.active[new], self.active[old] = self.active[old], None

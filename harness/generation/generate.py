@@ -34,7 +34,7 @@ from harness.generation.plan import (
     without_samples,
 )
 from harness.generation.work_queue import Dispatcher, WorkQueue
-from harness.generation.workers import LocalDevices, WorkerPool
+from harness.generation.workers import DeviceWorkers, LocalDevices, WorkerPool
 
 # Warn about markdown fences (which TACO scores as compile errors) when at least this share of the
 # samples has one and the code is not extracted.
@@ -63,6 +63,10 @@ class GenerationSummary:
     workers_lost: tuple[str, ...] = ()  # workers that died mid-run (their unfinished samples went to the others)
     requeued: int = 0  # samples given back to the queue by lost workers
     load_seconds: float = 0.0  # from the start until the first worker's model had loaded (workers started, model read)
+    # Per worker, seconds from the start: until its model had loaded, and until it returned its last
+    # sample (when it ran out of work: the spread of these is the time some devices idled at the end).
+    ready_seconds_by_worker: dict[str, float] = field(default_factory=dict)
+    last_sample_seconds_by_worker: dict[str, float] = field(default_factory=dict)
 
 
 def generate(
@@ -75,12 +79,14 @@ def generate(
     say: Callable[[str], None] = lambda message: None,
     on_sample: Callable[[JournalEntry], None] = lambda entry: None,
     workers: WorkerPool | None = None,
+    device_workers: DeviceWorkers = DeviceWorkers.THREADS,
 ) -> GenerationSummary:
     """Generate ``settings.n`` samples for every (task_id, prompt) and write ``output``.
 
-    The workers run on ``devices`` of this machine, one each, unless ``workers`` says where they run
-    (a cluster's).  ``on_sample`` sees every sample of the run once, as it is journaled: first those
-    resumed from the journal, then each new one as it finishes (``harness run`` evaluates them from there).
+    The workers run on ``devices`` of this machine, one each (for several, a thread or a process each,
+    as ``device_workers`` says), unless ``workers`` says where they run (a cluster's).  ``on_sample``
+    sees every sample of the run once, as it is journaled: first those resumed from the journal, then
+    each new one as it finishes (``harness run`` evaluates them from there).
     """
     started = time.monotonic()
     if output.is_dir():
@@ -125,7 +131,7 @@ def generate(
 
             # The settings are recorded once a model has loaded: its samples may now be journaled.
             dispatcher = Dispatcher(WorkQueue(remaining), count, journal.record_settings, say)
-            pool = workers if workers is not None else LocalDevices(devices)
+            pool = workers if workers is not None else LocalDevices(devices, device_workers)
             pool.run(dispatcher, remaining, engine_factory, settings.extract_code)
 
     entries = journal.entries()
@@ -155,7 +161,13 @@ def generate(
         workers_lost=tuple(dispatcher.lost) if dispatcher is not None else (),
         requeued=dispatcher.queue.requeued if dispatcher is not None else 0,
         load_seconds=dispatcher.first_ready - started if dispatcher is not None and dispatcher.first_ready is not None else 0.0,
+        ready_seconds_by_worker=_rounded(dispatcher.ready_by_worker(started)) if dispatcher is not None else {},
+        last_sample_seconds_by_worker=_rounded(dispatcher.last_sample_by_worker(started)) if dispatcher is not None else {},
     )
+
+
+def _rounded(seconds: dict[str, float]) -> dict[str, float]:
+    return {worker: round(value, 3) for worker, value in seconds.items()}
 
 
 def chat_prompts(prompts: Sequence[tuple[int, str]], settings: GenerationSettings) -> list[tuple[int, str]]:

@@ -29,7 +29,14 @@ from harness.generation.plan import GenerationSettings, model_identity
 
 SETTINGS_FILE = "settings.json"
 # Settings added after the first journals were written, with the value those journals were made with.
-_EARLIER_DEFAULTS: dict[str, Any] = {"chat_template": False, "system_prompt": None, "extract_code": False}
+# Settings that journals of earlier versions do not record: they were generated with these.
+_EARLIER_DEFAULTS: dict[str, Any] = {
+    "chat_template": False,
+    "system_prompt": None,
+    "extract_code": False,
+    "quantize": "none",
+    "kv_cache": "model",
+}
 
 
 @dataclass(frozen=True)

@@ -54,6 +54,8 @@ class GenerationSettings:
     extract_code: bool = False
     # Weight quantization of the fast engine's projections: "none", "fp8" or "int8" (quantization.py).
     quantize: str = "none"
+    # The fast engine's K/V cache: "model" (the model's dtype) or "fp8" (kv_cache.py).
+    kv_cache: str = "model"
 
     def __post_init__(self) -> None:
         if self.n < 1:
@@ -78,6 +80,7 @@ class GenerationSettings:
             "system_prompt": self.system_prompt,
             "extract_code": self.extract_code,
             "quantize": self.quantize,
+            "kv_cache": self.kv_cache,
         }
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from harness.generation.attention import triton_applies
+from harness.generation.kv_cache import KVScales, dequantize_vectors
 
 
 @dataclass(frozen=True)
@@ -47,15 +48,19 @@ def shared_prefix_attention(
     layer: int,
     scale: float,
     kernel: str = "auto",
+    scales: KVScales | None = None,
 ) -> torch.Tensor:
-    """query [S, H, 1, D], suffix keys/values [S, KVH, L, D], lengths [S] -> attention output [S, 1, H, D]."""
+    """query [S, H, 1, D], suffix keys/values [S, KVH, L, D], lengths [S] -> attention output [S, 1, H, D].
+    With ``scales`` the suffix K/V are fp8 (kv_cache.py); the pool is in the model's dtype."""
     prefix_keys, prefix_values = pool.keys[layer], pool.values[layer]
     if kernel == "triton" or (kernel == "auto" and triton_applies(query)):
         from harness.generation.triton_attention import triton_shared_prefix_attention
 
         return triton_shared_prefix_attention(
-            query, keys, values, lengths, prefix_keys, prefix_values, pool.length, pool.groups, pool.longest, scale
+            query, keys, values, lengths, prefix_keys, prefix_values, pool.length, pool.groups, pool.longest, scale, scales
         )
+    if scales is not None:  # the reference: widened first
+        keys, values = dequantize_vectors(keys, scales.keys, query.dtype), dequantize_vectors(values, scales.values, query.dtype)
     return torch_shared_prefix_attention(
         query, keys, values, lengths, prefix_keys, prefix_values, pool.start, pool.length, pool.longest, scale
     )

@@ -1,9 +1,10 @@
 """Triton kernels for decode attention with a per-slot length (split-K "flash decoding").
 
-Pass 1: one program per (slot, KV head, split of the cache) runs an online softmax over the split's
-valid positions for all query heads of the group, and writes partial (sum of weighted values, max,
-normaliser).  Splits that start beyond the slot's length do no work.  Pass 2 merges the splits of each
-(slot, head).  Imported only on CUDA when triton is present.
+Copied-prefix layout (``triton_decode_attention``): pass 1, one program per (slot, KV head, split of
+the cache), runs an online softmax over the split's valid positions for all query heads of the group
+and writes partial (sum of weighted values, max, normaliser); splits that start beyond the slot's
+length do no work.  Pass 2 merges the splits of each (slot, head).  Shared-prefix layout: below.
+Imported only on CUDA when triton is present.
 """
 
 from __future__ import annotations
@@ -12,8 +13,31 @@ import torch
 import triton
 import triton.language as tl
 
+from harness.generation.kv_cache import KVScales
+
 SPLIT = 512  # cache positions per pass-1 program
 BLOCK = 64  # positions per inner step
+
+
+@triton.jit
+def _attend_block(q, k, v, valid, running_max, running_sum, acc, scale, key_scale, value_scale, SCALED: tl.constexpr):
+    """One block of positions of an online softmax: q [rows, D], k/v [BLOCK, D] (fp8 with a scale per
+    position where SCALED), valid [BLOCK]; returns the updated (max, sum, acc) of every row."""
+    if SCALED:
+        k = k.to(q.dtype)
+    scores = tl.dot(q, tl.trans(k)) * scale
+    if SCALED:
+        scores = scores * key_scale[None, :]
+    scores = tl.where(valid[None, :], scores, float("-inf"))
+    new_max = tl.maximum(running_max, tl.max(scores, 1))
+    rescale = tl.exp(running_max - new_max)
+    weights = tl.exp(scores - new_max[:, None])
+    running_sum = running_sum * rescale + tl.sum(weights, 1)
+    if SCALED:
+        weights = weights * value_scale[None, :]
+        v = v.to(q.dtype)
+    acc = acc * rescale[:, None] + tl.dot(weights.to(v.dtype), v)
+    return new_max, running_sum, acc
 
 
 # The kernels' arguments (and the launches below) are grouped by hand, one tensor's strides to a
@@ -52,15 +76,10 @@ def _partial_kernel(
         positions = block_start + offsets
         valid = positions < end
         k = tl.load(k_base + positions[:, None] * k_pos + dims[None, :], mask=valid[:, None], other=0.0)
-        scores = tl.dot(q, tl.trans(k)) * scale
-        scores = tl.where(valid[None, :], scores, float("-inf"))
-        new_max = tl.maximum(running_max, tl.max(scores, 1))
-        rescale = tl.exp(running_max - new_max)
-        weights = tl.exp(scores - new_max[:, None])
-        running_sum = running_sum * rescale + tl.sum(weights, 1)
         v = tl.load(v_base + positions[:, None] * v_pos + dims[None, :], mask=valid[:, None], other=0.0)
-        acc = acc * rescale[:, None] + tl.dot(weights.to(v.dtype), v)
-        running_max = new_max
+        running_max, running_sum, acc = _attend_block(
+            q, k, v, valid, running_max, running_sum, acc, scale, scale, scale, SCALED=False
+        )
 
     tl.store(ACC + slot * acc_slot + heads[:, None] * acc_head + split * acc_split + dims[None, :], acc, mask=in_group[:, None])
     tl.store(MAX + slot * m_slot + heads * m_head + split, running_max, mask=in_group)
@@ -125,11 +144,19 @@ def triton_decode_attention(
 
 # --- shared prompt prefix ----------------------------------------------------------------------------
 # A slot's keys are its prompt's prefix, stored once in a pool that all the prompt's samples share, then
-# the slot's own suffix (the last prompt token and the generated ones).  The prefix pass runs one
-# program per (group of sibling slots, KV head, prefix split): it loads the queries of every sibling's
-# query heads of that KV head as one [rows, D] block, so each prefix K/V block is read once for the
-# whole group and multiplied on the tensor cores.  The suffix pass is the per-slot kernel above, writing
-# the splits after the prefix ones; the merge skips the prefix splits past a slot's prefix length.
+# the slot's own suffix (the last prompt token and the generated ones).  Two kernels:
+# * the prefix pass runs one program per (group of sibling slots, KV head, prefix split): it loads the
+#   queries of every sibling's query heads of that KV head as one [rows, D] block, so each prefix K/V
+#   block is read once for the whole group and multiplied on the tensor cores, and writes each row's
+#   partial (sum of weighted values, max, normaliser) per split;
+# * the suffix pass runs one program per (slot, KV head): it starts from the slot's prefix partials
+#   (merged in registers), runs the online softmax on over the slot's suffix (short: at most the
+#   token budget, so it needs no split) and writes the normalised output.  No third merge pass, and
+#   the suffix writes no partials.
+# With an fp8 cache the suffix's K and V are float8 e4m3 with one float32 scale per (KV head, position):
+# the suffix pass widens each block to float16 (exact for e4m3; the query is taken to float16 once) and
+# applies the scales to the scores (keys) and to the softmax weights (values).  The pool stays in the
+# model's dtype.
 @triton.jit
 def _prefix_group_kernel(
     Q, PK, PV, GROUPS, ACC, MAX, SUM,
@@ -171,15 +198,10 @@ def _prefix_group_kernel(
             positions = block_start + offsets
             valid = positions < end
             k = tl.load(k_base + positions[:, None] * pk_pos + dims[None, :], mask=valid[:, None], other=0.0)
-            scores = tl.dot(q, tl.trans(k)) * scale
-            scores = tl.where(valid[None, :], scores, float("-inf"))
-            new_max = tl.maximum(running_max, tl.max(scores, 1))
-            rescale = tl.exp(running_max - new_max)
-            weights = tl.exp(scores - new_max[:, None])
-            running_sum = running_sum * rescale + tl.sum(weights, 1)
             v = tl.load(v_base + positions[:, None] * pv_pos + dims[None, :], mask=valid[:, None], other=0.0)
-            acc = acc * rescale[:, None] + tl.dot(weights.to(v.dtype), v)
-            running_max = new_max
+            running_max, running_sum, acc = _attend_block(
+                q, k, v, valid, running_max, running_sum, acc, scale, scale, scale, SCALED=False
+            )
         target = slots[:, None] * acc_slot + heads[:, None] * acc_head + split * acc_split + dims[None, :]
         tl.store(ACC + target, acc, mask=used[:, None])
         tl.store(MAX + slots * m_slot + heads * m_head + split, running_max, mask=used)
@@ -187,30 +209,70 @@ def _prefix_group_kernel(
 
 
 @triton.jit
-def _shared_merge_kernel(
-    ACC, MAX, SUM, OUT, PREFIX_LENGTH,
+def _suffix_kernel(
+    Q, K, V, K_SCALE, V_SCALE, LENGTHS, PREFIX_LENGTH, ACC, MAX, SUM, OUT,
+    q_slot, q_head,
+    k_slot, k_head, k_pos,
+    v_slot, v_head, v_pos,
+    ks_slot, ks_head,
+    vs_slot, vs_head,
     acc_slot, acc_head, acc_split,
     m_slot, m_head,
     o_slot, o_head,
-    PREFIX_SPLITS: tl.constexpr, SPLITS: tl.constexpr, SPLITS_PAD: tl.constexpr, HEAD_DIM: tl.constexpr,
-    SPLIT: tl.constexpr,
+    scale,
+    GROUP: tl.constexpr, GROUP_PAD: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK: tl.constexpr,
+    PREFIX_SPLITS: tl.constexpr, SPLIT: tl.constexpr, SCALED: tl.constexpr,
 ):  # fmt: skip
-    slot = tl.program_id(0)
-    head = tl.program_id(1)
-    splits = tl.arange(0, SPLITS_PAD)
+    slot = tl.program_id(0).to(tl.int64)
+    kv_head = tl.program_id(1)
+    member = tl.arange(0, GROUP_PAD)
     dims = tl.arange(0, HEAD_DIM)
+    offsets = tl.arange(0, BLOCK)
+    heads = kv_head * GROUP + member
+    in_group = member < GROUP
+    q = tl.load(Q + slot * q_slot + heads[:, None] * q_head + dims[None, :], mask=in_group[:, None], other=0.0)
+    if SCALED:
+        q = q.to(tl.float16)
+    # The prefix: the partials of the splits that hold part of this slot's prefix (the others were
+    # not written), merged.  Rows past the group stay at max -inf and are never stored.
+    running_max = tl.full([GROUP_PAD], float("-inf"), tl.float32)
+    running_sum = tl.zeros([GROUP_PAD], tl.float32)
+    acc = tl.zeros([GROUP_PAD, HEAD_DIM], tl.float32)
     prefix_length = tl.load(PREFIX_LENGTH + slot).to(tl.int32)
-    # Prefix splits past the slot's prefix were not written (their group programs had nothing to do).
-    used = (splits < SPLITS) & ((splits >= PREFIX_SPLITS) | (splits * SPLIT < prefix_length))
-    maxima = tl.load(MAX + slot * m_slot + head * m_head + splits, mask=used, other=float("-inf"))
-    sums = tl.load(SUM + slot * m_slot + head * m_head + splits, mask=used, other=0.0)
-    top = tl.max(maxima, 0)  # finite: the first suffix split always holds the slot's current token
-    weights = tl.where(used, tl.exp(maxima - top), 0.0)
-    acc = tl.load(
-        ACC + slot * acc_slot + head * acc_head + splits[:, None] * acc_split + dims[None, :], mask=used[:, None], other=0.0
-    )
-    out = tl.sum(acc * weights[:, None], 0) / tl.sum(sums * weights, 0)
-    tl.store(OUT + slot * o_slot + head * o_head + dims, out.to(OUT.dtype.element_ty))
+    for split in tl.static_range(PREFIX_SPLITS):
+        if split * SPLIT < prefix_length:
+            part_max = tl.load(MAX + slot * m_slot + heads * m_head + split, mask=in_group, other=float("-inf"))
+            part_sum = tl.load(SUM + slot * m_slot + heads * m_head + split, mask=in_group, other=0.0)
+            part_acc = tl.load(
+                ACC + slot * acc_slot + heads[:, None] * acc_head + split * acc_split + dims[None, :],
+                mask=in_group[:, None], other=0.0,
+            )  # fmt: skip
+            new_max = tl.maximum(running_max, part_max)
+            # Where both are -inf (rows past the group) the factors would be NaN: make them 0.
+            keep = tl.where(new_max == float("-inf"), 0.0, tl.exp(running_max - new_max))
+            take = tl.where(new_max == float("-inf"), 0.0, tl.exp(part_max - new_max))
+            running_sum = running_sum * keep + part_sum * take
+            acc = acc * keep[:, None] + part_acc * take[:, None]
+            running_max = new_max
+    # The suffix: its valid positions (at least the slot's current token).
+    length = tl.load(LENGTHS + slot).to(tl.int32)
+    k_base = K + slot * k_slot + kv_head * k_head
+    v_base = V + slot * v_slot + kv_head * v_head
+    for block_start in range(0, length, BLOCK):
+        positions = block_start + offsets
+        valid = positions < length
+        k = tl.load(k_base + positions[:, None] * k_pos + dims[None, :], mask=valid[:, None], other=0.0)
+        v = tl.load(v_base + positions[:, None] * v_pos + dims[None, :], mask=valid[:, None], other=0.0)
+        key_scale = scale
+        value_scale = scale
+        if SCALED:
+            key_scale = tl.load(K_SCALE + slot * ks_slot + kv_head * ks_head + positions, mask=valid, other=0.0)
+            value_scale = tl.load(V_SCALE + slot * vs_slot + kv_head * vs_head + positions, mask=valid, other=0.0)
+        running_max, running_sum, acc = _attend_block(
+            q, k, v, valid, running_max, running_sum, acc, scale, key_scale, value_scale, SCALED
+        )
+    out = acc / running_sum[:, None]
+    tl.store(OUT + slot * o_slot + heads[:, None] * o_head + dims[None, :], out.to(OUT.dtype.element_ty), mask=in_group[:, None])
 
 
 def triton_shared_prefix_attention(
@@ -224,24 +286,27 @@ def triton_shared_prefix_attention(
     groups: torch.Tensor,
     longest: int,
     scale: float,
+    scales: KVScales | None = None,
 ) -> torch.Tensor:
     """query [S, H, 1, D]; keys/values [S, KVH, L, D] (each slot's suffix, ``lengths`` [S] valid);
     prefix_keys/values [KVH, T, D] (the pool); prefix_length [S]; groups [G, 2 + members] int64 rows
-    (pool start, prefix length, the slots reading it, -1 padded); no prefix longer than ``longest``
-    -> [S, 1, H, D]."""
+    (pool start, prefix length, the slots reading it, -1 padded); no prefix longer than ``longest``;
+    ``scales`` for a suffix in fp8 -> [S, 1, H, D] in the query's dtype."""
     slots, heads, _, head_dim = query.shape
     kv_heads = keys.shape[1]
     group = heads // kv_heads
     members = groups.shape[1] - 2
     prefix_splits = triton.cdiv(max(1, longest), SPLIT)
-    suffix_splits = triton.cdiv(keys.shape[2], SPLIT)
-    splits = prefix_splits + suffix_splits
-    acc = torch.empty((slots, heads, splits, head_dim), dtype=torch.float32, device=query.device)
-    maxima = torch.empty((slots, heads, splits), dtype=torch.float32, device=query.device)
+    acc = torch.empty((slots, heads, prefix_splits, head_dim), dtype=torch.float32, device=query.device)
+    maxima = torch.empty((slots, heads, prefix_splits), dtype=torch.float32, device=query.device)
     sums = torch.empty_like(maxima)
     out = torch.empty((slots, heads, head_dim), dtype=query.dtype, device=query.device)
     assert query.stride(-1) == 1 and keys.stride(-1) == 1 and values.stride(-1) == 1
     assert prefix_keys.stride(-1) == 1 and prefix_values.stride(-1) == 1 and groups.is_contiguous()
+    scaled = scales is not None
+    # Unused pointers when unscaled: any tensor will do (the kernel never reads them).
+    k_scale, v_scale = (scales.keys, scales.values) if scales is not None else (keys, values)
+    assert k_scale.stride(-1) == 1 and v_scale.stride(-1) == 1
     _prefix_group_kernel[(groups.shape[0], kv_heads, prefix_splits)](
         query, prefix_keys, prefix_values, groups, acc, maxima, sums,
         query.stride(0), query.stride(1),
@@ -254,23 +319,18 @@ def triton_shared_prefix_attention(
         GROUP=group, MEMBERS=members, ROWS=max(16, triton.next_power_of_2(members * group)), HEAD_DIM=head_dim, BLOCK=BLOCK,
         SPLIT=SPLIT,
     )  # fmt: skip
-    suffix_acc, suffix_max, suffix_sum = acc[:, :, prefix_splits:], maxima[:, :, prefix_splits:], sums[:, :, prefix_splits:]
-    _partial_kernel[(slots, kv_heads, suffix_splits)](
-        query, keys, values, lengths, suffix_acc, suffix_max, suffix_sum,
+    _suffix_kernel[(slots, kv_heads)](
+        query, keys, values, k_scale, v_scale, lengths, prefix_length, acc, maxima, sums, out,
         query.stride(0), query.stride(1),
         keys.stride(0), keys.stride(1), keys.stride(2),
         values.stride(0), values.stride(1), values.stride(2),
-        acc.stride(0), acc.stride(1), acc.stride(2),
-        maxima.stride(0), maxima.stride(1),
-        scale,
-        GROUP=group, GROUP_PAD=max(16, triton.next_power_of_2(group)), HEAD_DIM=head_dim, BLOCK=BLOCK, SPLIT=SPLIT,
-    )  # fmt: skip
-    _shared_merge_kernel[(slots, heads)](
-        acc, maxima, sums, out, prefix_length,
+        k_scale.stride(0), k_scale.stride(1),
+        v_scale.stride(0), v_scale.stride(1),
         acc.stride(0), acc.stride(1), acc.stride(2),
         maxima.stride(0), maxima.stride(1),
         out.stride(0), out.stride(1),
-        PREFIX_SPLITS=prefix_splits, SPLITS=splits, SPLITS_PAD=max(2, triton.next_power_of_2(splits)), HEAD_DIM=head_dim,
-        SPLIT=SPLIT,
+        scale,
+        GROUP=group, GROUP_PAD=max(16, triton.next_power_of_2(group)), HEAD_DIM=head_dim, BLOCK=BLOCK,
+        PREFIX_SPLITS=prefix_splits, SPLIT=SPLIT, SCALED=scaled,
     )  # fmt: skip
     return out.view(slots, 1, heads, head_dim)

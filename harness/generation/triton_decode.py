@@ -14,6 +14,8 @@ import torch
 import triton
 import triton.language as tl
 
+from harness.generation.kv_cache import FP8_MAX
+
 
 @triton.jit
 def _add_rms_norm_kernel(
@@ -50,11 +52,13 @@ def add_rms_norm(
 
 @triton.jit
 def _rotary_write_kernel(
-    QKV, COS, SIN, Q_OUT, K, V, WRITE_INDEX,
+    QKV, COS, SIN, Q_OUT, K, V, K_SCALE, V_SCALE, WRITE_INDEX,
     qkv_row, cos_row,
     k_slot, k_head, k_pos,
     v_slot, v_head, v_pos,
-    HEADS: tl.constexpr, KV_HEADS: tl.constexpr, HALF: tl.constexpr,
+    ks_slot, ks_head,
+    vs_slot, vs_head,
+    HEADS: tl.constexpr, KV_HEADS: tl.constexpr, HALF: tl.constexpr, SCALED: tl.constexpr, FP8_MAX: tl.constexpr,
 ):  # fmt: skip
     slot = tl.program_id(0).to(tl.int64)
     head = tl.program_id(1)
@@ -71,15 +75,32 @@ def _rotary_write_kernel(
         out_first = first * cos_first - second * sin_first
         out_second = second * cos_second + first * sin_second
         if head < HEADS:
-            target = Q_OUT + (slot * HEADS + head) * (2 * HALF)
+            query_target = Q_OUT + (slot * HEADS + head) * (2 * HALF)
+            tl.store(query_target + dims, out_first.to(Q_OUT.dtype.element_ty))
+            tl.store(query_target + HALF + dims, out_second.to(Q_OUT.dtype.element_ty))
         else:
-            target = K + slot * k_slot + (head - HEADS) * k_head + position * k_pos
-        tl.store(target + dims, out_first.to(Q_OUT.dtype.element_ty))
-        tl.store(target + HALF + dims, out_second.to(Q_OUT.dtype.element_ty))
+            key_target = K + slot * k_slot + (head - HEADS) * k_head + position * k_pos
+            if SCALED:
+                # As the model's dtype would store it, then scaled into fp8 (kv_cache.quantize_vectors).
+                out_first = out_first.to(Q_OUT.dtype.element_ty).to(tl.float32)
+                out_second = out_second.to(Q_OUT.dtype.element_ty).to(tl.float32)
+                top = tl.maximum(tl.max(tl.abs(out_first), 0), tl.max(tl.abs(out_second), 0))
+                scale = tl.maximum(top, 1e-12) / FP8_MAX
+                out_first = out_first / scale
+                out_second = out_second / scale
+                tl.store(K_SCALE + slot * ks_slot + (head - HEADS) * ks_head + position, scale)
+            tl.store(key_target + dims, out_first.to(K.dtype.element_ty))
+            tl.store(key_target + HALF + dims, out_second.to(K.dtype.element_ty))
     else:
-        target = V + slot * v_slot + (head - HEADS - KV_HEADS) * v_head + position * v_pos
-        tl.store(target + dims, first.to(V.dtype.element_ty))
-        tl.store(target + HALF + dims, second.to(V.dtype.element_ty))
+        value_target = V + slot * v_slot + (head - HEADS - KV_HEADS) * v_head + position * v_pos
+        if SCALED:
+            top = tl.maximum(tl.max(tl.abs(first), 0), tl.max(tl.abs(second), 0))
+            scale = tl.maximum(top, 1e-12) / FP8_MAX
+            first = first / scale
+            second = second / scale
+            tl.store(V_SCALE + slot * vs_slot + (head - HEADS - KV_HEADS) * vs_head + position, scale)
+        tl.store(value_target + dims, first.to(V.dtype.element_ty))
+        tl.store(value_target + HALF + dims, second.to(V.dtype.element_ty))
 
 
 def rotary_and_write(
@@ -92,17 +113,26 @@ def rotary_and_write(
     heads: int,
     kv_heads: int,
     head_dim: int,
+    key_scales: torch.Tensor | None = None,
+    value_scales: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """The rotated queries [S, H, D]; rotated keys and the values written to keys/values[s, :, write_index[s]]."""
+    """The rotated queries [S, H, D]; rotated keys and the values written to keys/values[s, :, write_index[s]]
+    (an fp8 cache: scaled, with their scales written to key_scales/value_scales[s, :, write_index[s]])."""
     slots = qkv.shape[0]
     query = torch.empty((slots, heads, head_dim), dtype=qkv.dtype, device=qkv.device)
     assert qkv.stride(1) == 1 and cos.stride(1) == 1 and sin.stride(1) == 1 and keys.stride(3) == 1 and values.stride(3) == 1
+    scaled = key_scales is not None and value_scales is not None
+    k_scale = key_scales if key_scales is not None else keys
+    v_scale = value_scales if value_scales is not None else values
+    assert k_scale.stride(-1) == 1 and v_scale.stride(-1) == 1
     _rotary_write_kernel[(slots, heads + 2 * kv_heads)](
-        qkv, cos, sin, query, keys, values, write_index,
+        qkv, cos, sin, query, keys, values, k_scale, v_scale, write_index,
         qkv.stride(0), cos.stride(0),
         keys.stride(0), keys.stride(1), keys.stride(2),
         values.stride(0), values.stride(1), values.stride(2),
-        HEADS=heads, KV_HEADS=kv_heads, HALF=head_dim // 2,
+        k_scale.stride(0), k_scale.stride(1),
+        v_scale.stride(0), v_scale.stride(1),
+        HEADS=heads, KV_HEADS=kv_heads, HALF=head_dim // 2, SCALED=scaled, FP8_MAX=FP8_MAX,
     )  # fmt: skip
     return query
 

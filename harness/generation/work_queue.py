@@ -2,16 +2,17 @@
 
 The driver (the process that writes the journal) holds a ``WorkQueue`` of the samples still to
 generate and a ``Dispatcher`` that answers its workers.  A worker's engine asks for more work as its
-slots free up (``Want``) and gets whole prompts, about as many samples as it has room for, so a fast
-device takes more and a slow one less, and every device stays busy until the queue is empty; a device
-whose model is still loading takes nothing until it is ready.  Each worker's finished samples come
-back to the driver (``Finished``), which journals each (task_id, index) once.  A worker that is lost
+slots free up (``Want``) and gets about as many samples as it has room for, so a fast device takes more
+and a slow one less, and every device stays busy until the queue is empty; a device whose model is
+still loading takes nothing until it is ready.  Each worker's finished samples come back to the driver
+(``Finished``), which journals each (task_id, index) once.  A worker that is lost
 (its process or node died without a word) gives its unfinished samples back to the front of the queue;
 a worker that reports an error (``Failed``: a model that does not load, a bug) fails the run, since
 every other worker would meet it too.
 
-The transports differ (a pipe per spawned process in ``workers``, Ray calls in ``harness.cluster``);
-the events, the queue and the dispatcher's decisions are these, whichever carries them.
+The transports differ (calls under a lock from threads and a pipe per spawned process in ``workers``,
+Ray calls in ``harness.cluster``); the events, the queue and the dispatcher's decisions are these,
+whichever carries them.
 """
 
 from __future__ import annotations
@@ -40,9 +41,10 @@ class Ready:
 
 @dataclass(frozen=True)
 class Want:
-    """A request for whole prompts holding about ``samples`` samples.  Answered at once, with nothing
-    when the queue is empty for now (the engine then ends its run with what it holds); with ``wait``
-    (a worker with nothing to do) answered only when there is work or nothing will come any more."""
+    """A request for about ``samples`` samples (see ``WorkQueue.take``).  Answered at once, with
+    nothing when the queue is empty for now (the engine then ends its run with what it holds); with
+    ``wait`` (a worker with nothing to do) answered only when there is work or nothing will come any
+    more, and then with at least one whole prompt (the start of an engine's run)."""
 
     samples: int
     wait: bool = False
@@ -77,27 +79,39 @@ Reply = tuple[int, tuple[PromptJob, ...]]  # (worker, jobs): the answer to that 
 class WorkQueue:
     """The samples of a generation still to hand out, and who holds the ones handed out (pure state).
 
-    Jobs are handed out whole (a prompt's samples share its prefill), longest prompt first (the long
-    ones are the worst to start last), and samples given back by a lost worker go first of all."""
+    Jobs are handed out longest prompt first (the long ones are the worst to start last), and whole
+    while the queue has plenty left: a prompt's samples share its prefill (and, in one engine, its KV),
+    and what a worker gets beyond its room only waits there for a slot while the others still have work.
+    Near the end, when the queue holds fewer samples than that surplus, the prompt that does not fit is
+    split (its other samples stay first in the queue): no worker then holds samples waiting for a slot
+    while another has nothing left to do.  Samples given back by a lost worker go first of all."""
 
     def __init__(self, jobs: Sequence[PromptJob]):
         self._pending: deque[PromptJob] = deque(sorted(jobs, key=lambda job: -len(job.prompt)))
+        self._pending_samples = sum(len(job.samples) for job in jobs)  # in ``_pending``
         self._expected = {(job.task_id, spec.index) for job in jobs for spec in job.samples}
         self._finished: set[SampleKey] = set()
         self._held: dict[int, dict[SampleKey, tuple[PromptJob, SampleSpec]]] = {}
         self.requeued = 0  # samples given back by lost workers
 
-    def take(self, worker: int, samples: int) -> tuple[PromptJob, ...]:
-        """Whole jobs holding at least ``samples`` samples (at least one job), or as many as are left."""
+    def take(self, worker: int, samples: int, whole_first: bool = False) -> tuple[PromptJob, ...]:
+        """Jobs holding ``samples`` samples, or as many as are left; the last one whole (holding more)
+        while the queue keeps at least as many samples as it adds, and always with ``whole_first``."""
         taken: list[PromptJob] = []
         count = 0
         held = self._held.setdefault(worker, {})
-        while self._pending and (not taken or count < samples):
+        while self._pending and (count < samples or (whole_first and not taken)):
             job = self._pending.popleft()
+            self._pending_samples -= len(job.samples)
             # A sample of a lost worker may have been finished by it after all (a late message).
             job = replace(job, samples=tuple(s for s in job.samples if (job.task_id, s.index) not in self._finished))
             if not job.samples:
                 continue
+            surplus = len(job.samples) - (samples - count)
+            if surplus > 0 and self._pending_samples < surplus and not (whole_first and not taken):
+                self._pending.appendleft(replace(job, samples=job.samples[-surplus:]))
+                self._pending_samples += surplus
+                job = replace(job, samples=job.samples[:-surplus])
             for spec in job.samples:
                 held[(job.task_id, spec.index)] = (job, spec)
             taken.append(job)
@@ -123,6 +137,7 @@ class WorkQueue:
         for job, spec in held.values():
             jobs.setdefault(job.task_id, (job, []))[1].append(spec)
         self._pending.extendleft(reversed([replace(job, samples=tuple(specs)) for job, specs in jobs.values()]))
+        self._pending_samples += len(held)
         self.requeued += len(held)
         return len(held)
 
@@ -147,6 +162,8 @@ class _Worker:
     done: bool = False
     lost: bool = False
     finished: int = 0  # samples it returned first
+    ready_at: float | None = None  # time.monotonic() when its model had loaded
+    last_sample_at: float | None = None  # time.monotonic() when it returned its last sample
 
     @property
     def settled(self) -> bool:
@@ -175,8 +192,9 @@ class Dispatcher:
         state = self._workers[worker]
         if isinstance(event, Ready):
             state.ready = True
+            state.ready_at = time.monotonic()
             if self.first_ready is None:
-                self.first_ready = time.monotonic()
+                self.first_ready = state.ready_at
             if event.where:
                 state.label = f"{state.label} ({event.where})"
             if len(self._workers) > 1:
@@ -186,6 +204,7 @@ class Dispatcher:
             return self._answer(worker, event)
         elif isinstance(event, Finished):
             entry = event.entry
+            state.last_sample_at = time.monotonic()
             if self.queue.finish((entry.task_id, entry.index)):
                 state.finished += 1
                 self.on_entry(entry)
@@ -231,6 +250,16 @@ class Dispatcher:
     def finished_by_worker(self) -> dict[str, int]:
         return {w.label: w.finished for w in self._workers}
 
+    def ready_by_worker(self, since: float) -> dict[str, float]:
+        """Seconds from ``since`` (a time.monotonic()) until each worker's model had loaded (the
+        workers whose model loaded)."""
+        return {w.label: w.ready_at - since for w in self._workers if w.ready_at is not None}
+
+    def last_sample_by_worker(self, since: float) -> dict[str, float]:
+        """Seconds from ``since`` until each worker returned its last sample: when it ran out of work
+        (the workers that returned any)."""
+        return {w.label: w.last_sample_at - since for w in self._workers if w.last_sample_at is not None}
+
     def settled(self, worker: int) -> bool:
         return self._workers[worker].settled
 
@@ -240,7 +269,7 @@ class Dispatcher:
         held = self.queue.holds(worker)
         if held:
             raise GenerationError(f"{self._workers[worker].label}: its engine ended a run with {held} samples unfinished")
-        jobs = self.queue.take(worker, want.samples)
+        jobs = self.queue.take(worker, want.samples, whole_first=True)
         if jobs or self.queue.all_finished:
             return [(worker, jobs)]
         self._workers[worker].waiting = want.samples  # answered when work comes back, or none will
@@ -250,7 +279,7 @@ class Dispatcher:
         replies: list[Reply] = []
         for index, state in enumerate(self._workers):
             if state.waiting is not None and not state.settled:
-                jobs = self.queue.take(index, state.waiting)
+                jobs = self.queue.take(index, state.waiting, whole_first=True)
                 if not jobs:
                     break
                 state.waiting = None

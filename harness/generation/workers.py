@@ -3,18 +3,24 @@
 
 ``serve`` is a worker's whole life, the same wherever it runs; it talks to the driver through a
 ``Channel``.  ``LocalDevices`` runs the workers of this machine: in this process for one device, else
-one spawned process per device, each with a pipe of its own to the driver.  (``harness.cluster``
-runs them as Ray actors instead.)  A spawned worker that dies without a word (killed, out of host
-memory, a crash in native code) is lost: its unfinished samples go back to the queue for the others,
-and the run fails only when no worker is left.  One that raises fails the run with its reason at once.
+one per device as ``DeviceWorkers`` says: a thread each in this process (the default: a worker starts
+at once, with torch and the model code already imported), or a spawned process each with a pipe of its
+own to the driver (isolated from the others' crashes in native code, and no shared GIL).
+(``harness.cluster`` runs them as Ray actors instead.)  A worker that raises fails the run with its
+reason at once, and the others stop at their next call to the driver.  A spawned worker that dies
+without a word (killed, out of host memory, a crash in native code) is lost: its unfinished samples go
+back to the queue for the others, and the run fails only when no worker is left.
 """
 
 from __future__ import annotations
 
+import enum
 import gc
 import multiprocessing
+import threading
 import traceback
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any, Protocol
@@ -29,6 +35,13 @@ from harness.generation.work_queue import Dispatcher, Done, Failed, Finished, Re
 
 # Seconds to wait for a worker whose pipe closed to exit (it closes only by exiting).
 EXIT_WAIT_S = 10.0
+
+
+class DeviceWorkers(enum.Enum):
+    """How the workers of several local devices run (``--device-workers``)."""
+
+    THREADS = "threads"  # a thread each in this process: no start-up cost, one GIL for their host loops
+    PROCESSES = "processes"  # a spawned process each: isolated, but each imports torch and the model code anew
 
 
 def postprocess(text: str, take_code: bool = False) -> str:
@@ -62,18 +75,26 @@ class QueueSource:
 
 
 def serve(
-    device: str, engine_factory: EngineFactory, planned: Sequence[PromptJob], channel: Channel, take_code: bool, where: str = ""
+    device: str,
+    engine_factory: EngineFactory,
+    planned: Sequence[PromptJob],
+    channel: Channel,
+    take_code: bool,
+    where: str = "",
+    building: AbstractContextManager[object] | None = None,
 ) -> None:
-    """Build the engine on ``device``, then run it on work from the queue until the queue has none
-    left for it.  ``planned`` holds every job the queue may hand out (the engine sizes itself for them)."""
+    """Build the engine on ``device`` (holding ``building``, if given), then run it on work from the
+    queue until the queue has none left for it.  ``planned`` holds every job the queue may hand out
+    (the engine sizes itself for them)."""
     if device.startswith("cuda"):
         import torch
 
         if not torch.cuda.is_available():
             raise DeviceError(f"{device}: no CUDA device is visible here")
-        torch.cuda.set_device(device)  # streams, events and graphs use the current device
+        torch.cuda.set_device(device)  # streams, events and graphs use the current device (of this thread)
         torch.cuda.reset_peak_memory_stats(device)
-    engine = engine_factory(device, lambda text: channel.send(Said(text)))
+    with building if building is not None else nullcontext():
+        engine = engine_factory(device, lambda text: channel.send(Said(text)))
     channel.send(Ready(device, where))
     shas = {job.task_id: prompt_sha(job.prompt) for job in planned}
 
@@ -127,16 +148,23 @@ class WorkerPool(Protocol):
 
 
 class LocalDevices:
-    """Workers on this machine's ``devices``: in this process for one, else a spawned process each."""
+    """Workers on this machine's ``devices``: in this process for one, else one each as ``mode`` says."""
 
-    def __init__(self, devices: Sequence[str]):
-        self.devices = tuple(devices)
+    def __init__(self, devices: Sequence[str], mode: DeviceWorkers = DeviceWorkers.THREADS):
+        self.devices, self.mode = tuple(devices), mode
 
     def run(self, dispatcher: Dispatcher, planned: Sequence[PromptJob], engine_factory: EngineFactory, take_code: bool) -> None:
         if len(self.devices) == 1:
             _run_here(self.devices[0], dispatcher, planned, engine_factory, take_code)
+        elif self.mode is DeviceWorkers.THREADS:
+            _run_threads(self.devices, dispatcher, planned, engine_factory, take_code)
         else:
             _run_processes(self.devices, dispatcher, planned, engine_factory, take_code)
+
+
+def _worker_labels(devices: Sequence[str]) -> list[str]:
+    """The dispatcher's name for each device's worker: the device, numbered where it repeats."""
+    return [device if devices.count(device) == 1 else f"{device} #{index}" for index, device in enumerate(devices)]
 
 
 class _DirectChannel:
@@ -163,6 +191,148 @@ def _run_here(
     serve(device, engine_factory, planned, _DirectChannel(dispatcher, worker), take_code)
 
 
+class _Stopped(BaseException):
+    """Raised in a worker thread at its next call to the driver once the run has failed or been
+    interrupted, so that its engine's run unwinds.  Not an error (a BaseException: no engine's error
+    handling takes it for a failure of its own, such as running out of memory)."""
+
+
+class _SharedDispatcher:
+    """The dispatcher as the worker threads share it: each event is handled under one lock by the
+    thread that sends it (journaling included); an answer for a worker other than the caller (one
+    waiting for work) waits in ``answers`` until that worker wakes up on ``condition``."""
+
+    def __init__(self, dispatcher: Dispatcher):
+        self.dispatcher = dispatcher
+        self.condition = threading.Condition()
+        self.answers: dict[int, tuple[PromptJob, ...]] = {}
+        self.failure: BaseException | None = None  # the first, which the driver raises
+        self.stopping = False
+        self.running: set[int] = set()  # the workers whose thread has started and not ended
+
+    def started(self, worker: int) -> None:
+        with self.condition:
+            self.running.add(worker)
+
+    def ended(self, worker: int) -> None:
+        with self.condition:
+            self.running.discard(worker)
+            self.condition.notify_all()
+
+    def wait_for_workers(self) -> None:
+        """Until every started worker thread has ended.  (Not ``Thread.join``: on Python 3.11 a join
+        interrupted by Ctrl-C marks a thread that still runs as stopped, and a second join returns at once.)"""
+        with self.condition:
+            while self.running:
+                self.condition.wait()
+
+    def send(self, worker: int, event: WorkerEvent) -> None:
+        with self.condition:
+            self._handle(worker, event)
+
+    def ask(self, worker: int, want: Want) -> tuple[PromptJob, ...]:
+        with self.condition:
+            self._handle(worker, want)
+            while worker not in self.answers:
+                if self.stopping:
+                    raise _Stopped
+                self.condition.wait()
+            return self.answers.pop(worker)
+
+    def worker_failed(self, worker: int, exc: BaseException) -> None:
+        """``worker``'s thread raised ``exc``: the run fails with its reason (as a worker process's
+        ``Failed``), unless it is stopping already."""
+        with self.condition:
+            if self.stopping:
+                return
+            try:
+                self.dispatcher.handle(worker, Failed(describe_failure(exc)))
+            except BaseException as failure:  # the GenerationError that names the worker
+                self._stop(failure)
+
+    def stop(self) -> None:
+        with self.condition:
+            self._stop(None)
+
+    def _handle(self, worker: int, event: WorkerEvent) -> None:
+        if self.stopping:
+            raise _Stopped
+        try:
+            replies = self.dispatcher.handle(worker, event)
+        except BaseException as failure:  # the driver's own (a journal that cannot be written): the run's
+            self._stop(failure)
+            raise _Stopped from None
+        for to, jobs in replies:
+            self.answers[to] = jobs
+        if replies:
+            self.condition.notify_all()
+
+    def _stop(self, failure: BaseException | None) -> None:
+        if self.failure is None:
+            self.failure = failure
+        self.stopping = True
+        self.condition.notify_all()
+
+
+class _ThreadChannel:
+    """The channel of a worker thread: calls into the shared dispatcher under its lock."""
+
+    def __init__(self, shared: _SharedDispatcher, worker: int):
+        self.shared, self.worker = shared, worker
+
+    def send(self, event: WorkerEvent) -> None:
+        self.shared.send(self.worker, event)
+
+    def ask(self, want: Want) -> tuple[PromptJob, ...]:
+        return self.shared.ask(self.worker, want)
+
+
+def _run_threads(
+    devices: Sequence[str], dispatcher: Dispatcher, planned: Sequence[PromptJob], engine_factory: EngineFactory, take_code: bool
+) -> None:
+    shared = _SharedDispatcher(dispatcher)
+    # One engine is built at a time: transformers' from_pretrained changes process-wide state while it
+    # loads (torch's default dtype, torch.nn.init's functions) and puts back what it found, so two
+    # loads at once can leave it changed.  A worker whose engine is built starts at once.
+    building = threading.Lock()
+
+    def work(worker: int, device: str) -> None:
+        try:
+            serve(device, engine_factory, planned, _ThreadChannel(shared, worker), take_code, building=building)
+        except _Stopped:
+            pass
+        except BaseException as exc:  # the run fails with its reason; the other workers stop
+            shared.worker_failed(worker, exc)
+        finally:
+            shared.ended(worker)
+
+    threads: dict[int, threading.Thread] = {}
+    for device, label in zip(devices, _worker_labels(devices)):
+        worker = dispatcher.add_worker(label)
+        threads[worker] = threading.Thread(target=work, args=(worker, device), name=f"generate-{label}", daemon=True)
+    try:
+        for worker, thread in threads.items():
+            shared.started(worker)
+            try:
+                thread.start()
+            except RuntimeError:  # no thread could be started
+                shared.ended(worker)
+                raise
+        shared.wait_for_workers()
+    finally:
+        # After a failure or an interrupt (Ctrl-C reaches only this thread): the workers stop at their
+        # next call; what they journaled stays journaled.  One still building its engine finishes that first.
+        shared.stop()
+        shared.wait_for_workers()
+        for thread in threads.values():
+            if thread.ident is not None:  # started: it has ended its work, and now ends
+                thread.join()
+    if shared.failure is not None:
+        raise shared.failure
+    if not dispatcher.queue.all_finished:
+        raise GenerationError(f"the generation workers stopped with {dispatcher.queue.remaining} samples unfinished")
+
+
 class _PipeChannel:
     """The channel of a spawned worker: its end of a pipe of its own (a worker killed mid-write can
     break only its own pipe, never another's)."""
@@ -186,7 +356,7 @@ def _run_processes(
     ends: list[Connection] = []
     their_ends: list[Connection] = []
     processes = []
-    for index, device in enumerate(devices):
+    for device in devices:
         ours, theirs = context.Pipe()
         their_ends.append(theirs)
         processes.append(
@@ -198,7 +368,8 @@ def _run_processes(
             )
         )
         ends.append(ours)
-        dispatcher.add_worker(device if devices.count(device) == 1 else f"{device} #{index}")
+    for label in _worker_labels(devices):
+        dispatcher.add_worker(label)
     for process, theirs in zip(processes, their_ends):
         process.start()
         theirs.close()  # the child's now: once it exits, reading ours says so (EOFError)

@@ -25,6 +25,7 @@ from harness.cli.options import (
 )
 from harness.data.problems import Selection
 from harness.evaluation.cache import VerdictCache
+from harness.generation.workers import DeviceWorkers
 from harness.sandbox.choice import SandboxKind
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -72,6 +73,7 @@ def test_option_groups_become_one_dataclass_each():
     dataset, generation, evaluation, output = handed(
         *("--dataset", "d.jsonl", "--difficulty", "EASY", "--indices", "0,5,10-12", "--limit", "3"),
         *("--model", "m", "--n", "4", "--temperature", "0", "--batch-size", "8", "--gpus", "cpu", "--engine", "hf"),
+        *("--device-workers", "processes"),
         *("--timeout", "2.5", "--all-tests", "--no-dedup", "--no-cache", "--sandbox", "namespace", "--workers", "3"),
         *("--output", "o"),
     )
@@ -79,6 +81,7 @@ def test_option_groups_become_one_dataclass_each():
     assert dataset == DatasetOptions("d.jsonl", "test", Selection(("EASY",), (), (0, 5, 10, 11, 12), 3))
     assert generation.settings.model == "m" and generation.settings.n == 4 and generation.settings.sampling.greedy
     assert (generation.engine_factory.engine, generation.engine_factory.batch_size, generation.gpus) == ("hf", 8, "cpu")
+    assert generation.device_workers is DeviceWorkers.PROCESSES
     assert evaluation.settings.limits.timeout_s == 2.5
     assert not evaluation.settings.early_exit and not evaluation.settings.dedup
     assert evaluation.sandbox.kind is SandboxKind.NAMESPACE and evaluation.sandbox.workers == 3
@@ -90,6 +93,7 @@ def test_option_group_defaults():
     dataset, generation, evaluation, _ = handed("--dataset", "d", "--model", "m")
     assert dataset.selection == Selection()
     assert generation.engine_factory.batch_size is None and generation.gpus == "all" and generation.settings.n == 20
+    assert generation.device_workers is DeviceWorkers.THREADS
     assert evaluation.settings.early_exit and evaluation.settings.dedup and evaluation.sandbox.kind is SandboxKind.DOCKER
     with evaluation.verdict_cache() as cache:
         assert isinstance(cache, VerdictCache)

@@ -18,6 +18,7 @@ from harness.generation.factory import ModelEngineFactory
 from harness.generation.generate import generate
 from harness.generation.journal import SampleJournal
 from harness.generation.plan import GenerationSettings, SamplingSettings
+from harness.generation.workers import DeviceWorkers
 from tests.conftest import shared_file
 from tests.support.fake_engine import EngineCrashed, FakeEngineFactory, expected_document
 from tests.support.tiny_model import build_tiny_model
@@ -93,7 +94,8 @@ def test_two_worker_processes_merge_in_task_order(tmp_path):
     pids = tmp_path / "pids"
     pids.mkdir()
     output = tmp_path / "generations.json"
-    summary = generate(PROMPTS, SETTINGS, output, FakeEngineFactory(record_pids_in=str(pids)), devices=("cpu", "cpu"))
+    factory = FakeEngineFactory(record_pids_in=str(pids))
+    summary = generate(PROMPTS, SETTINGS, output, factory, devices=("cpu", "cpu"), device_workers=DeviceWorkers.PROCESSES)
     # Spawned workers (not this process); the instant fake engine may finish everything before the
     # second has started (tests/generation/test_shared_queue.py shows the work spread between them).
     workers = sorted(os.listdir(pids))
@@ -105,9 +107,12 @@ def test_two_worker_processes_merge_in_task_order(tmp_path):
     assert summary.generated == 12 and sum(summary.samples_by_worker.values()) == 12
 
 
-def test_a_failing_worker_fails_the_run_with_its_reason(tmp_path):
+@pytest.mark.parametrize("mode", list(DeviceWorkers))
+def test_a_failing_worker_fails_the_run_with_its_reason(tmp_path, mode):
     with pytest.raises(GenerationError, match="EngineCrashed: crashed after 1 samples"):
-        generate(PROMPTS, SETTINGS, tmp_path / "g.json", FakeEngineFactory(crash_after=1), devices=("cpu", "cpu"))
+        generate(
+            PROMPTS, SETTINGS, tmp_path / "g.json", FakeEngineFactory(crash_after=1), devices=("cpu", "cpu"), device_workers=mode
+        )
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +126,9 @@ def test_real_engine_two_processes_equal_one(tiny_model_dir, tmp_path):
     )
     factory = ModelEngineFactory(settings, "fast", batch_size=4, chunk_steps=4)
     one = generate(PROMPTS, settings, tmp_path / "one.json", factory)
-    two = generate(PROMPTS, settings, tmp_path / "two.json", factory, devices=("cpu", "cpu"))
+    two = generate(
+        PROMPTS, settings, tmp_path / "two.json", factory, devices=("cpu", "cpu"), device_workers=DeviceWorkers.PROCESSES
+    )
     assert (tmp_path / "one.json").read_text() == (tmp_path / "two.json").read_text()
     assert one.generated == two.generated == 12 and one.new_tokens == two.new_tokens
 

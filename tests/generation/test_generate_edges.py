@@ -257,3 +257,11 @@ def test_progress_on_a_pipe_has_no_cursor_codes(tmp_path, dataset, tiny_model):
     assert done.returncode == 0, done.stderr[-2000:]
     assert "\r" not in done.stderr and "\x1b" not in done.stderr, repr(done.stderr[-500:])
     assert "generate: 4/4 samples (100%)" in done.stderr
+
+
+@pytest.mark.parametrize(("option", "value"), [("--quantize", "fp8"), ("--kv-cache", "fp8")])
+def test_fp8_on_a_cpu_is_one_line_and_nothing_is_generated(tmp_path, dataset, tiny_model, option, value):
+    output = tmp_path / "g.json"
+    line = one_error(generate_cli(tiny_model, dataset, output, option, value))
+    assert f"{option} fp8 needs a CUDA GPU of compute capability 8.9 or newer" in line
+    assert not output.exists()

@@ -124,3 +124,24 @@ def test_without_samples_drops_finished_ones():
     jobs = plan_jobs([(0, "a"), (1, "b")], GenerationSettings("m", n=2, max_new_tokens=5))
     left = without_samples(jobs, {(0, 0), (0, 1), (1, 0)})
     assert [(j.task_id, [s.index for s in j.samples]) for j in left] == [(1, [1])]
+
+
+@pytest.mark.parametrize(
+    "settings", [SamplingSettings(0.2, 50, 0.95), SamplingSettings(0.7, 0, 0.8), SamplingSettings(1.0, 40, 1.0)]
+)
+def test_bf16_logits_give_the_candidates_and_draws_of_their_float32_copy(settings):
+    # The engine hands the model's bf16 logits to the sampler as they are (the top-k runs on them and the
+    # temperature divides only the survivors): the same candidates and draws as widening every logit first.
+    torch.manual_seed(3)
+    logits = (torch.randn(32, 5000) * 4).to(torch.bfloat16)
+    values, token_ids = filtered_candidates(logits, settings)
+    wide_values, wide_ids = filtered_candidates(logits.float(), settings)
+    assert values.dtype == torch.float32
+    assert torch.equal(values, wide_values)
+    kept = torch.isfinite(values)
+    assert [set(row[k].tolist()) for row, k in zip(token_ids, kept)] == [set(row[k].tolist()) for row, k in zip(wide_ids, kept)]
+    high, low = split_seeds([sample_seed(0, t, 0) for t in range(32)])
+    steps = torch.arange(32, dtype=torch.int64)
+    assert torch.equal(
+        choose_tokens(logits, settings, high, low, steps), choose_tokens(logits.float(), settings, high, low, steps)
+    )

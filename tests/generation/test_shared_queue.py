@@ -1,8 +1,9 @@
-"""One shared queue for every device worker (harness/generation/work_queue.py): prompts go in small
-chunks to whichever worker is free, so a slow device takes less; a worker that dies gives its
-unfinished samples back to the others; the driver journals each (task, sample) exactly once; engines
-take their prompts lazily, as their slots free up; and the merged generations.json equals a
-one-process run (real tiny model, fp32, CPU)."""
+"""One shared queue for every device worker (harness/generation/work_queue.py): samples go in small
+chunks to whichever worker is free, about as many as it asks for (whole prompts; near the end exactly
+as many), so a slow device takes less; a worker process that dies gives its unfinished samples back to
+the others; the driver journals each (task, sample) exactly once; engines take their prompts lazily,
+as their slots free up; and the merged generations.json equals a one-process run (real tiny model,
+fp32, CPU).  Worker threads, the default for several local devices: tests/generation/test_device_threads.py."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from harness.generation.hf_engine import HFEngine
 from harness.generation.journal import JournalEntry, SampleJournal
 from harness.generation.plan import GenerationSettings, PromptJob, SamplingSettings, plan_jobs
 from harness.generation.work_queue import Dispatcher, Done, Finished, Ready, Want, WorkQueue
+from harness.generation.workers import DeviceWorkers
 from tests.support.fake_engine import expected_document, fake_text
 from tests.support.tiny_model import build_tiny_model
 
@@ -52,8 +54,15 @@ def _journaled(output) -> Counter:
 class PacedEngine:
     delay_s: float
     die_after: int | None  # SIGKILL its own process after this many samples (a device lost mid-run)
+    meet: tuple[str, str, frozenset[str]] | None = None  # (directory, this device, every device): see the factory
 
     def run(self, jobs: Sequence[PromptJob] | JobSource, on_sample: Callable[[FinishedSample], None]) -> None:
+        if self.meet is not None:
+            directory, device, everyone = self.meet
+            open(os.path.join(directory, device), "w").close()
+            deadline = time.monotonic() + 60
+            while set(os.listdir(directory)) < everyone and time.monotonic() < deadline:
+                time.sleep(0.01)
         emitted = 0
         for job in each_job(jobs):
             for spec in job.samples:
@@ -69,15 +78,13 @@ class PacedEngine:
 class PacedEngineFactory:
     delays: tuple[tuple[str, float], ...]  # per device name
     die_after: tuple[tuple[str, int], ...] = ()
-    meet_in: str | None = None  # a directory: every worker's engine waits there for the others (no head start)
+    # A directory: every worker's engine, once it has its first prompt, waits there for the others (no
+    # head start).  In its run, not here: worker threads build their engines one at a time.
+    meet_in: str | None = None
 
     def __call__(self, device: str, say: Callable[[str], None]) -> PacedEngine:
-        if self.meet_in is not None:
-            open(os.path.join(self.meet_in, device), "w").close()
-            deadline = time.monotonic() + 60
-            while set(os.listdir(self.meet_in)) < {name for name, _ in self.delays} and time.monotonic() < deadline:
-                time.sleep(0.01)
-        return PacedEngine(dict(self.delays)[device], dict(self.die_after).get(device))
+        meet = (self.meet_in, device, frozenset(name for name, _ in self.delays)) if self.meet_in is not None else None
+        return PacedEngine(dict(self.delays)[device], dict(self.die_after).get(device), meet)
 
 
 # -- the queue and the dispatcher (pure) ------------------------------------------------------------
@@ -85,14 +92,25 @@ def _jobs(n: int = 3) -> list[PromptJob]:
     return plan_jobs(PROMPTS[:4], GenerationSettings("m", n=n, max_new_tokens=8))
 
 
-def test_the_queue_hands_out_whole_prompts_longest_first_and_at_least_what_is_asked():
-    queue = WorkQueue(_jobs())  # prompts of tasks 0..3: task 3 is the longest
-    first = queue.take(0, 1)
-    assert [job.task_id for job in first] == [3] and len(first[0].samples) == 3
-    second = queue.take(1, 4)  # 4 samples: two whole prompts of 3
-    assert [job.task_id for job in second] == [2, 1]
-    assert queue.take(0, 100) == tuple(job for job in _jobs() if job.task_id == 0)
+def _handed(jobs: Sequence[PromptJob]) -> list[tuple[int, list[int]]]:
+    return [(job.task_id, [spec.index for spec in job.samples]) for job in jobs]
+
+
+def test_the_queue_hands_out_whole_prompts_longest_first_and_near_the_end_exactly_what_is_asked():
+    queue = WorkQueue(_jobs())  # prompts of tasks 0..3 with 3 samples each: task 3 is the longest
+    # Whole prompts while the queue keeps at least their surplus over what was asked for the others.
+    assert _handed(queue.take(0, 1)) == [(3, [0, 1, 2])]
+    assert _handed(queue.take(1, 4)) == [(2, [0, 1, 2]), (1, [0, 1, 2])]
+    # Then exactly what is asked: the rest of the prompt stays first in the queue.
+    assert _handed(queue.take(0, 1)) == [(0, [0])]
+    assert queue.take(0, 0) == ()
+    # A worker starting a run (a Want with wait) gets a whole prompt, more than it asked for.
+    assert _handed(queue.take(1, 1, whole_first=True)) == [(0, [1, 2])]
     assert queue.take(1, 1) == () and queue.remaining == 12 and not queue.all_finished
+    assert (queue.holds(0), queue.holds(1)) == (4, 8)
+    # The samples of a split prompt go back as a whole one's do.
+    assert queue.give_back(0) == 4
+    assert _handed(queue.take(1, 4)) == [(3, [0, 1, 2]), (0, [0])]
 
 
 def test_a_lost_workers_unfinished_samples_go_first_and_each_sample_counts_once():
@@ -101,7 +119,7 @@ def test_a_lost_workers_unfinished_samples_go_first_and_each_sample_counts_once(
     assert queue.finish((3, 0))
     assert queue.give_back(0) == 2 and queue.requeued == 2
     again = queue.take(1, 1)
-    assert [(job.task_id, [s.index for s in job.samples]) for job in again] == [(3, [1, 2])]
+    assert _handed(again) == [(3, [1, 2])]
     assert again[0].prompt == held.prompt
     assert queue.finish((3, 1)) and not queue.finish((3, 1))  # the second report of a sample is dropped
     with pytest.raises(GenerationError, match="did not ask for"):
@@ -194,16 +212,21 @@ def test_engines_take_prompts_lazily_and_generate_what_a_list_would(tiny_dir, ki
     assert source.takes[-1][0] > 0  # the last (empty) take came once the run had room again
 
 
-# -- worker processes on one queue ------------------------------------------------------------------
-def test_a_slow_worker_takes_less_and_every_sample_is_journaled_once(tmp_path):
+# -- workers on one queue --------------------------------------------------------------------------
+@pytest.mark.parametrize("mode", list(DeviceWorkers))
+def test_a_slow_worker_takes_less_and_every_sample_is_journaled_once(tmp_path, mode):
     output = tmp_path / "generations.json"
     factory = PacedEngineFactory((("cpu:0", 0.01), ("cpu:1", 0.1)), meet_in=_directory(tmp_path / "meet"))
-    summary = generate(PROMPTS, SETTINGS, output, factory, devices=("cpu:0", "cpu:1"))
+    summary = generate(PROMPTS, SETTINGS, output, factory, devices=("cpu:0", "cpu:1"), device_workers=mode)
     assert json.loads(output.read_text()) == _expected_document()
     assert _journaled(output) == Counter({(t, i): 1 for t, _ in PROMPTS for i in range(3)})
     by_worker = summary.samples_by_worker
     assert sum(by_worker.values()) == 48 and by_worker["cpu:0"] > 2 * by_worker["cpu:1"] and by_worker["cpu:1"] >= 1
     assert summary.workers_lost == () and summary.requeued == 0
+    # When each worker's model had loaded and when it returned its last sample, from the start.
+    ready, last = summary.ready_seconds_by_worker, summary.last_sample_seconds_by_worker
+    assert set(ready) == set(last) == {"cpu:0", "cpu:1"}
+    assert all(0 <= ready[worker] < last[worker] <= summary.seconds for worker in ready)
 
 
 def test_a_worker_killed_mid_run_gives_its_samples_to_the_other(tmp_path):
@@ -212,7 +235,8 @@ def test_a_worker_killed_mid_run_gives_its_samples_to_the_other(tmp_path):
         (("cpu:0", 0.02), ("cpu:1", 0.02)), die_after=(("cpu:1", 4),), meet_in=_directory(tmp_path / "m")
     )
     said: list[str] = []
-    summary = generate(PROMPTS, SETTINGS, output, factory, devices=("cpu:0", "cpu:1"), say=said.append)
+    processes = DeviceWorkers.PROCESSES  # a worker thread cannot be lost without a word: it raises
+    summary = generate(PROMPTS, SETTINGS, output, factory, devices=("cpu:0", "cpu:1"), say=said.append, device_workers=processes)
     assert summary.workers_lost == ("cpu:1",) and summary.requeued >= 1
     assert any("cpu:1 lost (process exited with code -9)" in line for line in said)
     assert json.loads(output.read_text()) == _expected_document()
@@ -225,7 +249,7 @@ def test_when_every_worker_dies_the_run_fails_and_a_rerun_resumes(tmp_path):
     both = (("cpu:0", 0.0), ("cpu:1", 0.0))
     dying = PacedEngineFactory(both, die_after=(("cpu:0", 5), ("cpu:1", 5)), meet_in=_directory(tmp_path / "meet"))
     with pytest.raises(GenerationError, match="every generation worker was lost"):
-        generate(PROMPTS, SETTINGS, output, dying, devices=("cpu:0", "cpu:1"))
+        generate(PROMPTS, SETTINGS, output, dying, devices=("cpu:0", "cpu:1"), device_workers=DeviceWorkers.PROCESSES)
     kept = _journaled(output)
     assert 5 <= sum(kept.values()) <= 10 and set(kept.values()) == {1}
     summary = generate(PROMPTS, SETTINGS, output, PacedEngineFactory((("cpu", 0.0),)), devices=("cpu",))
@@ -239,7 +263,14 @@ def test_two_real_engine_processes_on_one_queue_equal_one_process(tiny_dir, tmp_
     for engine in ("fast", "hf"):
         factory = ModelEngineFactory(settings, engine, batch_size=2, chunk_steps=4)
         one = generate(prompts, settings, tmp_path / engine / "one.json", factory)
-        two = generate(prompts, settings, tmp_path / engine / "two.json", factory, devices=("cpu", "cpu"))
+        two = generate(
+            prompts,
+            settings,
+            tmp_path / engine / "two.json",
+            factory,
+            devices=("cpu", "cpu"),
+            device_workers=DeviceWorkers.PROCESSES,
+        )
         assert (tmp_path / engine / "one.json").read_text() == (tmp_path / engine / "two.json").read_text()
         assert one.generated == two.generated == 24 and one.new_tokens == two.new_tokens
         assert _journaled(tmp_path / engine / "two.json") == Counter({(t, i): 1 for t, _ in prompts for i in range(3)})

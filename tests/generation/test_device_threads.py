@@ -1,0 +1,169 @@
+"""Several local devices as worker threads in the driver's process (``--device-workers threads``, the
+default): real engines on two CPU "devices" generate byte for byte what one device does (fp32); a
+worker thread that raises fails the run with its reason and the other stops at its next call, as do
+both after Ctrl-C; what was journaled stays, and a rerun resumes.  The queue, the dispatcher and worker
+processes: tests/generation/test_shared_queue.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import pytest
+
+from harness.errors import GenerationError, ModelError
+from harness.generation.engine import Engine, FinishedSample, FinishReason, JobSource, each_job
+from harness.generation.factory import ModelEngineFactory
+from harness.generation.generate import generate
+from harness.generation.journal import SampleJournal
+from harness.generation.plan import GenerationSettings, PromptJob, SamplingSettings
+from harness.generation.workers import DeviceWorkers
+from tests.support.fake_engine import FakeEngineFactory, expected_document, fake_text
+from tests.support.tiny_model import build_tiny_model
+
+PROMPTS = [(task_id, f"\nQUESTION:\nproblem {task_id} " + "y" * (task_id % 5) + "\nANSWER:\n") for task_id in range(16)]
+SETTINGS = GenerationSettings("fake-model", n=3, max_new_tokens=32)
+SAMPLED = SamplingSettings(temperature=0.7, top_k=20, top_p=0.95, seed=5)
+EVERY_SAMPLE = Counter({(t, i): 1 for t, _ in PROMPTS for i in range(3)})
+
+
+def _journaled(output) -> Counter:
+    journal = SampleJournal(output.with_name(output.name + ".journal"))
+    return Counter((record["task_id"], record["index"]) for record in journal.part(0).records())
+
+
+def _worker_threads() -> list[str]:
+    return [thread.name for thread in threading.enumerate() if thread.name.startswith("generate-")]
+
+
+@dataclass(frozen=True)
+class RecordingFactory:
+    """The real engines, noting where each was built: (process id, thread name)."""
+
+    inner: ModelEngineFactory
+    built: list[tuple[int, str]] = field(default_factory=list)
+
+    def __call__(self, device: str, say: Callable[[str], None]) -> Engine:
+        self.built.append((os.getpid(), threading.current_thread().name))
+        return self.inner(device, say)
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory):
+    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model", "llama")
+
+
+@pytest.mark.parametrize("engine", ["fast", "hf"])
+def test_two_worker_threads_generate_what_one_device_does(tiny_dir, tmp_path, engine):
+    settings = GenerationSettings(str(tiny_dir), n=3, max_new_tokens=24, sampling=SAMPLED, dtype="float32")
+    prompts = PROMPTS[:8]
+    factory = RecordingFactory(ModelEngineFactory(settings, engine, batch_size=2, chunk_steps=4))
+    one = generate(prompts, settings, tmp_path / "one.json", factory)
+    two = generate(prompts, settings, tmp_path / "two.json", factory, devices=("cpu", "cpu"))
+    assert (tmp_path / "one.json").read_text() == (tmp_path / "two.json").read_text()
+    assert one.generated == two.generated == 24 and one.new_tokens == two.new_tokens
+    # The one device in this thread; the two in threads of this process (no process spawned).
+    assert factory.built[0] == (os.getpid(), threading.current_thread().name)
+    assert sorted(factory.built[1:]) == [(os.getpid(), "generate-cpu #0"), (os.getpid(), "generate-cpu #1")]
+    assert set(two.samples_by_worker) == {"cpu #0", "cpu #1"} and sum(two.samples_by_worker.values()) == 24
+    assert set(two.ready_seconds_by_worker) == {"cpu #0", "cpu #1"} and _worker_threads() == []
+
+
+# -- failures and interrupts ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PacedEngine:
+    """Emits fake samples one every ``delay_s``; after ``fail_after`` of them, ``fail`` is called."""
+
+    delay_s: float
+    fail_after: int | None
+    fail: Callable[[int], None]
+
+    def run(self, jobs: Sequence[PromptJob] | JobSource, on_sample: Callable[[FinishedSample], None]) -> None:
+        emitted = 0
+        for job in each_job(jobs):
+            for spec in job.samples:
+                if emitted == self.fail_after:
+                    self.fail(emitted)
+                time.sleep(self.delay_s)
+                text = fake_text(job.task_id, spec.index, spec.seed)
+                on_sample(FinishedSample(job.task_id, spec.index, spec.seed, (1, 2), text, FinishReason.STOP))
+                emitted += 1
+
+
+def _crash(emitted: int) -> None:
+    raise RuntimeError(f"device fault after {emitted} samples")
+
+
+def _interrupt(emitted: int) -> None:
+    # What Ctrl-C does: SIGINT to the main thread, which waits for the workers.
+    signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
+
+
+@dataclass(frozen=True)
+class PacedFactory:
+    """``cpu:0`` emits a sample every 20 ms; ``cpu:1`` fails (``fail``) after 3 samples, or cannot
+    build its engine at all (``broken``)."""
+
+    fail: Callable[[int], None] = _crash
+    broken: bool = False
+
+    def __call__(self, device: str, say: Callable[[str], None]) -> PacedEngine:
+        if device == "cpu:1":
+            if self.broken:
+                raise ModelError("cannot load model 'x': no such file")
+            return PacedEngine(0.0, 3, self.fail)
+        return PacedEngine(0.02, None, _crash)
+
+
+def _resume(output) -> None:
+    """A rerun generates only what the journal lacks and writes the whole file."""
+    kept = _journaled(output)
+    summary = generate(PROMPTS, SETTINGS, output, FakeEngineFactory(), devices=("cpu:0", "cpu:1"))
+    assert summary.resumed == sum(kept.values()) and summary.generated == 48 - summary.resumed
+    assert json.loads(output.read_text()) == expected_document(PROMPTS, SETTINGS)
+    assert _journaled(output) == EVERY_SAMPLE
+
+
+def test_a_worker_thread_that_raises_fails_the_run_the_other_stops_and_a_rerun_resumes(tmp_path):
+    output = tmp_path / "generations.json"
+    with pytest.raises(GenerationError, match=r"^cpu:1 failed: RuntimeError: device fault after 3 samples \(test_device_threads"):
+        generate(PROMPTS, SETTINGS, output, PacedFactory(), devices=("cpu:0", "cpu:1"))
+    kept = _journaled(output)
+    # cpu:1's three samples and the few cpu:0 had finished (20 ms each) before it stopped: far from
+    # the 48 it would have generated alone had it not stopped.
+    assert set(kept.values()) == {1} and 3 <= sum(kept.values()) < 24
+    assert _worker_threads() == []
+    _resume(output)
+
+
+def test_a_worker_thread_whose_engine_cannot_be_built_fails_the_run(tmp_path):
+    output = tmp_path / "generations.json"
+    with pytest.raises(GenerationError, match=r"^cpu:1 failed: ModelError: cannot load model 'x': no such file"):
+        generate(PROMPTS, SETTINGS, output, PacedFactory(broken=True), devices=("cpu:0", "cpu:1"))
+    assert sum(_journaled(output).values()) < 48 and _worker_threads() == []
+    _resume(output)
+
+
+def test_after_ctrl_c_the_worker_threads_stop_and_a_rerun_resumes(tmp_path):
+    output = tmp_path / "generations.json"
+    with pytest.raises(KeyboardInterrupt):
+        generate(PROMPTS, SETTINGS, output, PacedFactory(fail=_interrupt), devices=("cpu:0", "cpu:1"))
+    kept = _journaled(output)
+    assert set(kept.values()) == {1} and sum(kept.values()) < 24 and _worker_threads() == []
+    _resume(output)
+
+
+def test_worker_processes_remain_selectable(tmp_path):
+    output = tmp_path / "generations.json"
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    factory = FakeEngineFactory(record_pids_in=str(pids))
+    summary = generate(PROMPTS, SETTINGS, output, factory, devices=("cpu", "cpu"), device_workers=DeviceWorkers.PROCESSES)
+    assert os.listdir(pids) and all(not name.startswith(f"{os.getpid()}-") for name in os.listdir(pids))
+    assert json.loads(output.read_text()) == expected_document(PROMPTS, SETTINGS) and summary.generated == 48
