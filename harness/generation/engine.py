@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from harness.data.prompts import LONGEST_EOF, eof_position
+from harness.data.prompts import EOF_STRINGS, LONGEST_EOF, eof_position
 from harness.errors import ModelError
 from harness.generation.plan import PromptJob, SampleSpec, without_samples
 
@@ -147,15 +147,23 @@ class SampleTracker:
 
     def extend(self, new_tokens: Sequence[int] | np.ndarray) -> FinishReason | None:
         """Append freshly generated tokens; say why the sample ended if it did (tokens after its end are dropped)."""
+        fresh = np.asarray(new_tokens, dtype=np.int64).reshape(-1)
+        first_eos = int(first_eos_positions(fresh[None, :], self._eos_ids)[0]) if fresh.size else -1
+        return self.take(fresh.tolist(), first_eos)
+
+    def take(self, fresh: list[int], first_eos: int) -> FinishReason | None:
+        """``extend`` with the position of the first EOS token in ``fresh`` found by the caller (-1: none),
+        for an engine that looks for EOS tokens in all its samples' new tokens at once."""
         room = self.spec.max_new_tokens - len(self.tokens)
-        fresh = np.asarray(new_tokens[:room], dtype=np.int64)
-        if len(self._eos_ids):
-            hits = np.flatnonzero(np.isin(fresh, self._eos_ids))
-            if len(hits):
-                self.tokens.extend(fresh[: hits[0] + 1].tolist())
-                return FinishReason.EOS
-        self.tokens.extend(fresh.tolist())
+        if 0 <= first_eos < room:
+            self.tokens.extend(fresh[: first_eos + 1])
+            return FinishReason.EOS
+        self.tokens.extend(fresh[:room])
         return FinishReason.LENGTH if len(self.tokens) >= self.spec.max_new_tokens else None
+
+    def mark_scanned(self) -> None:
+        """Every token so far is scanned (none of the new ones can have completed an EOF string)."""
+        self._scanned = len(self.tokens)
 
     def scan_window(self) -> list[int]:
         """The tokens not yet scanned for EOF strings, with enough look-back; marks them scanned."""
@@ -164,14 +172,62 @@ class SampleTracker:
         return self.tokens[start:]
 
 
-def hit_eof_strings(tokenizer: Any, trackers: Sequence[SampleTracker]) -> list[bool]:
-    """Which samples now contain an official EOF string.  Stopping there changes nothing in the
-    output: decoding more tokens does not change the text before a complete EOF string, and the text
-    is cut at the earliest one."""
-    if not trackers:
-        return []
-    texts = tokenizer.batch_decode([t.scan_window() for t in trackers], skip_special_tokens=True)
-    return [eof_position(text) is not None for text in texts]
+def first_eos_positions(block: np.ndarray, eos_ids: np.ndarray) -> np.ndarray:
+    """Per row of ``block`` [rows, tokens], the position of its first EOS token, or -1."""
+    if not len(eos_ids):
+        return np.full(block.shape[0], -1)
+    hits = np.isin(block, eos_ids)
+    return np.where(hits.any(axis=1), hits.argmax(axis=1), -1)
+
+
+class EofScanner:
+    """Finds the official EOF strings in samples as they grow.  Stopping at one changes nothing in the
+    output: decoding more tokens does not change the text before a complete EOF string, and the text is
+    cut at the earliest one.
+
+    Decoding every running sample's newest tokens at every look costs the host milliseconds per look
+    at hundreds of slots, time in which the GPU may run dry.  A new EOF string ends in a new token, and
+    its last character (``N``, ``-``, ``R``, ``>``: ASCII, so the same in a token decoded alone) is in
+    that token's text; only samples with such a token among their new ones are decoded.  Which tokens
+    can end one is learned per token id, once, as ids first appear."""
+
+    _LAST_CHARACTERS = frozenset(eof[-1] for eof in EOF_STRINGS)
+
+    def __init__(self, tokenizer: Any):
+        self.tokenizer = tokenizer
+        self._can_end = np.zeros(0, dtype=bool)
+        self._known = np.zeros(0, dtype=bool)
+
+    def hits(self, trackers: Sequence[SampleTracker], recent: np.ndarray | None = None) -> list[bool]:
+        """Which of ``trackers`` now contain an EOF string.  ``recent`` [len(trackers), k]: for each, at
+        least the tokens it took since its last scan (more is harmless); None: decode every window."""
+        if not trackers:
+            return []
+        chosen = list(range(len(trackers))) if recent is None else np.flatnonzero(self._rows_that_can_end(recent)).tolist()
+        if len(chosen) < len(trackers):
+            skipped = np.ones(len(trackers), dtype=bool)
+            skipped[chosen] = False
+            for i in np.flatnonzero(skipped).tolist():
+                trackers[i].mark_scanned()  # the next window looks back over these tokens all the same
+        found = [False] * len(trackers)
+        windows = [trackers[i].scan_window() for i in chosen]
+        texts = self.tokenizer.batch_decode(windows, skip_special_tokens=True) if windows else []
+        for i, text in zip(chosen, texts):
+            found[i] = eof_position(text) is not None
+        return found
+
+    def _rows_that_can_end(self, recent: np.ndarray) -> np.ndarray:
+        if recent.size and int(recent.max()) >= len(self._known):
+            grown = int(recent.max()) + 1
+            self._known = np.concatenate([self._known, np.zeros(grown - len(self._known), dtype=bool)])
+            self._can_end = np.concatenate([self._can_end, np.zeros(grown - len(self._can_end), dtype=bool)])
+        ids = np.unique(recent)
+        unknown = ids[~self._known[ids]]
+        if len(unknown):
+            texts = self.tokenizer.batch_decode([[int(i)] for i in unknown], skip_special_tokens=True)
+            self._can_end[unknown] = [any(c in text for c in self._LAST_CHARACTERS) for text in texts]
+            self._known[unknown] = True
+        return self._can_end[recent].any(axis=1)
 
 
 def finish(

@@ -32,6 +32,7 @@ from harness.generation.attention import decode_attention, triton_applies
 from harness.generation.decode_step import DecodeStep
 from harness.generation.engine import (
     CUDA_CACHE_LOCK,
+    EofScanner,
     FinishReason,
     JobSource,
     SampleFeed,
@@ -39,7 +40,7 @@ from harness.generation.engine import (
     SampleTracker,
     eos_token_ids,
     finish,
-    hit_eof_strings,
+    first_eos_positions,
     job_source,
     kv_bytes_per_token,
     prompt_token_ids,
@@ -202,6 +203,7 @@ class FastEngine:
             )
             check_kv_supported(options.kv_cache, device, fused_triton)
         self.eos_ids = eos_token_ids(model)
+        self.eof_scanner = EofScanner(tokenizer)
         self.last_run: RunStats | None = None  # of the attempt that completed the last run
 
     def run(self, jobs: Sequence[PromptJob] | JobSource, on_sample: SampleSink) -> None:
@@ -569,18 +571,23 @@ class _SlotRun:
         if ready is not None:
             ready.synchronize()
         block = self.recent_host[buffer].numpy()
+        # The whole block at once (EOS positions, Python lists): per slot only list work remains, so
+        # the host's look stays well inside the GPU's next chunk at hundreds of slots.
+        first_eos = first_eos_positions(block, self.engine.eos_ids).tolist()
+        rows = block.tolist()
         ended: list[tuple[SampleTracker, FinishReason]] = []
         running: list[tuple[int, SampleTracker]] = []
         for slot, active in enumerate(self.active):
             if active is None or active.first_chunk > chunk:
                 continue
-            reason = active.tracker.extend(block[slot])
+            reason = active.tracker.take(rows[slot], first_eos[slot])
             if reason is None:
                 running.append((slot, active.tracker))
             else:
                 ended.append((active.tracker, reason))
                 self.active[slot] = None
-        for (slot, tracker), stopped in zip(running, hit_eof_strings(self.engine.tokenizer, [t for _, t in running])):
+        recent = block[[slot for slot, _ in running]]
+        for (slot, tracker), stopped in zip(running, self.engine.eof_scanner.hits([t for _, t in running], recent)):
             if stopped:
                 ended.append((tracker, FinishReason.STOP))
                 self.active[slot] = None

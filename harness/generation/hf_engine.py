@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from harness.generation.engine import (
+    EofScanner,
     FinishReason,
     JobSource,
     SampleFeed,
@@ -22,7 +23,6 @@ from harness.generation.engine import (
     SampleTracker,
     eos_token_ids,
     finish,
-    hit_eof_strings,
     job_source,
     kv_bytes_per_token,
     prompt_token_ids,
@@ -153,6 +153,7 @@ class _StopRows:
 
     def __init__(self, trackers: list[SampleTracker], tokenizer: Any, prompt_width: int, every: int):
         self.trackers, self.tokenizer, self.prompt_width, self.every = trackers, tokenizer, prompt_width, every
+        self.scanner = EofScanner(tokenizer)
         self.reasons: list[FinishReason | None] = [None] * len(trackers)
         self.seen = 0
         self.done: torch.Tensor | None = None
@@ -181,7 +182,7 @@ class _StopRows:
                 self.reasons[row] = tracker.extend(fresh[row])
                 if self.reasons[row] is None:
                     running.append(row)
-        for row, stopped in zip(running, hit_eof_strings(self.tokenizer, [self.trackers[r] for r in running])):
+        for row, stopped in zip(running, self.scanner.hits([self.trackers[r] for r in running], fresh[running])):
             if stopped:
                 self.reasons[row] = FinishReason.STOP
         if self.done is not None:

@@ -11,9 +11,9 @@ from harness.data.prompts import truncate_at_eof
 from harness.generation import engine as engine_module
 from harness.generation import fast_engine as fast_module
 from harness.generation.engine import (
+    EofScanner,
     FinishReason,
     SampleTracker,
-    hit_eof_strings,
     load_model,
 )
 from harness.generation.fast_engine import (
@@ -177,6 +177,7 @@ def test_fast_engine_stops_early_at_an_end_string(tiny, monkeypatch):
     marker = prefixes[-1][30:32]  # pretend this pair of characters is an EOF string
     first_end = next(length for length, text in enumerate(prefixes) if marker in text)  # in tokens
     monkeypatch.setattr(engine_module, "eof_position", lambda t: t.find(marker) if marker in t else None)
+    monkeypatch.setattr(engine_module.EofScanner, "_LAST_CHARACTERS", frozenset(marker[-1]))  # what can end it
     chunk = 4
     jobs = plan_jobs(PROMPTS[:1], GenerationSettings("tiny", n=2, max_new_tokens=60, sampling=GREEDY))
     found = _run(FastEngine(model, tokenizer, GREEDY, FastEngineOptions(slots=2, chunk_steps=chunk)), jobs)
@@ -187,20 +188,70 @@ def test_fast_engine_stops_early_at_an_end_string(tiny, monkeypatch):
         assert first_end <= len(sample.token_ids) < first_end + chunk
 
 
-def test_tracker_finds_end_strings_across_chunk_boundaries():
+@pytest.mark.parametrize("filtered", [False, True])
+def test_tracker_finds_end_strings_across_chunk_boundaries(filtered):
     tokenizer = char_tokenizer(add_bos=False)
     text = "print(1)\nQUESTION:\nmore"
     ids = tokenizer(text)["input_ids"]
     end = text.index("\nQUESTION") + len("\nQUESTION")
     for chunk in (1, 2, 3, 5, 8):
         tracker = SampleTracker(0, SampleSpec(0, 0, 100), engine_module.np.array([tokenizer.eos_token_id]))
+        scanner = EofScanner(tokenizer)
         stopped_at = None
         for start in range(0, len(ids), chunk):
-            assert tracker.extend(ids[start : start + chunk]) is None
-            if hit_eof_strings(tokenizer, [tracker])[0]:
+            fresh = ids[start : start + chunk]
+            assert tracker.extend(fresh) is None
+            recent = engine_module.np.array([fresh + [0] * (chunk - len(fresh))]) if filtered else None
+            if scanner.hits([tracker], recent)[0]:
                 stopped_at = len(tracker.tokens)
                 break
         assert stopped_at is not None and end <= stopped_at < end + chunk
+
+
+def test_the_scanner_decodes_only_windows_that_can_end_a_string_and_stops_where_a_full_scan_does():
+    # Multi-character tokens (a byte-level BPE trained on code), many samples, EOF strings of every kind
+    # at random places and split across tokens and chunks: skipping the windows with no token that
+    # holds an EOF string's last character stops every sample at the same token as decoding them all.
+    from harness.training.tokenizer import byte_level_tokenizer
+
+    random = __import__("random").Random(7)
+    code = "def solve(n):\n    return [i * i for i in range(n) if i % 3 == 0]\nprint(solve(int(input())))\n"
+    tokenizer = byte_level_tokenizer([code * 20, "\nQUESTION\n---\nANSWER:\n<|endoftext|>" * 5], vocab_size=600)
+    texts = [
+        code * random.randint(1, 4) + random.choice(["\nQUESTION:", "\n---", "\nANSWER", "<|endoftext|>", ""]) + code
+        for _ in range(60)
+    ]
+    eos = engine_module.np.array([-1])
+    decoded: list[int] = []
+    original = tokenizer.batch_decode
+
+    def counting(sequences, **kwargs):
+        decoded.append(len(sequences))
+        return original(sequences, **kwargs)
+
+    results = {}
+    for filtered in (False, True):
+        scanner = EofScanner(tokenizer)
+        trackers = [SampleTracker(0, SampleSpec(i, 0, 10_000), eos) for i in range(len(texts))]
+        streams = [tokenizer(text)["input_ids"] for text in texts]
+        stops: dict[int, int | None] = dict.fromkeys(range(len(texts)))
+        tokenizer.batch_decode = counting
+        decoded.clear()
+        for start in range(0, max(map(len, streams)), 16):
+            running = [i for i in range(len(texts)) if stops[i] is None and start < len(streams[i])]
+            block = engine_module.np.zeros((len(running), 16), dtype=engine_module.np.int64)
+            for row, i in enumerate(running):
+                fresh = streams[i][start : start + 16]
+                trackers[i].extend(fresh)
+                block[row, : len(fresh)] = fresh
+            for i, hit in zip(running, scanner.hits([trackers[i] for i in running], block if filtered else None)):
+                if hit:
+                    stops[i] = len(trackers[i].tokens)
+        tokenizer.batch_decode = original
+        results[filtered] = (stops, sum(decoded))
+    assert results[True][0] == results[False][0]
+    assert sum(stop is not None for stop in results[True][0].values()) >= 30
+    assert results[True][1] < results[False][1]  # fewer windows decoded
 
 
 def test_out_of_memory_halves_the_slots_and_loses_nothing(tiny, monkeypatch):
