@@ -120,6 +120,11 @@ def steps(markdown: Path, quick: bool, gpu: bool) -> list[tuple[str, list[str] |
             "Ray is not installed (pip install '.[ray]')",
         ),
         (
+            "generation-steps",
+            ["bench/generation_steps.py", "--prompts", "80", "--out", str(figures_dir() / "steps_h200.json")] if gpu else None,
+            no_gpu,
+        ),
+        (
             "overlap-gpu",
             [
                 "bench/end_to_end.py",
@@ -213,6 +218,8 @@ def summary_rows() -> list[tuple[str, str, str]]:
                         run["machine"].split(",")[0] + f", {run['prompts_fast']} prompts × {run['n']}",
                     )
                 )
+    for path in sorted(figures_dir().glob("steps_h200*.json")):
+        rows += generation_step_rows(json.loads(path.read_text()), path.name)
     for run in load("end_to_end.json") or []:
         label = (
             f"scripted generator, generation alone ≈ {run.get('pace', 1.0):g} × evaluation alone"
@@ -230,6 +237,44 @@ def summary_rows() -> list[tuple[str, str, str]]:
             )
         )
     return rows
+
+
+def generation_step_rows(run: dict, name: str) -> list[tuple[str, str, str]]:
+    """Issue 14's figures from one bench/generation_steps.py run: the engine after against before, more
+    slots, and fp8 against bf16 at the same slots, per shape."""
+    by_shape: dict[str, dict[str, dict]] = {}
+    shape = None
+    for record in run.get("records", []):
+        if record["check"] == "shape":
+            shape = record["shape"]
+        elif record["check"] == "throughput" and shape is not None:
+            by_shape.setdefault(shape, {})[record["label"].split(" ", 1)[1]] = record
+    rows = []
+    where = f"{run.get('machine', '?').split(',')[0]}, `{name}`"
+    for shape, results in by_shape.items():
+        fused, before = results.get("fused"), results.get("before")
+        if fused is None:
+            continue
+        value = f"**{fused['useful_tok_s']:,.0f}** useful tok/s at {fused['slots']} slots"
+        if before is not None:
+            value += f" ({fused['useful_tok_s'] / before['useful_tok_s']:.2f}× before, same run)"
+        if (more := results.get("more_slots")) is not None:
+            value += f"; {more['useful_tok_s']:,.0f} at {more['slots']} slots"
+        rows.append((f"generation at the hardware's limit, {shape} shape, bf16 (issue 14)", value, where))
+        for mode in ("fp8", "kv_fp8", "fp8_kv"):
+            if (quantized := results.get(mode)) is not None:
+                rows.append(
+                    (
+                        f"generation, {shape} shape: `{MODE_NAMES[mode]}` vs bf16, same slots (target ≥ 1.2×)",
+                        f"**{quantized['useful_tok_s'] / fused['useful_tok_s']:.2f}×** "
+                        f"({quantized['peak_gib']} vs {fused['peak_gib']} GiB peak)",
+                        where,
+                    )
+                )
+    return rows
+
+
+MODE_NAMES = {"fp8": "--quantize fp8", "kv_fp8": "--kv-cache fp8", "fp8_kv": "--quantize fp8 --kv-cache fp8"}
 
 
 def render_summary(rows, skipped: list[str]) -> str:
@@ -260,7 +305,8 @@ def main() -> None:
     parser.add_argument(
         "--only",
         nargs="+",
-        help="Run only these steps (sandbox, corpus, generation, overlap-pace-0.5/1/2, cluster, overlap-gpu).",
+        help="Run only these steps (sandbox, corpus, generation, overlap-pace-0.5/1/2, cluster, generation-steps, overlap-gpu); "
+        "a name of none only rewrites the summary.",
     )
     args = parser.parse_args()
     if args.quick and args.markdown == parser.get_default("markdown"):
@@ -274,6 +320,7 @@ def main() -> None:
     failed = []
     for name, command, why in steps(args.markdown, args.quick, gpu):
         if args.only and name not in args.only:
+            skipped.append(f"{name} (not asked for: --only)")
             continue
         if command is None:
             print(f"bench: {name}: skipped ({why})", flush=True)
