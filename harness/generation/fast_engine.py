@@ -548,6 +548,7 @@ class _SlotRun:
         self._refill(first_chunk=0)
         self._launch(0)
         self.launched, handled = 1, 0
+        ended: list[tuple[SampleTracker, FinishReason]] = []
         while True:
             running = sum(a is not None for a in self.active)
             busy = bool(self.pending) or running > 0
@@ -556,16 +557,22 @@ class _SlotRun:
             while busy and not shrink and self.launched - handled < 2:
                 self._launch(self.launched)  # keep the GPU one chunk ahead of the host
                 self.launched += 1
+            # The samples that ended at the last look are decoded and handed on (journaled) only now,
+            # with the next chunk already queued: that work need not fit between two chunks.
+            finish(self.engine.tokenizer, self.jobs, ended, on_sample)
+            ended = []
             if handled < self.launched:
-                self._handle(handled, on_sample)
+                ended = self._handle(handled)
                 handled += 1
             if shrink and handled == self.launched:
                 self._shrink()
             self._refill(first_chunk=self.launched)
             if not busy and handled == self.launched:
                 break
+        finish(self.engine.tokenizer, self.jobs, ended, on_sample)
 
-    def _handle(self, chunk: int, on_sample: SampleSink) -> None:
+    def _handle(self, chunk: int) -> list[tuple[SampleTracker, FinishReason]]:
+        """Take a chunk's tokens: the samples that ended in it (their slots are free now)."""
         buffer = chunk % 2
         ready = self.recent_ready[buffer]
         if ready is not None:
@@ -591,7 +598,7 @@ class _SlotRun:
             if stopped:
                 ended.append((tracker, FinishReason.STOP))
                 self.active[slot] = None
-        finish(self.engine.tokenizer, self.jobs, ended, on_sample)
+        return ended
 
 
 def _pool_tokens(jobs: Sequence[PromptJob], prompts: list[list[int]], slots: int) -> int:
