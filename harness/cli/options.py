@@ -224,7 +224,7 @@ def generation_options(command: Command) -> Command:
                 default="model",
                 show_default=True,
                 help="Fast engine K/V cache: the model's dtype, or fp8 (e4m3 with a scale per vector, Ada/Hopper GPUs "
-                "only): about 30%% less GPU memory at about the same speed.",
+                "only): about 30% less GPU memory at about the same speed.",
             ),
         ],
     )
