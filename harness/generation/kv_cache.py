@@ -21,8 +21,8 @@ from dataclasses import dataclass
 import torch
 
 from harness.errors import DeviceError
+from harness.generation.quantization import FP8_MAX, require_fp8_device
 
-FP8_MAX = 448.0  # largest finite float8_e4m3fn
 KV_FP8_DTYPE = torch.float8_e4m3fn
 
 
@@ -53,13 +53,6 @@ def check_supported(kv_format: KVCacheFormat, device: torch.device, fused_triton
     """Refuse (DeviceError) an fp8 cache where the engine cannot run it."""
     if kv_format is not KVCacheFormat.FP8:
         return
-    if device.type != "cuda":
-        raise DeviceError(
-            f"--kv-cache fp8 needs a CUDA GPU of compute capability 8.9 or newer (Ada, Hopper); the model is on {device}"
-        )
-    major, minor = torch.cuda.get_device_capability(device)
-    if (major, minor) < (8, 9):
-        name = torch.cuda.get_device_name(device)
-        raise DeviceError(f"--kv-cache fp8 needs compute capability 8.9 or newer (Ada, Hopper); {name} has {major}.{minor}")
+    require_fp8_device("--kv-cache fp8", device)
     if not fused_triton_step:
         raise DeviceError("--kv-cache fp8 needs the fast engine's fused decode step with its Triton kernels (triton installed)")

@@ -106,14 +106,18 @@ def quantize_weight(weight: torch.Tensor, mode: Quantization) -> tuple[torch.Ten
 def check_supported(mode: Quantization, device: torch.device) -> None:
     """Refuse (DeviceError) a mode the device cannot run."""
     if mode is Quantization.FP8:
-        if device.type != "cuda":
-            raise DeviceError(
-                f"--quantize fp8 needs a CUDA GPU of compute capability 8.9 or newer (Ada, Hopper); the model is on {device}"
-            )
-        major, minor = torch.cuda.get_device_capability(device)
-        if (major, minor) < (8, 9):
-            name = torch.cuda.get_device_name(device)
-            raise DeviceError(f"--quantize fp8 needs compute capability 8.9 or newer (Ada, Hopper); {name} has {major}.{minor}")
+        require_fp8_device("--quantize fp8", device)
+
+
+def require_fp8_device(option: str, device: torch.device) -> None:
+    """Refuse (DeviceError, naming ``option``) a device without fp8 arithmetic: anything but a CUDA GPU
+    of compute capability 8.9 or newer (Ada, Hopper).  fp8 is never emulated."""
+    if device.type != "cuda":
+        raise DeviceError(f"{option} needs a CUDA GPU of compute capability 8.9 or newer (Ada, Hopper); the model is on {device}")
+    major, minor = torch.cuda.get_device_capability(device)
+    if (major, minor) < (8, 9):
+        name = torch.cuda.get_device_name(device)
+        raise DeviceError(f"{option} needs compute capability 8.9 or newer (Ada, Hopper); {name} has {major}.{minor}")
 
 
 class QuantizedLinear(torch.nn.Module):

@@ -14,7 +14,7 @@ import torch
 import triton
 import triton.language as tl
 
-from harness.generation.kv_cache import FP8_MAX
+from harness.generation.quantization import FP8_MAX
 
 
 @triton.jit

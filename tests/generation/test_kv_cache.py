@@ -9,9 +9,10 @@ import torch
 from harness.errors import DeviceError
 from harness.generation.engine import load_model
 from harness.generation.fast_engine import FastEngine, FastEngineOptions
-from harness.generation.kv_cache import FP8_MAX, KVCacheFormat, KVScales, dequantize_vectors, quantize_vectors
+from harness.generation.kv_cache import KVCacheFormat, KVScales, dequantize_vectors, quantize_vectors
 from harness.generation.plan import GenerationSettings, SamplingSettings
 from harness.generation.prefix_attention import PrefixPool, group_members, group_rows, shared_prefix_attention
+from harness.generation.quantization import FP8_MAX
 from tests.support.tiny_model import build_tiny_model
 
 
