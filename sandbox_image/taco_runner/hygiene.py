@@ -10,7 +10,7 @@ import shutil
 import signal
 import stat
 
-from .isolation import SEPARATED
+from .isolation import IN_SANDBOX, SEPARATED
 
 SCRATCH = os.environ.get("TACO_RUNNER_SCRATCH", "/tmp")
 # Where programs run (their working directory, holding solution.py, input.txt, output.txt).
@@ -26,33 +26,37 @@ SHARED_SCRATCH = ("/dev/shm", "/dev/mqueue")
 # -- processes --------------------------------------------------------------------------------
 
 
-def sweep_processes() -> None:
-    """Kill every other process in the container and reap them all (as PID 1, orphans are ours).
+def sweep_descendants(groups: list[int]) -> None:
+    """Kill every program process and reap them all: the fork server's sweep (it is their child
+    subreaper, so every one of them is its descendant, and ends as its child).
 
-    kill(-1) reaches every process we may signal except ourselves; that is the whole container only
-    when we are its PID 1, so outside a container (tests of the runner itself) it is not used.
-    """
-    if os.getpid() == 1:
+    In a sandbox, kill(-1) reaches every process it may signal but itself and PID 1 (the runner):
+    every program process, all at once, a fork bomb included (no process can fork once the signal is
+    on its way).  Elsewhere (the runner run by hand) only the process *groups* of the programs it forked."""
+    if IN_SANDBOX:
         try:
             os.kill(-1, signal.SIGKILL)
         except ProcessLookupError:
             pass
+    else:
+        for group in groups:
+            try:
+                os.killpg(group, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
     while True:
         try:
             os.waitpid(-1, 0)
         except ChildProcessError:
             return
-        except InterruptedError:
-            continue
 
 
-def kill_tree(pid: int) -> None:
-    """Kill a program and everything it started: the whole container when we are its PID 1,
-    else the program's process group."""
+def kill_program(pid: int) -> None:
+    """The runner's kill of a program past its deadline (or past its output limit): the program
+    itself, at once; the fork server's sweep, which follows, takes whatever it started.  Never
+    kill(-1) here: that would take the fork server too.  Outside a sandbox, its process group."""
     try:
-        if os.getpid() == 1:
-            os.kill(-1, signal.SIGKILL)
-        else:
+        if not IN_SANDBOX:
             os.killpg(pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
@@ -135,14 +139,13 @@ def clean_scratch(workdir: str) -> None:
     """Everything a program can write is reset: all of SCRATCH (not just its working directory),
     /dev/shm and the POSIX message queues."""
     global _shared_scratch
-    in_container = os.getpid() == 1  # elsewhere (tests of the runner itself) only the work dir is ours
-    if in_container:
+    if IN_SANDBOX:  # elsewhere (the runner run by hand) only the work dir is ours
         wipe_dir(SCRATCH, keep=(workdir, PRIVATE))
     _own_dir(workdir, 0o777 if SEPARATED else 0o755)
     wipe_dir(workdir)
     if SEPARATED:
         _own_dir(PRIVATE, 0o700)
-    if in_container:
+    if IN_SANDBOX:
         if _shared_scratch is None:
             _shared_scratch = tuple(path for path in SHARED_SCRATCH if os.path.isdir(path) and os.access(path, os.W_OK))
         for path in _shared_scratch:
@@ -159,15 +162,16 @@ def runner_limits() -> RunnerLimits:
     return [resource.getrlimit(getattr(resource, name)) for name in dir(resource) if name.startswith("RLIMIT_")]
 
 
-def leftovers(limits_at_start: RunnerLimits) -> list[str]:
-    """What a program left that the runner could not remove (reasons to retire this sandbox)."""
+def leftovers(limits_at_start: RunnerLimits, helpers: tuple[int, ...]) -> list[str]:
+    """What a program left that the runner could not remove (reasons to retire this sandbox);
+    *helpers*: the runner's own processes besides itself (the fork server)."""
     found = []
-    me = str(os.getpid())
+    ours = {str(os.getpid()), *map(str, helpers)}
     try:
-        others = [p for p in os.listdir("/proc") if p.isdigit() and p != me]
+        others = [p for p in os.listdir("/proc") if p.isdigit() and p not in ours]
     except OSError:
         others = []
-    if os.getpid() == 1 and others:
+    if IN_SANDBOX and others:
         found.append(f"processes {others[:5]}")
     for kind in ("shm", "msg", "sem"):  # SysV IPC objects outlive processes; only CAP_SYS_ADMIN removes others'
         try:
