@@ -27,28 +27,31 @@ can neither signal nor trace it.  It blocks only on its socket and on its own ch
 gone (its socket ends), the runner stops (``ForkServerLost``): a test it could not run is never
 reported, and the host retries the job on a fresh sandbox.
 
-Messages travel on one Unix stream socket pair, in fixed layouts: a request is REQUEST (kind, flags,
-timeout, payload size) then its payload, a fork's descriptors riding with its REQUEST; a reply is
-REPLY (kind, alone, pid, value).
+Messages travel in fixed layouts.  Requests, on a Unix stream socket pair: REQUEST (kind, flags,
+timeout, payload size) then its payload, a fork's descriptors riding with its REQUEST.  Replies on
+that socket: REPLY (kind, alone, pid, value), for a run its end.  Each fork's pid (or -errno) goes
+on a pipe of its own, PID, which the runner reads when it needs it: a run's start then wakes nobody,
+and the runner, waiting for the run's end, is woken once.
 """
 
 from __future__ import annotations
 
 import _socket  # the C module alone: socket.py would add selectors and array to the heap programs start from
+import errno
 import marshal
 import os
 import struct
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from types import CodeType
-from typing import NoReturn
+from typing import Any, NoReturn, TypeAlias
 
 from .hygiene import sweep_descendants
-from .isolation import IN_SANDBOX, hard_exit, set_child_subreaper, set_dumpable
+from .isolation import IN_SANDBOX, hard_exit, set_child_subreaper, set_dumpable, take_program_groups
 
 REQUEST = struct.Struct("=BBxxdI")  # kind, flags, timeout (s), payload bytes
 REPLY = struct.Struct("=BBxxii")  # kind, alone, pid, value (a wait status, or an errno)
+PID = struct.Struct("=i")  # a forked child's pid, or -errno when the fork failed
 MAX_FDS = 8
 _FDS_SPACE = _socket.CMSG_SPACE(MAX_FDS * 4)
 
@@ -59,8 +62,7 @@ _CHECKER = 3  # fork a checker; payload: marshal of its arguments; descriptors: 
 _SWEEP = 4  # kill and reap every program process
 # Reply kinds.
 _READY = 1  # the server runs (once, at start)
-_STARTED = 2  # pid: the child forked
-_FAILED = 3  # value: the errno of a fork that failed
+_FAILED = 3  # value: the errno of a run's fork that failed
 _EXITED = 4  # pid, value: its wait status; alone: no other program process was alive
 _SWEPT = 5
 
@@ -70,8 +72,8 @@ RUN_ON_PIPES = 2  # the run's fds 0-2 are all pipes
 # What a forked child runs: (descriptors, flags, timeout, argument) -> never returns.  A run's argument
 # is the loaded program, a checker's the arguments of its request.
 ChildBody = Callable[[Sequence[int], int, float, object], NoReturn]
-# What every run of a job executes: its source, the source compiled ahead (or None), its working directory.
-LoadedProgram = tuple[str, "CodeType | None", str]
+# What every run of a program gets (its body unpacks it), sent to the server once: marshallable values.
+LoadedProgram: TypeAlias = tuple[Any, ...]
 
 
 class ForkServerLost(RuntimeError):
@@ -88,29 +90,33 @@ class RunExit:
 class ForkServer:
     """The runner's end: requests out, replies in, one at a time in order."""
 
-    def __init__(self, pid: int, sock: _socket.socket) -> None:
+    def __init__(self, pid: int, sock: _socket.socket, pids: int) -> None:
         self.pid = pid
         self._sock = sock
         self.fd = sock.fileno()  # readable when a reply has come
+        self._pids = pids  # the PID pipe's reading end
         self._replies = bytearray()
         self._loaded: LoadedProgram | None = None
-        self._run_pid: int | None = None  # the run in progress, once its STARTED has been read
+        self._run_pid: int | None = None  # the run in progress, once its pid has been read
 
     @classmethod
     def start(cls, run_body: ChildBody, checker_body: ChildBody) -> ForkServer:
         """Fork the server from this (warm) process; returns once it serves."""
         ours, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
+        pids_r, pids_w = os.pipe()
         pid = os.fork()
         if pid == 0:
             try:
                 ours.close()
-                _serve(theirs, run_body, checker_body)
+                os.close(pids_r)
+                _serve(theirs, pids_w, run_body, checker_body)
             except BaseException:
                 traceback.print_exc()
             finally:
                 hard_exit(70)
         theirs.close()
-        server = cls(pid, ours)
+        os.close(pids_w)
+        server = cls(pid, ours, pids_r)
         kind, _, _, _ = server._reply()
         if kind != _READY:
             raise ForkServerLost("the fork server did not start")
@@ -119,10 +125,10 @@ class ForkServer:
     # -- runs -------------------------------------------------------------------------------------
 
     def start_run(self, program: LoadedProgram, fds: Sequence[int], timeout: float, flags: int) -> None:
-        """Fork a run of *program* with *fds* as its 0, 1 and 2; its pid and exit come as replies
-        (``run_pid``, ``poll_exit``, ``run_exit``)."""
-        loaded = self._loaded
-        if loaded is None or any(a is not b for a, b in zip(program, loaded)):
+        """Fork a run of *program* with *fds* as its 0, 1 and 2; its pid and its end come later
+        (``run_pid``, ``poll_exit``, ``run_exit``).  The program travels when it is not the one
+        loaded last (the same object)."""
+        if program is not self._loaded:
             self._send(_LOAD, 0, 0.0, marshal.dumps(program))
             self._loaded = program
         self._send(_RUN, flags, timeout, b"", fds)
@@ -130,32 +136,29 @@ class ForkServer:
     def run_pid(self) -> int:
         """The pid of the run in progress (waits for the server to have forked it)."""
         if self._run_pid is None:
-            self._run_pid = self._started(self._reply())
+            self._run_pid = self._forked()
         return self._run_pid
 
     def poll_exit(self) -> RunExit | None:
-        """Once select has found the socket readable: the run's exit, if it has come."""
+        """Once select has found the socket readable: the run's end, if it has come."""
         chunk = os.read(self.fd, 4096)
         if not chunk:
             raise ForkServerLost("the fork server has gone")
         self._replies += chunk
-        if self._run_pid is None and len(self._replies) >= REPLY.size:
-            self._run_pid = self._started(self._take())
-        if self._run_pid is not None and len(self._replies) >= REPLY.size:
-            return self._exited(self._take())
-        return None
+        if len(self._replies) < REPLY.size:
+            return None
+        return self._ended(self._take())
 
     def run_exit(self) -> RunExit:
-        """The run's exit (waits for it: call once the program is dead or dying)."""
-        self.run_pid()
-        return self._exited(self._reply())
+        """The run's end (waits for it: call once the program is dead or dying)."""
+        return self._ended(self._reply())
 
     # -- checkers and sweeps ----------------------------------------------------------------------
 
     def start_checker(self, arguments: tuple[str | int | tuple[str, str] | None, ...], fds: Sequence[int]) -> int:
         """Fork a checker process running the checker body on *arguments* and *fds*; its pid."""
         self._send(_CHECKER, 0, 0.0, marshal.dumps(arguments), fds)
-        return self._started(self._reply())
+        return self._forked()
 
     def sweep(self) -> None:
         """Kill and reap every program process (returns when they are all gone)."""
@@ -176,6 +179,16 @@ class ForkServer:
         except OSError as exc:
             raise ForkServerLost(f"the fork server has gone ({exc})") from None
 
+    def _forked(self) -> int:
+        """The next fork's pid from the PID pipe (a write of 4 bytes arrives whole)."""
+        data = os.read(self._pids, PID.size)
+        if len(data) != PID.size:
+            raise ForkServerLost("the fork server has gone")
+        (pid,) = PID.unpack(data)
+        if pid < 0:
+            raise OSError(-pid, f"fork: {os.strerror(-pid)}")
+        return pid
+
     def _reply(self) -> tuple[int, int, int, int]:
         while len(self._replies) < REPLY.size:
             chunk = os.read(self.fd, 4096)
@@ -189,38 +202,31 @@ class ForkServer:
         del self._replies[: REPLY.size]
         return reply
 
-    @staticmethod
-    def _started(reply: tuple[int, int, int, int]) -> int:
-        kind, _, pid, value = reply
-        if kind == _FAILED:
-            raise OSError(value, f"fork: {os.strerror(value)}")
-        if kind != _STARTED:
-            raise ForkServerLost(f"the fork server answered a fork with {kind}")
-        return pid
-
-    def _exited(self, reply: tuple[int, int, int, int]) -> RunExit:
-        kind, alone, pid, status = reply
-        if kind != _EXITED or pid != self._run_pid:
-            raise ForkServerLost(f"the fork server answered a run with {kind}")
+    def _ended(self, reply: tuple[int, int, int, int]) -> RunExit:
+        kind, alone, pid, value = reply
+        started = self.run_pid()  # the PID pipe holds one entry per fork: this run's is taken now (a failed fork raises)
         self._run_pid = None
-        return RunExit(pid, status, bool(alone))
+        if kind != _EXITED or pid != started:
+            raise ForkServerLost(f"the fork server answered a run with {kind}")
+        return RunExit(pid, value, bool(alone))
 
 
 # -- the server ---------------------------------------------------------------------------------
 
 
-def _serve(sock: _socket.socket, run_body: ChildBody, checker_body: ChildBody) -> NoReturn:
+def _serve(sock: _socket.socket, pids: int, run_body: ChildBody, checker_body: ChildBody) -> NoReturn:
     """The server's loop.  One function with local names, on purpose: every page it writes between
     two forks (reference counts included) costs it a page fault, so it touches as little as it can."""
     set_dumpable(False)  # inherited from the runner already; said again where it matters
     if not set_child_subreaper():
         raise OSError("PR_SET_CHILD_SUBREAPER failed")
+    take_program_groups()
     devnull = os.open(os.devnull, os.O_RDWR)
     os.dup2(devnull, 0)  # the runner's channel to the host is the runner's alone
     os.dup2(devnull, 1)
     os.close(devnull)
     fd = sock.fileno()
-    recvmsg, unpack, pack = sock.recvmsg, REQUEST.unpack, REPLY.pack
+    recvmsg, unpack, pack, pid_of = sock.recvmsg, REQUEST.unpack, REPLY.pack, PID.pack
     fork, close, write, waitpid, loads = os.fork, os.close, os.write, os.waitpid, marshal.loads
     header, fds_space = REQUEST.size, _FDS_SPACE
     program: object = None
@@ -245,7 +251,10 @@ def _serve(sock: _socket.socket, run_body: ChildBody, checker_body: ChildBody) -
             except OSError as exc:
                 for child_fd in fds:
                     close(child_fd)
-                write(fd, pack(_FAILED, 0, 0, exc.errno or 0))
+                failure = exc.errno or errno.EAGAIN
+                write(pids, pid_of(-failure))
+                if kind == _RUN:
+                    write(fd, pack(_FAILED, 0, 0, failure))
                 continue
             if pid == 0:
                 try:
@@ -256,7 +265,7 @@ def _serve(sock: _socket.socket, run_body: ChildBody, checker_body: ChildBody) -
                 close(child_fd)
             if not IN_SANDBOX:
                 groups.append(pid)
-            write(fd, pack(_STARTED, 0, pid, 0))
+            write(pids, pid_of(pid))
             if kind == _RUN:
                 _, status = waitpid(pid, 0)
                 write(fd, pack(_EXITED, _alone(), pid, status))

@@ -135,21 +135,77 @@ def _own_dir(path: str, mode: int) -> None:
 _shared_scratch: tuple[str, ...] | None = None  # SHARED_SCRATCH places this sandbox has (mounts do not change)
 
 
-def clean_scratch(workdir: str) -> None:
+def clean_scratch(workdir: str, likely: tuple[str, ...] = ()) -> None:
     """Everything a program can write is reset: all of SCRATCH (not just its working directory),
-    /dev/shm and the POSIX message queues."""
+    /dev/shm and the POSIX message queues.  *likely*: names a run leaves in *workdir* (its script),
+    removed by name before anything is listed."""
     global _shared_scratch
     if IN_SANDBOX:  # elsewhere (the runner run by hand) only the work dir is ours
-        wipe_dir(SCRATCH, keep=(workdir, PRIVATE))
+        _wipe_unless_unchanged(SCRATCH, keep=(workdir, PRIVATE))
     _own_dir(workdir, 0o777 if SEPARATED else 0o755)
-    wipe_dir(workdir)
+    for name in likely:
+        try:
+            os.unlink(os.path.join(workdir, name))
+        except OSError:
+            pass  # not there, or not a file: the wipe below deals with it
+    _wipe_unless_unchanged(workdir)
     if SEPARATED:
         _own_dir(PRIVATE, 0o700)
     if IN_SANDBOX:
         if _shared_scratch is None:
             _shared_scratch = tuple(path for path in SHARED_SCRATCH if os.path.isdir(path) and os.access(path, os.W_OK))
         for path in _shared_scratch:
-            wipe_dir(path)
+            _wipe_unless_unchanged(path)
+
+
+# tmpfs and mqueue give a directory a size that counts its entries (a fixed amount for each).  On them,
+# a scratch directory whose size is what it was when it was last found clean has gained no entry, and
+# lost none (the entries it keeps are the runner's, in a sticky directory: no program can remove or
+# rename them): it need not be listed again.  A stat instead of a listing, per place and per test.
+_COUNTING_FILE_SYSTEMS = ("tmpfs", "mqueue")
+_counts_entries: dict[str, bool] = {}  # per scratch directory: whether its size counts its entries
+_clean_size: dict[str, int] = {}  # per such directory: its size when it was last found clean
+
+
+def _wipe_unless_unchanged(path: str, keep: tuple[str, ...] = ()) -> None:
+    """``wipe_dir(path, keep)``, unless *path*'s size says nothing has changed in it since it was
+    last found holding *keep* alone."""
+    counts = _counts_entries.get(path)
+    if counts is None:
+        counts = _counts_entries[path] = _file_system(path) in _COUNTING_FILE_SYSTEMS
+    if counts:
+        try:
+            info = os.lstat(path)
+            if _clean_size.get(path) == info.st_size and (not keep or info.st_mode & stat.S_ISVTX):
+                return
+        except OSError:
+            pass
+    wipe_dir(path, keep)
+    if counts:  # the size to compare with from now on: only once a listing shows it clean
+        _clean_size.pop(path, None)
+        try:
+            if all(os.path.join(path, name) in keep for name in os.listdir(path)):
+                _clean_size[path] = os.lstat(path).st_size
+        except OSError:
+            pass
+
+
+def _file_system(path: str) -> str | None:
+    """The type of the file system *path* is on (the mount table's longest mount point above it)."""
+    found, kind = "", None
+    try:
+        with open("/proc/self/mounts") as mounts:
+            for line in mounts:
+                fields = line.split()
+                if len(fields) < 3:
+                    continue
+                point = fields[1].replace("\\040", " ")
+                inside = path == point or path.startswith(point.rstrip("/") + "/")
+                if inside and len(point) >= len(found):
+                    found, kind = point, fields[2]
+    except OSError:
+        return None
+    return kind
 
 
 # -- what could not be cleaned ----------------------------------------------------------------

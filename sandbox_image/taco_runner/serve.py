@@ -17,7 +17,7 @@ from typing import TextIO
 from .channel import Garbled, HostChannel
 from .forkserver import ForkServer
 from .hygiene import WORKDIR, RunnerLimits, clean_scratch, leftovers, runner_limits
-from .interpreter import prepare_piped_streams, warm_up
+from .interpreter import prepare_streams, warm_up
 from .isolation import PROGRAM_UID, SEPARATED, can_drop_privileges, set_dumpable
 from .jobs import Job, Stopped
 from .protocol import PROTOCOL_VERSION, Hello, JobDone, NotUnderstood, Ready, RunJob, StopJob
@@ -85,7 +85,7 @@ def main() -> None:
     if hasattr(sys, "set_int_max_str_digits"):
         sys.set_int_max_str_digits(0)  # TACO ran on Python <= 3.10, which had no digit limit
     warm_up()
-    prepare_piped_streams()
+    prepare_streams()
     gc.collect()
     gc.freeze()  # keep the warm heap shared with forked children
     # Forked now, before any job: it holds the warm heap as it is, and the runner never forks again.

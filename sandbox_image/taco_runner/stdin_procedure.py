@@ -19,7 +19,7 @@ from .forkserver import ForkServer
 from .hygiene import STDIN_FEED, clean_scratch, remove_path
 from .isolation import PROGRAM_UID, SEPARATED
 from .protocol import NonZeroExit, Outcome, Output, OutputOverflow, RuntimeFailure, TimedOut
-from .watched_run import READ_CHUNK, Outbox, RunResult, RunStatus, run_stdin_program
+from .watched_run import READ_CHUNK, SCRIPT_NAME, Outbox, RunResult, RunStatus, run_stdin_program
 
 STDERR_REPORTED = 1000  # bytes of the first run's stderr reported with a non-zero exit
 
@@ -82,7 +82,7 @@ def stdin_test(
     """Run one test (each run a child of the fork server *forks*): the first run on a pipe, then
     TACO's retries while it exits non-zero.  *code* is *source* compiled ahead; *outbox*'s messages
     are flushed when due while the runs go."""
-    clean_scratch(workdir)
+    clean_scratch(workdir, likely=(SCRIPT_NAME,))
     try:
         data = stdin_text.encode("utf-8")
     except UnicodeEncodeError:

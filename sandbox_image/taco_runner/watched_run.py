@@ -32,6 +32,9 @@ from .protocol import TimedOut
 SCRIPT_NAME = "solution.py"
 STDERR_KEEP = 4096  # bytes of a program's stderr kept for diagnostics
 READ_CHUNK = 1 << 16
+# How long a run whose input went into its pipe at once is watched for its end alone, before its
+# pipes are watched too (``_watch``).
+EXIT_FIRST_S = 0.005
 
 
 class RunStatus(Enum):
@@ -98,16 +101,15 @@ class _Streams:
 
 def program_child(fds: Sequence[int], flags: int, timeout: float, program: object) -> NoReturn:
     """A run's child, as the fork server forks it (``forkserver.ChildBody``): set up, write the
-    script, run it.  *fds* become its 0, 1 and 2.  Never returns."""
-    source, code, workdir = cast(LoadedProgram, program)
-    path = os.path.join(workdir, SCRIPT_NAME)
+    script, run it.  *fds* become its 0, 1 and 2; *program* is ``_loaded_program``'s.  Never returns."""
+    source, code, workdir, path, script = cast(LoadedProgram, program)
     try:
         prepare_child(workdir, timeout)
         redirect_fds(fds)
     except BaseException:
         hard_exit(126)
     try:  # the script exists on disk, as the official one does (``open(__file__)`` works)
-        _write_script(path, source.encode("utf-8", "surrogatepass"))
+        _write_script(path, script)
         if flags & RUN_FRESH:
             # The official procedure, for benchmarks and fidelity checks: a new interpreter per run.
             os.execv(sys.executable, [sys.executable, path])
@@ -117,6 +119,24 @@ def program_child(fds: Sequence[int], flags: int, timeout: float, program: objec
         run_program_child(source, workdir, path, code, bool(flags & RUN_ON_PIPES))
     finally:
         hard_exit(1)  # reached only if the program broke the normal way out
+
+
+# The program loaded last, and what it was made from: every run of a job's program is the same object.
+_last_loaded: tuple[str, CodeType | None, str, LoadedProgram] | None = None
+
+
+def _loaded_program(source: str, code: CodeType | None, workdir: str) -> LoadedProgram:
+    """What the fork server keeps for every run of *source*: the source, its code compiled ahead (or
+    None), the working directory, the script's path and its bytes; made once per program, so that
+    each run's child finds them ready (a join and an encode per child cost it some 30 page faults)."""
+    global _last_loaded
+    last = _last_loaded
+    if last is not None and last[0] is source and last[1] is code and last[2] is workdir:
+        return last[3]
+    path = os.path.join(workdir, SCRIPT_NAME)
+    loaded = (source, code, workdir, path, source.encode("utf-8", "surrogatepass"))
+    _last_loaded = (source, code, workdir, loaded)
+    return loaded
 
 
 class Outbox(Protocol):
@@ -132,9 +152,11 @@ def _write_script(path: str, data: bytes) -> None:
     """``open(path, "w").write(...)`` as plain system calls (same flags and mode, no stream objects)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
+        written = os.write(fd, data)
+        if written < len(data):  # a regular file takes it all at once, short of a full disk
+            view = memoryview(data)[written:]
+            while view:
+                view = view[os.write(fd, view) :]
     finally:
         os.close(fd)
 
@@ -151,7 +173,14 @@ def _watch(
     """The runner's side of one run, against one deadline: feed stdin, drain stdout and stderr, wait
     for the child's exit (the fork server reports it); finished means the child exited and both pipes
     reached EOF, like ``communicate``.  Past the deadline, or past the output limit, the program is
-    killed.  Returns the result, and how the run ended (RunExit.alone: nothing to sweep)."""
+    killed.  Returns the result, and how the run ended (RunExit.alone: nothing to sweep).
+
+    Most runs are short and small: their input goes into the pipe at once, and all they write fits
+    in the pipes (64 KiB each) until they end.  Such a run is first watched for its end alone, for up
+    to EXIT_FIRST_S: once it has ended with no process left, its pipes hold everything and their ends,
+    and the runner is woken once per run instead of four or five times (its output, each pipe's end,
+    the server's report).  Output that fills a pipe meanwhile waits at most that long; after it, or
+    while stdin is still being fed, the pipes are watched as they fill."""
     monotonic, select_, read = time.monotonic, select.select, os.read
     server = forks.fd
     deadline = clock.started + timeout
@@ -166,10 +195,21 @@ def _watch(
     stderr_ok = True
     err_decoder = None  # made at the first stderr bytes
     err_tail = bytearray()
-    if writer >= 0:
+    exit_first_until = 0.0
+    if writer >= 0 and len(pending) <= select.PIPE_BUF:  # it fits in the empty pipe at once (a pipe holds a page at least)
+        try:
+            os.write(writer, pending)
+        except BrokenPipeError:
+            pass
+        os.close(writer)
+        writer = -1
+        pending = pending[:0]
+    elif writer >= 0:
         os.set_blocking(writer, False)
+    if writer < 0:
+        exit_first_until = clock.started + EXIT_FIRST_S
     while True:
-        if writer >= 0:  # first before any wait: most inputs fit in the pipe at once
+        if writer >= 0:
             try:
                 if pending:
                     pending = pending[os.write(writer, pending[:READ_CHUNK]) :]
@@ -193,13 +233,20 @@ def _watch(
                 outbox.flush()  # type: ignore[union-attr]  # due is only set with an outbox
             elif due < wake:
                 wake = due
-        rlist = [fd for fd in (out_fd, err_fd) if fd >= 0]
-        if not rlist:  # both pipes at EOF (or none captured): now the exit
-            rlist.append(server)
-        try:
-            ready, _, _ = select_(rlist, [writer] if writer >= 0 else [], [], wake - now)
-        except InterruptedError:
-            continue
+        if ended is not None and ended.alone:
+            ready: list[int] = [fd for fd in (out_fd, err_fd) if fd >= 0]  # every writer is gone: no wait
+        else:
+            if ended is None and now < exit_first_until:
+                rlist = [server]
+                wake = min(wake, exit_first_until)
+            else:
+                rlist = [fd for fd in (out_fd, err_fd) if fd >= 0]
+                if not rlist:  # both pipes at EOF (or none captured): now the exit
+                    rlist.append(server)
+            try:
+                ready, _, _ = select_(rlist, [writer] if writer >= 0 else [], [], wake - now)
+            except InterruptedError:
+                continue
         if out_fd in ready:
             chunk = read(out_fd, READ_CHUNK)
             if not chunk:
@@ -285,7 +332,8 @@ def run_stdin_program(
         flags |= RUN_ON_PIPES
     clock = RunClock.start()
     try:
-        forks.start_run((source, code, workdir), (streams.child_in, streams.child_out, streams.child_err), timeout, flags)
+        program = _loaded_program(source, code, workdir)
+        forks.start_run(program, (streams.child_in, streams.child_out, streams.child_err), timeout, flags)
     finally:
         streams.close_child_ends()
     result, ended = _watch(forks, streams, stdin_data, clock, timeout, output_limit, outbox)
