@@ -92,7 +92,8 @@ _PARENT_REPORT = (
     "    return False\n"
     "print(json.dumps({'parent': parent, 'its_parent': status['PPid'].strip(), 'uid': status['Uid'].split()[0],\n"
     "    'kill': refused(lambda: os.kill(parent, 0)), 'environ': refused(lambda: open(f'/proc/{parent}/environ').read()),\n"
-    "    'mem': refused(lambda: open(f'/proc/{parent}/mem', 'rb').read(1))}))\n"
+    "    'mem': refused(lambda: open(f'/proc/{parent}/mem', 'rb').read(1)),\n"
+    "    'oom': [open(f'/proc/{p}/oom_score_adj').read().strip() for p in ('self', parent, 1)]}))\n"
 )
 
 
@@ -107,6 +108,8 @@ def test_every_program_is_a_child_of_one_fork_server_out_of_its_reach(box):
     # Forked from the runner (PID 1), root like it, and a program may neither signal it nor read it.
     assert all(r["its_parent"] == "1" and r["uid"] == "0" for r in reports), reports
     assert all(r["kill"] and r["environ"] and r["mem"] for r in reports), reports
+    # The program is the OOM killer's first choice; the server lends it that score only while it forks.
+    assert all(r["oom"][0] == "1000" and r["oom"][1] == r["oom"][2] != "1000" for r in reports), reports
 
 
 def test_the_runner_takes_no_copy_on_write_faults_per_test(box):
