@@ -6,7 +6,8 @@ CPU on a busy machine.  Read from the kernel, before the program is killed:
 
 * ``/proc/<pid>/task/<tid>/schedstat``: per task, nanoseconds on a CPU, nanoseconds runnable but
   waiting on a run queue, and timeslices.  Summed over every task (thread) of every program process
-  of the sandbox (when the runner is PID 1; else of the one program process).
+  of the sandbox, the runner and its fork server left out (when the runner is PID 1; else of the one
+  program process).
 * the sandbox cgroup's ``cpu.stat``: time its tasks were throttled by the CPU quota
   (``throttled_usec`` in cgroup v2, ``throttled_time`` in ns in v1), as a delta over the run.  Only
   where a cgroup file system is visible (Docker containers); elsewhere it is None.

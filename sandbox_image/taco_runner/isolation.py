@@ -2,7 +2,8 @@
 
 Privilege separation: started as root (with only the capabilities it needs: SETUID, SETGID, KILL,
 DAC_OVERRIDE, FOWNER), the runner drops every program to PROGRAM_UID/PROGRAM_GID, so a program can
-neither signal, ptrace, prlimit nor open /proc/1/* of the runner.  Started as any other user it runs
+neither signal, ptrace, prlimit nor open /proc/1/* of the runner, nor do any of that to the fork
+server, which is root too (the programs' parent, ``forkserver``).  Started as any other user it runs
 programs as itself (and is then only as safe as PR_SET_DUMPABLE makes it).
 """
 
