@@ -245,6 +245,8 @@ def _serve(sock: _socket.socket, pids: int, run_body: ChildBody, checker_body: C
         fds = memoryview(ancillary[0][2]).cast("i").tolist() if ancillary else ()
         payload = _read_exactly(fd, size) if size else b""
         if kind in (_RUN, _CHECKER):
+            if len(fds) != 3:  # every fork request carries three: without them a child would run blind
+                raise OSError(f"a fork request came with {len(fds)} descriptors")
             body, argument = (run_body, program) if kind == _RUN else (checker_body, loads(payload))
             try:
                 pid = fork()
