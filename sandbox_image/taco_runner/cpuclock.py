@@ -6,7 +6,8 @@ CPU on a busy machine.  Read from the kernel, before the program is killed:
 
 * ``/proc/<pid>/task/<tid>/schedstat``: per task, nanoseconds on a CPU, nanoseconds runnable but
   waiting on a run queue, and timeslices.  Summed over every task (thread) of every program process
-  of the sandbox (when the runner is PID 1; else of the one program process).
+  of the sandbox, the runner and its fork server left out (when the runner is PID 1; else of the one
+  program process).
 * the sandbox cgroup's ``cpu.stat``: time its tasks were throttled by the CPU quota
   (``throttled_usec`` in cgroup v2, ``throttled_time`` in ns in v1), as a delta over the run.  Only
   where a cgroup file system is visible (Docker containers); elsewhere it is None.
@@ -22,6 +23,7 @@ import os
 import time
 from dataclasses import dataclass
 
+from .isolation import IN_SANDBOX
 from .protocol import TimedOut
 
 # Candidate cpu.stat files: (path, key, nanoseconds per unit).  v2 first: a cgroup namespace shows
@@ -90,13 +92,15 @@ def _process_clock(pid: int) -> tuple[int, int] | None:
     return on_cpu, waited
 
 
-def program_pids(main_pid: int) -> list[int]:
-    """The program's processes: as PID 1 of the sandbox, every process but the runner (they are
-    all the program's); elsewhere (tests of the runner itself) just the one it started."""
-    if os.getpid() != 1:
+def program_pids(main_pid: int, helpers: tuple[int, ...]) -> list[int]:
+    """The program's processes: in a sandbox, every process but the runner and its *helpers* (the
+    fork server): they are all the program's; elsewhere (the runner run by hand) just the one it
+    started."""
+    if not IN_SANDBOX:
         return [main_pid]
+    ours = {"1", *map(str, helpers)}
     try:
-        return [int(name) for name in os.listdir("/proc") if name.isdigit() and name != "1"]
+        return [int(name) for name in os.listdir("/proc") if name.isdigit() and name not in ours]
     except OSError:
         return [main_pid]
 
@@ -123,10 +127,11 @@ class RunClock:
     def start(cls, program: ProcessClocks | None = None) -> RunClock:
         return cls(time.monotonic(), time.process_time(), throttled_ns(), program or {})
 
-    def timed_out(self, main_pid: int) -> TimedOut:
-        """The figures of a run that is past its deadline; call it while the program still lives."""
+    def timed_out(self, main_pid: int, helpers: tuple[int, ...]) -> TimedOut:
+        """The figures of a run that is past its deadline; call it while the program still lives.
+        *helpers*: the runner's processes besides itself (the fork server), never counted."""
         now = time.monotonic()
-        clocks = process_clocks(program_pids(main_pid))
+        clocks = process_clocks(program_pids(main_pid, helpers))
         if main_pid not in clocks:  # its /proc entries are unreadable: no figure rather than a wrong one
             cpu_ms = wait_ms = None
         else:

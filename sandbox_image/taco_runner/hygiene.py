@@ -10,7 +10,7 @@ import shutil
 import signal
 import stat
 
-from .isolation import SEPARATED
+from .isolation import IN_SANDBOX, SEPARATED
 
 SCRATCH = os.environ.get("TACO_RUNNER_SCRATCH", "/tmp")
 # Where programs run (their working directory, holding solution.py, input.txt, output.txt).
@@ -26,33 +26,37 @@ SHARED_SCRATCH = ("/dev/shm", "/dev/mqueue")
 # -- processes --------------------------------------------------------------------------------
 
 
-def sweep_processes() -> None:
-    """Kill every other process in the container and reap them all (as PID 1, orphans are ours).
+def sweep_descendants(groups: list[int]) -> None:
+    """Kill every program process and reap them all: the fork server's sweep (it is their child
+    subreaper, so every one of them is its descendant, and ends as its child).
 
-    kill(-1) reaches every process we may signal except ourselves; that is the whole container only
-    when we are its PID 1, so outside a container (tests of the runner itself) it is not used.
-    """
-    if os.getpid() == 1:
+    In a sandbox, kill(-1) reaches every process it may signal but itself and PID 1 (the runner):
+    every program process, all at once, a fork bomb included (no process can fork once the signal is
+    on its way).  Elsewhere (the runner run by hand) only the process *groups* of the programs it forked."""
+    if IN_SANDBOX:
         try:
             os.kill(-1, signal.SIGKILL)
         except ProcessLookupError:
             pass
+    else:
+        for group in groups:
+            try:
+                os.killpg(group, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
     while True:
         try:
             os.waitpid(-1, 0)
         except ChildProcessError:
             return
-        except InterruptedError:
-            continue
 
 
-def kill_tree(pid: int) -> None:
-    """Kill a program and everything it started: the whole container when we are its PID 1,
-    else the program's process group."""
+def kill_program(pid: int) -> None:
+    """The runner's kill of a program past its deadline (or past its output limit): the program
+    itself, at once; the fork server's sweep, which follows, takes whatever it started.  Never
+    kill(-1) here: that would take the fork server too.  Outside a sandbox, its process group."""
     try:
-        if os.getpid() == 1:
-            os.kill(-1, signal.SIGKILL)
-        else:
+        if not IN_SANDBOX:
             os.killpg(pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
@@ -131,22 +135,77 @@ def _own_dir(path: str, mode: int) -> None:
 _shared_scratch: tuple[str, ...] | None = None  # SHARED_SCRATCH places this sandbox has (mounts do not change)
 
 
-def clean_scratch(workdir: str) -> None:
+def clean_scratch(workdir: str, likely: tuple[str, ...] = ()) -> None:
     """Everything a program can write is reset: all of SCRATCH (not just its working directory),
-    /dev/shm and the POSIX message queues."""
+    /dev/shm and the POSIX message queues.  *likely*: names a run leaves in *workdir* (its script),
+    removed by name before anything is listed."""
     global _shared_scratch
-    in_container = os.getpid() == 1  # elsewhere (tests of the runner itself) only the work dir is ours
-    if in_container:
-        wipe_dir(SCRATCH, keep=(workdir, PRIVATE))
+    if IN_SANDBOX:  # elsewhere (the runner run by hand) only the work dir is ours
+        _wipe_unless_unchanged(SCRATCH, keep=(workdir, PRIVATE))
     _own_dir(workdir, 0o777 if SEPARATED else 0o755)
-    wipe_dir(workdir)
+    for name in likely:
+        try:
+            os.unlink(os.path.join(workdir, name))
+        except OSError:
+            pass  # not there, or not a file: the wipe below deals with it
+    _wipe_unless_unchanged(workdir)
     if SEPARATED:
         _own_dir(PRIVATE, 0o700)
-    if in_container:
+    if IN_SANDBOX:
         if _shared_scratch is None:
             _shared_scratch = tuple(path for path in SHARED_SCRATCH if os.path.isdir(path) and os.access(path, os.W_OK))
         for path in _shared_scratch:
-            wipe_dir(path)
+            _wipe_unless_unchanged(path)
+
+
+# tmpfs and mqueue give a directory a size that counts its entries (a fixed amount for each).  On them,
+# a scratch directory whose size is what it was when it was last found clean has gained no entry, and
+# lost none (the entries it keeps are the runner's, in a sticky directory: no program can remove or
+# rename them): it need not be listed again.  A stat instead of a listing, per place and per test.
+_COUNTING_FILE_SYSTEMS = ("tmpfs", "mqueue")
+_counts_entries: dict[str, bool] = {}  # per scratch directory: whether its size counts its entries
+_clean_size: dict[str, int] = {}  # per such directory: its size when it was last found clean
+
+
+def _wipe_unless_unchanged(path: str, keep: tuple[str, ...] = ()) -> None:
+    """``wipe_dir(path, keep)``, unless *path*'s size says nothing has changed in it since it was
+    last found holding *keep* alone."""
+    counts = _counts_entries.get(path)
+    if counts is None:
+        counts = _counts_entries[path] = _file_system(path) in _COUNTING_FILE_SYSTEMS
+    if counts:
+        try:
+            info = os.lstat(path)
+            if _clean_size.get(path) == info.st_size and (not keep or info.st_mode & stat.S_ISVTX):
+                return
+        except OSError:
+            pass
+    wipe_dir(path, keep)
+    if counts:  # the size to compare with from now on: only once a listing shows it clean
+        _clean_size.pop(path, None)
+        try:
+            if all(os.path.join(path, name) in keep for name in os.listdir(path)):
+                _clean_size[path] = os.lstat(path).st_size
+        except OSError:
+            pass
+
+
+def _file_system(path: str) -> str | None:
+    """The type of the file system *path* is on (the mount table's longest mount point above it)."""
+    found, kind = "", None
+    try:
+        with open("/proc/self/mounts") as mounts:
+            for line in mounts:
+                fields = line.split()
+                if len(fields) < 3:
+                    continue
+                point = fields[1].replace("\\040", " ")
+                inside = path == point or path.startswith(point.rstrip("/") + "/")
+                if inside and len(point) >= len(found):
+                    found, kind = point, fields[2]
+    except OSError:
+        return None
+    return kind
 
 
 # -- what could not be cleaned ----------------------------------------------------------------
@@ -159,15 +218,16 @@ def runner_limits() -> RunnerLimits:
     return [resource.getrlimit(getattr(resource, name)) for name in dir(resource) if name.startswith("RLIMIT_")]
 
 
-def leftovers(limits_at_start: RunnerLimits) -> list[str]:
-    """What a program left that the runner could not remove (reasons to retire this sandbox)."""
+def leftovers(limits_at_start: RunnerLimits, helpers: tuple[int, ...]) -> list[str]:
+    """What a program left that the runner could not remove (reasons to retire this sandbox);
+    *helpers*: the runner's own processes besides itself (the fork server)."""
     found = []
-    me = str(os.getpid())
+    ours = {str(os.getpid()), *map(str, helpers)}
     try:
-        others = [p for p in os.listdir("/proc") if p.isdigit() and p != me]
+        others = [p for p in os.listdir("/proc") if p.isdigit() and p not in ours]
     except OSError:
         others = []
-    if os.getpid() == 1 and others:
+    if IN_SANDBOX and others:
         found.append(f"processes {others[:5]}")
     for kind in ("shm", "msg", "sem"):  # SysV IPC objects outlive processes; only CAP_SYS_ADMIN removes others'
         try:

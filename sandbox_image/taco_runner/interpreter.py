@@ -104,11 +104,18 @@ def _std_streams() -> StdStreams:
 # and lseek say at construction, which is the same for any pipe: so they are built only when the
 # runner's own fds 0-2 are pipes too, and used only for runs on pipes.
 _piped_streams: StdStreams | None = None
+# The runner's own standard streams, kept referenced here: a child replaces sys.stdin/stdout/stderr
+# and their __std*__ twins, and were these its last references, the child would tear the runner's
+# stream objects down first (flushing and freeing them wrote some 40 pages, each a copy-on-write
+# fault, before every program).
+_runner_streams: tuple[object, ...] = ()
 
 
-def prepare_piped_streams() -> None:
-    """Build the streams for runs on pipes now (called once by the runner, before serving)."""
-    global _piped_streams
+def prepare_streams() -> None:
+    """Build the streams for runs on pipes now, and keep the runner's (called once by the runner,
+    before serving)."""
+    global _piped_streams, _runner_streams
+    _runner_streams = (sys.stdin, sys.stdout, sys.stderr, sys.__stdin__, sys.__stdout__, sys.__stderr__)
     if all(stat.S_ISFIFO(os.fstat(fd).st_mode) for fd in (0, 1, 2)):
         _piped_streams = _std_streams()
 

@@ -2,7 +2,8 @@
 
 Privilege separation: started as root (with only the capabilities it needs: SETUID, SETGID, KILL,
 DAC_OVERRIDE, FOWNER), the runner drops every program to PROGRAM_UID/PROGRAM_GID, so a program can
-neither signal, ptrace, prlimit nor open /proc/1/* of the runner.  Started as any other user it runs
+neither signal, ptrace, prlimit nor open /proc/1/* of the runner, nor do any of that to the fork
+server, which is root too (the programs' parent, ``forkserver``).  Started as any other user it runs
 programs as itself (and is then only as safe as PR_SET_DUMPABLE makes it).
 """
 
@@ -10,13 +11,20 @@ from __future__ import annotations
 
 import os
 import resource
+from collections.abc import Sequence
 from typing import Any
 
 PROGRAM_UID = int(os.environ.get("TACO_RUNNER_PROGRAM_UID", "65534"))
 PROGRAM_GID = int(os.environ.get("TACO_RUNNER_PROGRAM_GID", "65534"))
 SEPARATED = os.getuid() == 0
+# The runner is PID 1 of its sandbox (a container, or the namespace backend's PID namespace): every
+# other process there is a program's, or the fork server.  Decided where the runner starts; the fork
+# server and programs are forked from it and inherit the answer.  Elsewhere (the runner run by hand)
+# programs get process groups of their own, and only those are killed.
+IN_SANDBOX = os.getpid() == 1
 
 PR_SET_DUMPABLE = 4
+PR_SET_CHILD_SUBREAPER = 36
 
 # Bound once: a program may replace os._exit in its own process; its forked child must still leave
 # through here, never fall back into the runner's code.
@@ -27,6 +35,12 @@ def set_dumpable(dumpable: bool) -> bool:
     """PR_SET_DUMPABLE: a process that is not dumpable has its /proc entries (mem, environ, fd)
     and ptrace closed to every unprivileged process."""
     return _prctl(PR_SET_DUMPABLE, 1 if dumpable else 0)
+
+
+def set_child_subreaper() -> bool:
+    """PR_SET_CHILD_SUBREAPER: orphans among this process's descendants become its children (not PID
+    1's), so it can wait for every one of them."""
+    return _prctl(PR_SET_CHILD_SUBREAPER, 1)
 
 
 # libc's prctl, looked up once (by the runner at start): loading libc through ctypes in every forked
@@ -40,15 +54,33 @@ def _prctl(option: int, value: int) -> bool:
         if _libc_prctl is None:
             import ctypes
 
-            _libc_prctl = ctypes.CDLL(None, use_errno=True).prctl
+            _libc_prctl = ctypes.CDLL(None).prctl  # errno unread: no use_errno (it costs each call)
         return bool(_libc_prctl(option, value, 0, 0, 0) == 0)
     except Exception:
         return False
 
 
+# Whether this process (the fork server, and so every child it forks) has the program's groups already.
+_program_groups_taken = False
+
+
+def take_program_groups() -> None:
+    """The fork server's, once: no supplementary groups and the program's gid, so that each program
+    it forks changes only its uid (a credential change less per run).  What keeps the server out of
+    programs' reach is its uid (0, with the runner's capabilities): signals, ptrace and prlimit are
+    granted by uid, and its /proc entries are closed to them (not dumpable); its groups give it nothing
+    it needs."""
+    global _program_groups_taken
+    if SEPARATED:
+        os.setgroups([])
+        os.setresgid(PROGRAM_GID, PROGRAM_GID, PROGRAM_GID)
+        _program_groups_taken = True
+
+
 def _drop_privileges() -> None:
-    os.setgroups([])
-    os.setresgid(PROGRAM_GID, PROGRAM_GID, PROGRAM_GID)
+    if not _program_groups_taken:
+        os.setgroups([])
+        os.setresgid(PROGRAM_GID, PROGRAM_GID, PROGRAM_GID)
     os.setresuid(PROGRAM_UID, PROGRAM_UID, PROGRAM_UID)  # drops every capability
 
 
@@ -67,10 +99,10 @@ def can_drop_privileges() -> bool:
 
 def prepare_child(workdir: str, cpu_seconds: float) -> None:
     """Common set-up right after fork, before any untrusted code runs."""
-    if os.getpid() != 1 and os.getppid() != 1:
-        # Outside a container (runner tests) the process group is what gets killed.  Inside, the
-        # runner is PID 1 and kill(-1) sweeps everything, so the program stays in PID 1's group and
-        # os.setsid() works for it as it does for a program started from a shell.
+    if not IN_SANDBOX:
+        # Outside a sandbox the process group is what gets killed.  Inside, the fork server's
+        # kill(-1) sweeps everything, so the program stays in the runner's group and os.setsid()
+        # works for it as it does for a program started by TACO's subprocess.run.
         os.setpgid(0, 0)
     soft = max(1, int(cpu_seconds) + 1)
     resource.setrlimit(resource.RLIMIT_CPU, (soft, soft + 1))
@@ -89,9 +121,13 @@ def prepare_child(workdir: str, cpu_seconds: float) -> None:
     os.chdir(workdir)
 
 
-def redirect_std_fds(fd_in: int, fd_out: int, fd_err: int) -> None:
-    """Make the three descriptors the child's 0, 1 and 2, and close every other one."""
-    os.dup2(fd_in, 0)
-    os.dup2(fd_out, 1)
-    os.dup2(fd_err, 2)
-    os.closerange(3, 65536)
+def redirect_fds(sources: Sequence[int]) -> None:
+    """Make ``sources[i]`` the child's descriptor i, for each i, and close every other one."""
+    count = len(sources)
+    if min(sources) < count:  # one may sit where another goes: move them all out of the way first
+        import fcntl  # here only: a checker's set-up, never a run's
+
+        sources = [fcntl.fcntl(fd, fcntl.F_DUPFD, count) for fd in sources]
+    for target, fd in enumerate(sources):
+        os.dup2(fd, target)
+    os.closerange(count, 65536)

@@ -14,6 +14,7 @@ import types
 from dataclasses import dataclass
 
 from .channel import HostChannel
+from .forkserver import ForkServer
 from .protocol import (
     CaseFinished,
     CheckerDied,
@@ -54,8 +55,9 @@ def _elapsed_ms(started: float) -> float:
 
 
 class Job:
-    def __init__(self, request: RunJob, channel: HostChannel, workdir: str) -> None:
+    def __init__(self, request: RunJob, channel: HostChannel, forks: ForkServer, workdir: str) -> None:
         self.request = request
+        self.forks = forks
         self.job_id = request.job_id
         self.channel = channel
         self.workdir = workdir
@@ -85,13 +87,15 @@ class Job:
         that for the tests to share; if that fails in any way, the compile step runs again alone, in
         a fresh child, as it would without."""
         ahead = None if script is None else (script, os.path.join(self.workdir, SCRIPT_NAME))
-        served = ServedProgram(program, call_based, entry_point, self.workdir, self.timeout, self.output_limit, ahead)
+        served = ServedProgram(self.forks, program, call_based, entry_point, self.workdir, self.timeout, self.output_limit, ahead)
         compiled_ahead = None
         if ahead is not None:
             got = served.read_precompiled(self.timeout)
             if isinstance(got, NoReply):
                 served.close()
-                served = ServedProgram(program, call_based, entry_point, self.workdir, self.timeout, self.output_limit)
+                served = ServedProgram(
+                    self.forks, program, call_based, entry_point, self.workdir, self.timeout, self.output_limit
+                )
             else:
                 compiled_ahead = got
         keep = False
@@ -129,8 +133,9 @@ class Job:
             self._check_stop()
             started = time.monotonic()
             test = stdin_test(
-                program, text, self.workdir, self.timeout, self.output_limit, request.fresh_interpreter, script, self.channel
-            )
+                self.forks, program, text, self.workdir, self.timeout, self.output_limit, request.fresh_interpreter, script,
+                self.channel,
+            )  # fmt: skip
             outcomes.append(test.outcome)
             finished = CaseFinished(self.job_id, pass_number, index, test.outcome, _elapsed_ms(started), test.retry_timeout)
             if isinstance(test.outcome, Output) and test.retry_timeout is None:

@@ -63,6 +63,7 @@ and on the host as ``sandbox_image.taco_runner.protocol``.
 from __future__ import annotations
 
 import json
+import math
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, fields
@@ -445,7 +446,25 @@ def frame(payload: bytes) -> bytes:
 
 def encode_payload(item: Message | Outcome) -> bytes:
     """The JSON text of *item*, without the frame header."""
+    if type(item) is CaseFinished and item.retry_timeout is None and type(item.outcome) is Output:
+        return _output_case_payload(item, item.outcome)
     return json.dumps(to_wire(item), separators=(",", ":")).encode("utf-8")
+
+
+# The message of nearly every test, one per test: written directly, the same text as the general way
+# (fields in their order, ASCII-only JSON) at a third of its cost.
+_OUTPUT_CASE = (
+    '{"kind":"case_finished","job_id":%d,"pass_number":%d,"case_index":%d,'
+    '"outcome":{"kind":"output","text":%s,"from_output_file":%s},"program_ms":%s}'
+)
+
+
+def _output_case_payload(case: CaseFinished, outcome: Output) -> bytes:
+    ms, numbers = case.program_ms, (case.job_id, case.pass_number, case.case_index)
+    if type(ms) is not float or not math.isfinite(ms) or any(type(n) is not int for n in numbers):
+        return json.dumps(to_wire(case), separators=(",", ":")).encode("utf-8")  # not the usual kinds
+    flag = "true" if outcome.from_output_file else "false"
+    return (_OUTPUT_CASE % (*numbers, json.dumps(outcome.text), flag, repr(ms))).encode("utf-8")
 
 
 def encode_frame(message: Message) -> bytes:

@@ -1,7 +1,9 @@
 """The runner's main loop: start-up, then one host message at a time, a job at a time.
 
-After every job all other processes of the sandbox are killed and reaped and the scratch places
-wiped; what cannot be cleaned makes the runner ask to be retired (JobDone.retire_reason) and exit.
+At start-up, once warm, the runner forks its fork server (``forkserver``), which forks every program
+from then on.  After every job all program processes of the sandbox are killed and reaped and the
+scratch places wiped; what cannot be cleaned makes the runner ask to be retired
+(JobDone.retire_reason) and exit.
 """
 
 from __future__ import annotations
@@ -13,16 +15,20 @@ import sys
 from typing import TextIO
 
 from .channel import Garbled, HostChannel
-from .hygiene import WORKDIR, RunnerLimits, clean_scratch, leftovers, runner_limits, sweep_processes
-from .interpreter import prepare_piped_streams, warm_up
+from .forkserver import ForkServer
+from .hygiene import WORKDIR, RunnerLimits, clean_scratch, leftovers, runner_limits
+from .interpreter import prepare_streams, warm_up
 from .isolation import PROGRAM_UID, SEPARATED, can_drop_privileges, set_dumpable
 from .jobs import Job, Stopped
 from .protocol import PROTOCOL_VERSION, Hello, JobDone, NotUnderstood, Ready, RunJob, StopJob
+from .served_program import checker_child
+from .watched_run import program_child
 
 
 class Runner:
-    def __init__(self, limits_at_start: RunnerLimits) -> None:
+    def __init__(self, limits_at_start: RunnerLimits, forks: ForkServer) -> None:
         self.channel = HostChannel()
+        self.forks = forks
         self.workdir = WORKDIR
         self.limits_at_start = limits_at_start
         clean_scratch(self.workdir)
@@ -46,13 +52,13 @@ class Runner:
         """Run one job and clean up after it; False when this sandbox must be retired."""
         stopped = False
         try:
-            Job(request, self.channel, self.workdir).run()
+            Job(request, self.channel, self.forks, self.workdir).run()
         except Stopped:
             stopped = True
-        sweep_processes()
+        self.forks.sweep()
         clean_scratch(self.workdir)
         # State a program left that cannot be cleaned here: ask for a fresh sandbox.
-        left = leftovers(self.limits_at_start)
+        left = leftovers(self.limits_at_start, (self.forks.pid,))
         self.channel.send(JobDone(request.job_id, stopped, "; ".join(left)))
         return not left
 
@@ -79,7 +85,9 @@ def main() -> None:
     if hasattr(sys, "set_int_max_str_digits"):
         sys.set_int_max_str_digits(0)  # TACO ran on Python <= 3.10, which had no digit limit
     warm_up()
-    prepare_piped_streams()
+    prepare_streams()
     gc.collect()
     gc.freeze()  # keep the warm heap shared with forked children
-    Runner(limits_at_start).serve()
+    # Forked now, before any job: it holds the warm heap as it is, and the runner never forks again.
+    forks = ForkServer.start(program_child, checker_child)
+    Runner(limits_at_start, forks).serve()

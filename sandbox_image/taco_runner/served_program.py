@@ -1,4 +1,4 @@
-"""The checker process: a forked child that holds one compiled program (TACO's compile step,
+"""The checker process: a child (of the fork server) that holds one compiled program (TACO's compile step,
 ``compile_and_get_func``) and, for a call-based sample, answers one call per test, so that state
 persists across a sample's tests as it does in TACO.
 
@@ -26,15 +26,16 @@ import shutil
 import sys
 import time
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from enum import Enum
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar, cast
 
 from . import valuecodec
 from .cpuclock import RunClock, process_clocks, program_pids
-from .hygiene import kill_tree, sweep_processes
+from .forkserver import ForkServer
+from .hygiene import kill_program
 from .interpreter import LazyNumpy, install_std_streams, precompiled_script
-from .isolation import hard_exit, prepare_child
+from .isolation import hard_exit, prepare_child, redirect_fds
 from .protocol import (
     FRAME_HEADER,
     CheckerDied,
@@ -171,6 +172,26 @@ def _compile_and_serve(program: str, call_based: bool, entry_point: str, output_
         send(REPLY_FD, value_payload(encoded))
 
 
+CheckerArguments = tuple[str, bool, str, str, int, "tuple[str, str] | None"]
+
+
+def checker_child(fds: Sequence[int], flags: int, timeout: float, arguments: object) -> NoReturn:
+    """The checker, as the fork server forks it (``forkserver.ChildBody``): *fds* are /dev/null (its
+    0, 1 and 2), the calls' pipe (CALL_FD) and the replies' (REPLY_FD); *arguments* those of
+    ``ServedProgram``.  Never returns."""
+    try:
+        program, call_based, entry_point, workdir, output_limit, precompile = cast(CheckerArguments, arguments)
+        devnull, call_r, reply_w = fds
+        prepare_child(workdir, 10**6)  # per-call CPU limit is set below, per call deadline by the runner
+        redirect_fds((devnull, devnull, devnull, call_r, reply_w))
+        install_std_streams()
+        if precompile is not None:
+            _send_frame(REPLY_FD, precompiled_script(*precompile))
+        _compile_and_serve(program, call_based, entry_point, output_limit)
+    finally:
+        hard_exit(1)
+
+
 # -- the runner's side --------------------------------------------------------------------------
 
 
@@ -202,13 +223,14 @@ def call_outcome(reply: dict[str, object]) -> Outcome:
 
 
 class ServedProgram:
-    """A forked child holding one compiled program (TACO's checker process for one sample).
+    """A child of the fork server holding one compiled program (TACO's checker process for one sample).
 
     When a reply does not come within its deadline, ``timed_out`` holds where the time of that step
     (the compile step, or the call) went, read before anything is killed."""
 
     def __init__(
         self,
+        forks: ForkServer,
         program: str,
         call_based: bool,
         entry_point: str,
@@ -221,29 +243,19 @@ class ServedProgram:
         sends it marshalled (``precompiled_script``), before it runs any of the program's code."""
         self.timeout = timeout
         self.timed_out: TimedOut | None = None
+        self._forks = forks
+        self._helpers = (forks.pid,)  # never counted in a timeout's figures
         call_r, self.call_w = os.pipe()
         self.reply_r, reply_w = os.pipe()
         devnull = os.open(os.devnull, os.O_RDWR)
         self._clock = RunClock.start()  # the compile step's: a forked child's counters start at 0
-        self.pid = os.fork()
-        if self.pid == 0:
-            try:
-                prepare_child(workdir, 10**6)  # per-call CPU limit is set below, per call deadline by the runner
-                os.dup2(devnull, 0)
-                os.dup2(devnull, 1)
-                os.dup2(devnull, 2)
-                os.dup2(call_r, CALL_FD)
-                os.dup2(reply_w, REPLY_FD)
-                os.closerange(REPLY_FD + 1, 65536)
-                install_std_streams()
-                if precompile is not None:
-                    _send_frame(REPLY_FD, precompiled_script(*precompile))
-                _compile_and_serve(program, call_based, entry_point, output_limit)
-            finally:
-                hard_exit(1)
-        os.close(call_r)
-        os.close(reply_w)
-        os.close(devnull)
+        arguments: CheckerArguments = (program, call_based, entry_point, workdir, output_limit, precompile)
+        try:
+            self.pid = forks.start_checker(arguments, (devnull, call_r, reply_w))
+        finally:
+            os.close(call_r)
+            os.close(reply_w)
+            os.close(devnull)
         # A reply is at most an encoded value of output_limit bytes and its envelope.
         self._replies = FrameDecoder(max_payload=output_limit + (1 << 16))
 
@@ -254,7 +266,7 @@ class ServedProgram:
         if isinstance(reply, NoReply):
             return reply
         # The compile step's figures, should it time out, start after the compile ahead.
-        self._clock = RunClock.start(process_clocks(program_pids(self.pid)))
+        self._clock = RunClock.start(process_clocks(program_pids(self.pid, self._helpers)))
         try:
             code = marshal.loads(reply) if reply else None
         except (ValueError, EOFError, TypeError):
@@ -286,12 +298,12 @@ class ServedProgram:
             self._replies.feed(chunk)
 
     def _time_out(self) -> NoReply:
-        self.timed_out = self._clock.timed_out(self.pid)  # the child still runs: nothing killed it yet
+        self.timed_out = self._clock.timed_out(self.pid, self._helpers)  # the child still runs: nothing killed it yet
         return NoReply.TIMEOUT
 
     def call(self, encoded_args: bytes) -> dict[str, object] | NoReply:
         # The call's figures are deltas from here (the checker has run the compile step and earlier calls).
-        self._clock = RunClock.start(process_clocks(program_pids(self.pid)))
+        self._clock = RunClock.start(process_clocks(program_pids(self.pid, self._helpers)))
         try:
             _send_frame(self.call_w, encoded_args)
         except BrokenPipeError:
@@ -304,5 +316,5 @@ class ServedProgram:
                 os.close(fd)
             except OSError:
                 pass
-        kill_tree(self.pid)
-        sweep_processes()
+        kill_program(self.pid)
+        self._forks.sweep()

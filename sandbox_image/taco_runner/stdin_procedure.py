@@ -15,10 +15,11 @@ from dataclasses import dataclass
 from types import CodeType
 from typing import cast
 
+from .forkserver import ForkServer
 from .hygiene import STDIN_FEED, clean_scratch, remove_path
 from .isolation import PROGRAM_UID, SEPARATED
 from .protocol import NonZeroExit, Outcome, Output, OutputOverflow, RuntimeFailure, TimedOut
-from .watched_run import READ_CHUNK, Outbox, RunResult, RunStatus, run_stdin_program
+from .watched_run import READ_CHUNK, SCRIPT_NAME, Outbox, RunResult, RunStatus, run_stdin_program
 
 STDERR_REPORTED = 1000  # bytes of the first run's stderr reported with a non-zero exit
 
@@ -35,6 +36,7 @@ class StdinTest:
 class _Program:
     """One test's program, runnable with stdin from different places."""
 
+    forks: ForkServer
     source: str
     workdir: str
     timeout: float
@@ -46,7 +48,7 @@ class _Program:
 
     def run(self, *, stdin_data: bytes | None = None, stdin_path: str | None = None, capture: bool = True) -> RunResult:
         return run_stdin_program(
-            self.source, self.workdir, stdin_data=stdin_data, stdin_path=stdin_path, capture=capture,
+            self.forks, self.source, self.workdir, stdin_data=stdin_data, stdin_path=stdin_path, capture=capture,
             timeout=self.timeout, output_limit=self.output_limit, fresh=self.fresh, code=self.code, outbox=self.outbox,
         )  # fmt: skip
 
@@ -67,6 +69,7 @@ def _waited(timed_out: TimedOut) -> float:
 
 
 def stdin_test(
+    forks: ForkServer,
     source: str,
     stdin_text: str,
     workdir: str,
@@ -76,14 +79,15 @@ def stdin_test(
     code: CodeType | None = None,
     outbox: Outbox | None = None,
 ) -> StdinTest:
-    """Run one test: the first run on a pipe, then TACO's retries while it exits non-zero.  *code*
-    is *source* compiled ahead; *outbox*'s messages are flushed when due while the runs go."""
-    clean_scratch(workdir)
+    """Run one test (each run a child of the fork server *forks*): the first run on a pipe, then
+    TACO's retries while it exits non-zero.  *code* is *source* compiled ahead; *outbox*'s messages
+    are flushed when due while the runs go."""
+    clean_scratch(workdir, likely=(SCRIPT_NAME,))
     try:
         data = stdin_text.encode("utf-8")
     except UnicodeEncodeError:
         return StdinTest(RuntimeFailure("input is not encodable"))
-    program = _Program(source, workdir, timeout, output_limit, fresh, code, outbox)
+    program = _Program(forks, source, workdir, timeout, output_limit, fresh, code, outbox)
     first = program.run(stdin_data=data)
     if first.status is RunStatus.TIMED_OUT:
         return StdinTest(first.timed_out or TimedOut())

@@ -110,6 +110,10 @@ def _namespace_members(init_pid: int) -> list[int]:
     return members
 
 
+def _children(pid: int) -> list[int]:
+    return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -253,15 +257,20 @@ def test_runner_is_pid_1_and_programs_run_as_nobody_without_capabilities(ns_pool
         "import os, json\n"
         "def status(pid):\n"
         "    return dict(line.split(':\\t', 1) for line in open(f'/proc/{pid}/status').read().strip().splitlines())\n"
-        "me, runner = status('self'), status(1)\n"
+        "me, runner, parent = status('self'), status(1), status(os.getppid())\n"
         "print('REPORT ' + json.dumps({'uid': os.getuid(), 'gid': os.getgid(), 'groups': os.getgroups(), 'ppid': os.getppid(),\n"
-        "    'pids': sorted(int(p) for p in os.listdir('/proc') if p.isdigit()), 'caps': me['CapEff'], 'bounding': me['CapBnd'],\n"
-        "    'nnp': me['NoNewPrivs'], 'runner_uid': runner['Uid'].split()[0], 'runner_caps': runner['CapEff'],\n"
-        "    'runner_name': runner['Name']}), file=sys.stderr)\n"
+        "    'pid': os.getpid(), 'pids': sorted(int(p) for p in os.listdir('/proc') if p.isdigit()), 'caps': me['CapEff'],\n"
+        "    'bounding': me['CapBnd'], 'nnp': me['NoNewPrivs'], 'runner_uid': runner['Uid'].split()[0],\n"
+        "    'runner_caps': runner['CapEff'],\n"
+        "    'runner_name': runner['Name'], 'parent_uid': parent['Uid'].split()[0], 'parent_ppid': parent['PPid'],\n"
+        "    'parent_caps': parent['CapEff']}), file=sys.stderr)\n"
     )
     report = _reported(ns_pool.run(_report(code)))
     assert (report["uid"], report["gid"], report["groups"]) == (65534, 65534, [])
-    assert report["ppid"] == 1 and report["pids"][0] == 1 and len(report["pids"]) == 2, report
+    # The program's parent is the runner's fork server (forked from PID 1, root like it); nothing else runs.
+    assert report["pids"][0] == 1 and sorted(report["pids"][1:]) == sorted([report["ppid"], report["pid"]]), report
+    assert report["ppid"] != 1 and report["parent_ppid"] == "1" and report["parent_uid"] == "0", report
+    assert int(report["parent_caps"], 16) == 0xEA, report
     assert report["caps"] == "0000000000000000" and report["nnp"] == "1"
     assert report["runner_uid"] == "0" and report["runner_name"].startswith("python")
     # The runner keeps exactly setuid, setgid, kill, dac_override and fowner, as in its container.
@@ -344,13 +353,15 @@ def test_scratch_wiped_and_processes_killed_between_jobs(sandbox):
         "        time.sleep(120)\n"
         "    os._exit(0)\n"
         "time.sleep(0.2)\n"
-        "others = [p for p in os.listdir('/proc') if p.isdigit() and p not in ('1', str(os.getpid()))]\n"
+        "others = [p for p in os.listdir('/proc') if p.isdigit() and p not in ('1', str(os.getpid()), str(os.getppid()))]\n"
         "print('REPORT ' + json.dumps({'others': others}), file=sys.stderr)\n"
     )
     report = _reported(run_job(sandbox, first))
     assert report["others"], "the daemon did not start, so the test proves nothing"
-    # From outside: the namespace holds only its PID 1 again.
-    assert _namespace_members(sandbox.init_pid) == [sandbox.init_pid]
+    # From outside: the namespace holds only its PID 1 again, and PID 1's fork server (with no child).
+    fork_server = _children(sandbox.init_pid)
+    assert len(fork_server) == 1 and _children(fork_server[0]) == [], fork_server
+    assert sorted(_namespace_members(sandbox.init_pid)) == sorted([sandbox.init_pid, *fork_server])
     second = _report(
         "import json, os\n"
         "print('REPORT ' + json.dumps({'tmp': sorted(os.listdir('/tmp')), 'work': sorted(os.listdir('/tmp/work')),\n"
@@ -358,7 +369,7 @@ def test_scratch_wiped_and_processes_killed_between_jobs(sandbox):
     )
     report = _reported(run_job(sandbox, second))
     assert report["tmp"] == [".runner", "work"] and report["work"] == ["solution.py"] and report["shm"] == []
-    assert len(report["pids"]) == 2 and "1" in report["pids"]
+    assert len(report["pids"]) == 3 and "1" in report["pids"]  # the runner, its fork server, the program
 
 
 def test_memory_limit():

@@ -90,12 +90,13 @@ def test_close_removes_every_container(docker_client, sandbox_image):
 
 
 def test_nothing_outlives_a_test(pool):
-    """A daemonised grandchild that outlives its program is killed, and files left are wiped."""
+    """A daemonised grandchild that outlives its program is killed, and files left are wiped (the
+    processes a program finds are the runner, its parent the fork server, and itself)."""
     suite = parse_input_output({"inputs": ["fork", "check"], "outputs": ["clean", "clean"]})
     code = (
         "import os, glob\n"
         "found = [f for f in glob.glob('/tmp/work/*') if f != __file__] + glob.glob('/dev/shm/*')\n"
-        "alive = [p for p in os.listdir('/proc') if p.isdigit() and p not in ('1', str(os.getpid()))]\n"
+        "alive = [p for p in os.listdir('/proc') if p.isdigit() and p not in ('1', str(os.getpid()), str(os.getppid()))]\n"
         "open('/tmp/work/leftover', 'w').write('x')\n"
         "if input() == 'fork' and os.fork() == 0:\n"
         "    os.setsid()\n"
@@ -109,3 +110,31 @@ def test_nothing_outlives_a_test(pool):
     # test 2 must then find no leftover process and no leftover file.  Test 2 needs little time: at most
     # 32 ms over 8 runs on a 2-core machine loaded with two busy loops and other test suites, against 2 s.
     assert result.taco() == [-1, True], result.detail
+
+
+def test_files_moved_about_between_tests_are_wiped(pool):
+    """Between tests the runner stats the scratch places rather than listing them (on tmpfs and mqueue a
+    directory's size counts its entries): moves that keep a place's count, or change another's, must
+    still leave nothing for the next test."""
+    steps = ["rename", "swap", "link", "shm", "fifo", "end"]
+    suite = parse_input_output({"inputs": [f"{step}\n" for step in steps], "outputs": ["clean\n"] * len(steps)})
+    code = (
+        "import os\n"
+        "left = sorted(set(os.listdir('/tmp/work')) - {'solution.py'}) + sorted(set(os.listdir('/tmp')) - {'work', '.runner'})\n"
+        "left += os.listdir('/dev/shm')\n"
+        "step = input()\n"
+        "if step == 'rename':\n"
+        "    os.rename(__file__, '/tmp/work/renamed.py')\n"  # the work dir's count of entries is unchanged
+        "elif step == 'swap':\n"
+        "    os.unlink(__file__)\n"
+        "    os.mkdir(__file__)\n"  # a directory where the script was
+        "elif step == 'link':\n"
+        "    os.link(__file__, '/tmp/linked.py')\n"
+        "elif step == 'shm':\n"
+        "    open('/dev/shm/left', 'w').write('x')\n"
+        "elif step == 'fifo':\n"
+        "    os.mkfifo('/tmp/work/pipe')\n"
+        "print('clean' if not left else f'dirty {left}')\n"
+    )
+    result = pool.run(ExecutionJob(suite, code, RunLimits(timeout_s=4.0)))
+    assert result.taco() == [True] * len(steps), result.detail

@@ -124,6 +124,26 @@ def test_the_wire_names_every_field_and_is_ascii():
     }  # fmt: skip
 
 
+@pytest.mark.parametrize(
+    "case",
+    [
+        CaseFinished(3, 1, 0, Output("4\n"), 0.512),
+        CaseFinished(1 << 40, 2, 99, Output('é\ud800\x00"\\\t\r\n', from_output_file=True), 1e-05),
+        CaseFinished(7, 1, 3, Output(""), 123456789.25),
+        CaseFinished(7, 1, 3, Output("x"), 0.0),
+        CaseFinished(7, 1, 3, Output("x"), float("nan")),  # not JSON's usual kind: the general way
+        CaseFinished(7, True, 3, Output("x"), 1.5),  # a bool where an int goes: the general way
+        CaseFinished(7, 1, 3, Output("x"), 2),  # an int where a float goes: the general way
+        CaseFinished(7, 1, 3, Output("x"), 1.0, retry_timeout=TimedOut(wall_ms=3.0)),
+    ],
+)
+def test_the_usual_test_message_is_written_as_the_general_way_writes_it(case):
+    # A passing test's message is written without the general encoder (it goes out once per test);
+    # the bytes must be the general encoder's.
+    general = json.dumps(protocol.to_wire(case), separators=(",", ":")).encode("utf-8")
+    assert protocol.encode_payload(case) == general
+
+
 def test_a_spliced_return_value_is_the_return_value_message():
     encoded = b'["T",1,["L","x"]]'
     payload = protocol.return_value_payload(encoded)

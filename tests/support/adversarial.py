@@ -449,7 +449,7 @@ CANARY = r"""
 import os
 a, b = map(int, input().split())
 dirty = []
-others = [p for p in os.listdir("/proc") if p.isdigit() and p not in ("1", str(os.getpid()))]
+others = [p for p in os.listdir("/proc") if p.isdigit() and p not in ("1", str(os.getpid()), str(os.getppid()))]
 if others:
     dirty.append(f"processes {others}")
 for path, allowed in (("/tmp", {"work", ".runner"}), ("/tmp/work", {"solution.py"}), ("/dev/shm", set()), ("/dev/mqueue", set())):
