@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import signal
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,6 +74,15 @@ class LocalCluster:
                 pass
         if node in self.extra:
             self.extra.remove(node)
+        # Until the cluster has noticed (health checks): a service opened right after would still see
+        # the node alive and wait for an actor that never starts.
+        deadline = time.monotonic() + 60
+        while (
+            ray.is_initialized()
+            and time.monotonic() < deadline
+            and any(n.get("NodeID") == node.node_id and n.get("Alive") for n in ray.nodes())
+        ):
+            time.sleep(0.2)
 
 
 def new_second_dockerd(image: str) -> SecondDockerd:

@@ -22,6 +22,7 @@ from harness.generation.factory import ModelEngineFactory
 from harness.generation.generate import GenerationSummary, generate
 from harness.generation.journal import SampleJournal
 from harness.generation.plan import GenerationSettings, SamplingSettings
+from harness.generation.work_queue import Dispatcher
 from tests.support.tiny_model import build_tiny_model
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install '.[ray]')")
@@ -111,12 +112,31 @@ def test_generation_on_the_cluster_equals_one_process(gpu_cluster, settings, one
     assert (again.resumed, again.generated) == (total, 0) and output.read_bytes() == one_process.read_bytes()
 
 
-def test_a_worker_node_removed_mid_run_loses_nothing(gpu_cluster, settings, one_process, tmp_path):
+def test_a_worker_node_removed_mid_run_loses_nothing(gpu_cluster, settings, one_process, tmp_path, monkeypatch):
     doomed = _add_gpu_node(gpu_cluster)  # the fixture's nodes stay for the other tests
     gpu_cluster.wait_for_nodes()
+    node = f"node {doomed.node_id[:12]}"
     output = tmp_path / "generations.json"
     said: list[str] = []
     outcome: dict[str, Any] = {}
+    # The driver's dispatcher (this process), to remove the node while its worker holds samples: on a
+    # loaded machine the doomed node may become ready late, and hold nothing for a while.
+    dispatchers: list[Dispatcher] = []
+    original_add = Dispatcher.add_worker
+
+    def add_worker(self: Dispatcher, label: str) -> int:
+        if self not in dispatchers:
+            dispatchers.append(self)
+        return original_add(self, label)
+
+    monkeypatch.setattr(Dispatcher, "add_worker", add_worker)
+
+    def doomed_holds() -> int:
+        if not dispatchers:
+            return 0
+        dispatcher = dispatchers[0]
+        labels = list(dispatcher.finished_by_worker)
+        return sum(dispatcher.queue.holds(index) for index, label in enumerate(labels) if node in label)
 
     def run() -> None:
         try:
@@ -130,7 +150,6 @@ def test_a_worker_node_removed_mid_run_loses_nothing(gpu_cluster, settings, one_
     driver.start()
     # Once the doomed node's model is loaded and more samples have come back, it holds some of its own
     # (a worker takes prompts as soon as it is ready, and keeps its slots full while the queue has any).
-    node = f"node {doomed.node_id[:12]}"
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and driver.is_alive():
         if any(node in line and "model loaded" in line for line in said):
@@ -139,6 +158,8 @@ def test_a_worker_node_removed_mid_run_loses_nothing(gpu_cluster, settings, one_
     loaded_at = sum(_journaled(output).values())
     while time.monotonic() < deadline and driver.is_alive() and sum(_journaled(output).values()) < loaded_at + 4:
         time.sleep(0.05)
+    while time.monotonic() < deadline and driver.is_alive() and not doomed_holds():
+        time.sleep(0.01)
     assert driver.is_alive(), f"the run ended before the node could be removed: {outcome}, {said}"
     journaled_before = sum(_journaled(output).values())
     gpu_cluster.remove_node(doomed, allow_graceful=False)
