@@ -6,10 +6,7 @@ add their own (``add_sandbox_node``) rather than take one of these away."""
 
 from __future__ import annotations
 
-import os
-import signal
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from tests.support.second_dockerd import SecondDockerd, copy_image, descendants, dockerd_missing, start_second_dockerd
+from tests.support.ray_nodes import kill_node
+from tests.support.second_dockerd import SecondDockerd, copy_image, dockerd_missing, start_second_dockerd
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install '.[ray]')")
-from ray._private import ray_constants  # noqa: E402 - after the skip: only with Ray installed
 
 HOST_RESOURCE = "taco_sandbox_host"
 OBJECT_STORE_BYTES = 80 * 2**20  # small: the tests' problems are small, and CI machines are too
@@ -62,27 +59,10 @@ class LocalCluster:
         return node
 
     def remove(self, node: Any) -> None:
-        """The node's machine dies: its raylet and every worker process under it (the host actor,
-        with its jobs in flight) are killed at once."""
-        raylet = node.all_processes[ray_constants.PROCESS_TYPE_RAYLET][0].process.pid
-        workers = descendants(raylet)
-        self.cluster.remove_node(node, allow_graceful=False)
-        for pid in workers:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        """The node's machine dies (tests.support.ray_nodes.kill_node)."""
+        kill_node(self.cluster, node)
         if node in self.extra:
             self.extra.remove(node)
-        # Until the cluster has noticed (health checks): a service opened right after would still see
-        # the node alive and wait for an actor that never starts.
-        deadline = time.monotonic() + 60
-        while (
-            ray.is_initialized()
-            and time.monotonic() < deadline
-            and any(n.get("NodeID") == node.node_id and n.get("Alive") for n in ray.nodes())
-        ):
-            time.sleep(0.2)
 
 
 def new_second_dockerd(image: str) -> SecondDockerd:

@@ -23,6 +23,7 @@ from harness.generation.generate import GenerationSummary, generate
 from harness.generation.journal import SampleJournal
 from harness.generation.plan import GenerationSettings, SamplingSettings
 from harness.generation.work_queue import Dispatcher
+from tests.support.ray_nodes import kill_node
 from tests.support.tiny_model import build_tiny_model
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install '.[ray]')")
@@ -162,7 +163,7 @@ def test_a_worker_node_removed_mid_run_loses_nothing(gpu_cluster, settings, one_
         time.sleep(0.01)
     assert driver.is_alive(), f"the run ended before the node could be removed: {outcome}, {said}"
     journaled_before = sum(_journaled(output).values())
-    gpu_cluster.remove_node(doomed, allow_graceful=False)
+    kill_node(gpu_cluster, doomed)
     driver.join(timeout=300)
     assert not driver.is_alive() and "error" not in outcome, outcome.get("error")
     summary: GenerationSummary = outcome["summary"]
