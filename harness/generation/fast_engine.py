@@ -196,12 +196,10 @@ class FastEngine:
         elif options.quantization is not Quantization.NONE:
             fused_layers(model, options.quantization)
         if options.kv_cache is not KVCacheFormat.MODEL:
-            device = next(model.parameters()).device
-            probe = torch.empty(1, 1, 1, 128, dtype=model.dtype, device=device)
             fused_triton = (
-                options.fused_step and options.shared_prefix and options.attention_kernel != "torch" and triton_applies(probe)
+                options.fused_step and options.shared_prefix and options.attention_kernel != "torch" and _triton_applies_to(model)
             )
-            check_kv_supported(options.kv_cache, device, fused_triton)
+            check_kv_supported(options.kv_cache, next(model.parameters()).device, fused_triton)
         self.eos_ids = eos_token_ids(model)
         self.eof_scanner = EofScanner(tokenizer)
         self.last_run: RunStats | None = None  # of the attempt that completed the last run
@@ -283,11 +281,10 @@ class _SlotRun:
         config = model.config
         heads = config.num_attention_heads
         kv_heads = getattr(config, "num_key_value_heads", None) or heads
-        head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+        head_dim = _head_dim(config)
         self.kernel = options.attention_kernel
         if self.kernel == "auto":
-            probe = torch.empty(1, 1, 1, head_dim, dtype=model.dtype, device=self.device)
-            self.kernel = "triton" if triton_applies(probe) else "torch"
+            self.kernel = "triton" if _triton_applies_to(model) else "torch"
         self.use_graphs = options.cuda_graphs and self.device.type == "cuda"
         on = {"device": self.device}
         fp8_cache = options.kv_cache is KVCacheFormat.FP8
@@ -599,6 +596,16 @@ class _SlotRun:
                 ended.append((tracker, FinishReason.STOP))
                 self.active[slot] = None
         return ended
+
+
+def _head_dim(config: Any) -> int:
+    return getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+
+
+def _triton_applies_to(model: Any) -> bool:
+    """Whether the Triton attention kernels take this model's heads, dtype and device."""
+    probe = torch.empty(1, 1, 1, _head_dim(model.config), dtype=model.dtype, device=next(model.parameters()).device)
+    return triton_applies(probe)
 
 
 def _pool_tokens(jobs: Sequence[PromptJob], prompts: list[list[int]], slots: int) -> int:

@@ -27,7 +27,7 @@ from typing import Any, Protocol
 
 from harness.data.prompts import extract_code, truncate_at_eof
 from harness.errors import DeviceError, GenerationError
-from harness.generation.engine import FinishedSample
+from harness.generation.engine import CUDA_CACHE_LOCK, FinishedSample
 from harness.generation.factory import EngineFactory
 from harness.generation.journal import JournalEntry, prompt_sha
 from harness.generation.plan import PromptJob
@@ -121,7 +121,8 @@ def serve(
         # that generates again in this process (a benchmark, a notebook) gets the whole GPU.
         del engine
         gc.collect()
-        torch.cuda.empty_cache()
+        with CUDA_CACHE_LOCK:  # another device's worker thread may be capturing a graph
+            torch.cuda.empty_cache()
     channel.send(Done(peak))
 
 
