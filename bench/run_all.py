@@ -220,6 +220,8 @@ def summary_rows() -> list[tuple[str, str, str]]:
                 )
     for path in sorted(figures_dir().glob("steps_h200*.json")):
         rows += generation_step_rows(json.loads(path.read_text()), path.name)
+    for path in sorted(figures_dir().glob("sharding*x2*.json")):
+        rows += sharding_rows(json.loads(path.read_text()), path.name)
     for run in load("end_to_end.json") or []:
         label = (
             f"scripted generator, generation alone ≈ {run.get('pace', 1.0):g} × evaluation alone"
@@ -271,6 +273,28 @@ def generation_step_rows(run: dict, name: str) -> list[tuple[str, str, str]]:
                         where,
                     )
                 )
+    return rows
+
+
+def sharding_rows(run: dict, name: str) -> list[tuple[str, str, str]]:
+    """Issue 14's several-GPU figure from one bench/sharding_check.py run: each several-device run's useful
+    tok/s against the one-device run of the same job."""
+    one = run.get("one_device") or run.get("one_process")
+    if one is None:
+        return []
+    rows = []
+    for key, several in run.items():
+        if not (key.startswith("several_") and isinstance(several, dict)):
+            continue
+        workers = several.get("device_workers", "processes")
+        rows.append(
+            (
+                f"generation, {run['shape']} shape: {len(several['devices'])} GPUs ({workers}) vs one, same job (target ≥ 1.9×)",
+                f"**{several['useful_tok_s'] / one['useful_tok_s']:.2f}×** ({several['useful_tok_s']:,.0f} vs "
+                f"{one['useful_tok_s']:,.0f} useful tok/s, model loads included; {run['problems']} prompts × {run['n']})",
+                f"NVIDIA H200 x2, `{name}`",
+            )
+        )
     return rows
 
 

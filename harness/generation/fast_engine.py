@@ -385,8 +385,10 @@ class _SlotRun:
         torch.cuda.current_stream(self.device).wait_stream(side)
         bank.graph = torch.cuda.CUDAGraph()
         # Another device's worker thread may run meanwhile (thread_local: its calls do not break this
-        # capture), but not capture or empty the allocator's cache (the lock).
-        with CUDA_CACHE_LOCK, torch.cuda.graph(bank.graph, capture_error_mode="thread_local"):
+        # capture), but not capture or empty the allocator's cache (the lock).  The capture stream is
+        # this device's own: torch.cuda.graph's default one is made once per process, on the device of
+        # whichever thread captured first, and another device's kernels cannot be captured on it.
+        with CUDA_CACHE_LOCK, torch.cuda.graph(bank.graph, stream=side, capture_error_mode="thread_local"):
             self._chunk(bank)
         for state in (self.positions, self.tokens, self.steps):
             state.zero_()
