@@ -136,6 +136,186 @@ def check_kernels() -> None:
     )
 
 
+def check_fp8_kernels() -> None:
+    """The fp8 products between the fused kernels: each kernel that reads an unscaled product against the
+    same kernel on the product scaled by torch (apply_scales), each kernel that writes an fp8 input
+    against quantize_rows of its plain output; then a whole decode step (a random 4-layer model) through
+    the fused kernels against the torch path with row-wise scaled products, in bf16 and fp8."""
+    from harness.generation import triton_decode as td
+    from harness.generation.quantization import FP8_MAX, UnscaledProduct, apply_scales, padded_rows
+
+    torch.manual_seed(0)
+    dev, bf = "cuda", torch.bfloat16
+
+    def rel(a, b):
+        return ((a.float() - b.float()).norm() / b.float().norm()).item()
+
+    slots, width = 200, 3072
+    row_scale = torch.rand(padded_rows(slots), 1, device=dev) * 0.01 + 0.001
+    raw = (torch.randn(padded_rows(slots), width, device=dev) * 50).to(bf)
+    product = UnscaledProduct(raw, row_scale, torch.rand(width, device=dev) * 0.01 + 0.001, None)
+    residual, weight = torch.randn(slots, width, device=dev, dtype=bf), torch.randn(width, device=dev, dtype=bf)
+    r0, x0 = td.add_rms_norm(residual, apply_scales(product, slots, bf), weight, 1e-6)
+    r1, x1 = td.add_rms_norm(residual, product, weight, 1e-6)
+    r2, q = td.add_rms_norm_fp8(residual, product, weight, 1e-6)
+    codes, scale = td.quantize_rows(x0.contiguous(), torch.float8_e4m3fn, FP8_MAX)
+    gate_raw = (torch.randn(padded_rows(slots), 2 * 8192, device=dev) * 50).to(bf)
+    gate_up = UnscaledProduct(gate_raw, row_scale, torch.rand(2 * 8192, device=dev) * 0.01 + 0.001, None)
+    h0 = td.silu_times_up(apply_scales(gate_up, slots, bf))
+    h1 = td.silu_times_up(gate_up, slots, bf)
+    hq = td.silu_times_up_fp8(gate_up, slots, bf)
+    h_codes, h_scale = td.quantize_rows(h0.contiguous(), torch.float8_e4m3fn, FP8_MAX)
+    heads, kv_heads, dim = 24, 8, 128
+    columns = (heads + 2 * kv_heads) * dim
+    qkv = UnscaledProduct(
+        (torch.randn(padded_rows(slots), columns, device=dev) * 50).to(bf), row_scale,
+        torch.rand(columns, device=dev) * 0.01 + 0.001, torch.randn(columns, device=dev, dtype=bf),
+    )  # fmt: skip
+    cos, sin = torch.randn(slots, dim, device=dev, dtype=bf), torch.randn(slots, dim, device=dev, dtype=bf)
+    caches = [torch.zeros(slots, kv_heads, 40, dim, device=dev, dtype=bf) for _ in range(4)]
+    index = torch.randint(0, 40, (slots,), device=dev)
+    q0 = td.rotary_and_write(apply_scales(qkv, slots, bf), cos, sin, caches[0], caches[1], index, heads, kv_heads, dim)
+    q1 = td.rotary_and_write(qkv, cos, sin, caches[2], caches[3], index, heads, kv_heads, dim)
+    report(
+        "fp8_between_kernels",
+        add_rms_norm_equal=bool((r0 == r1).all() and (x0 == x1).all() and (r2 == r0).all()),
+        add_rms_norm_fp8_codes_equal=(q.values[:slots].float() == codes.float()).float().mean().item(),
+        add_rms_norm_fp8_scales_equal=bool((q.scale[:slots] == scale).all()),
+        silu_equal=bool((h0 == h1).all()),
+        silu_fp8_codes_equal=(hq.values[:slots].float() == h_codes.float()).float().mean().item(),
+        silu_fp8_scale_rel=((hq.scale[:slots] - h_scale).abs() / h_scale).max().item(),
+        rotary_equal=bool((q0 == q1).all() and (caches[0] == caches[2]).all() and (caches[1] == caches[3]).all()),
+    )
+    _check_decode_step_paths()
+
+
+def _check_decode_step_paths() -> None:
+    """One decode step of a random llama-shaped model through the fused Triton kernels against the torch
+    path (row-wise scaled products for fp8), on the same shared-prefix cache: relative error of the logits."""
+    from transformers import AutoModelForCausalLM, LlamaConfig
+
+    from harness.generation.decode_step import DecodeStep
+    from harness.generation.prefix_attention import PrefixPool, group_members, group_rows
+    from harness.generation.quantization import Quantization
+
+    dev, bf = "cuda", torch.bfloat16
+    config = LlamaConfig(
+        vocab_size=4096, hidden_size=1024, intermediate_size=2816, num_hidden_layers=4, num_attention_heads=8,
+        num_key_value_heads=2, head_dim=128, max_position_embeddings=4096,
+    )  # fmt: skip
+    for mode in (Quantization.NONE, Quantization.FP8):
+        torch.manual_seed(0)
+        with torch.device(dev):
+            model = AutoModelForCausalLM.from_config(config, dtype=bf).eval()
+        step = DecodeStep(model, mode)
+        slots, kv_heads, dim, capacity, prefix = 48, 2, 128, 64, 300
+        members = 4
+        layers = config.num_hidden_layers
+        pool_keys = [torch.randn(kv_heads, 12 * prefix, dim, device=dev, dtype=bf) for _ in range(layers)]
+        pool_values = [torch.randn_like(k) for k in pool_keys]
+        ranges = [((s // members) * prefix, prefix - 7 * (s // members)) for s in range(slots)]
+        groups = torch.tensor(group_rows(ranges, group_members(4), slots), dtype=torch.int64, device=dev)
+        pool = PrefixPool(
+            pool_keys, pool_values, torch.tensor([a for a, _ in ranges], device=dev),
+            torch.tensor([b for _, b in ranges], device=dev), groups, prefix,
+        )  # fmt: skip
+        write_index = torch.randint(0, capacity - 1, (slots,), device=dev)
+        positions = pool.length + write_index
+        tokens = torch.randint(0, config.vocab_size, (slots,), device=dev)
+        logits = {}
+        for kernel in ("torch", "triton"):
+            torch.manual_seed(1)
+            keys = [torch.randn(slots, kv_heads, capacity, dim, device=dev, dtype=bf) for _ in range(layers)]
+            values = [torch.randn_like(k) for k in keys]
+            with torch.inference_mode():
+                logits[kernel] = step.logits(tokens, positions, keys, values, write_index, pool, kernel).float()
+        report(
+            "decode_step_fused_vs_torch", quantize=mode.value, fp8_between_kernels=step.fp8_between_kernels,
+            logits_rel=rel_error(logits["triton"], logits["torch"]),
+            argmax_equal=(logits["triton"].argmax(-1) == logits["torch"].argmax(-1)).float().mean().item(),
+        )  # fmt: skip
+        del model, step
+        torch.cuda.empty_cache()
+
+
+def rel_error(got: torch.Tensor, expect: torch.Tensor) -> float:
+    return ((got - expect).norm() / expect.norm()).item()
+
+
+def check_products_time() -> None:
+    """Each decode-step product at the 3B and 1.5B shapes, 256 and 512 rows: bf16 against fp8 with row-wise
+    scales handed to torch._scaled_mm (its row-wise kernel) and fp8 with scalar 1s (tensor-wise; the scales
+    applied by the next kernel), kernel time from CUDA graphs."""
+    from harness.generation.quantization import LinearWeights, Quantization, fp8_unscaled_product, linear, quantize_weight
+    from harness.generation.triton_decode import fp8_rows
+
+    dev, bf = "cuda", torch.bfloat16
+    unit = torch.ones((), device=dev)
+    shapes = {
+        "llama-3.2-3b": {"qkv": (5120, 3072), "out": (3072, 3072), "gate_up": (16384, 3072), "down": (3072, 8192)},
+        "qwen2.5-coder-1.5b": {"qkv": (2048, 1536), "out": (1536, 1536), "gate_up": (17920, 1536), "down": (1536, 8960)},
+    }
+    for shape, products in shapes.items():
+        for rows in (256, 512):
+            figures = {}
+            for name, (n, k) in products.items():
+                x = torch.randn(rows, k, device=dev, dtype=bf)
+                weight = torch.randn(n, k, device=dev, dtype=bf) * 0.02
+                codes, scale = quantize_weight(weight, Quantization.FP8)
+                fp8 = LinearWeights(codes, scale, None, Quantization.FP8)
+                xq = fp8_rows(x)
+                figures[name] = {
+                    "bf16": round(_graph_microseconds(lambda x=x, w=weight: torch.nn.functional.linear(x, w)), 1),
+                    "fp8_rowwise_with_quantization": round(_graph_microseconds(lambda x=x, w=fp8: linear(x, w)), 1),
+                    "fp8_rowwise": round(
+                        _graph_microseconds(
+                            lambda xq=xq, w=fp8: torch._scaled_mm(
+                                xq.values, w.weight.t(), scale_a=xq.scale, scale_b=w.scale[None, :], out_dtype=bf
+                            )
+                        ),
+                        1,
+                    ),
+                    "fp8_unit_tensorwise": round(_graph_microseconds(lambda xq=xq, w=fp8: fp8_unscaled_product(xq, w, unit)), 1),
+                }
+            totals = {kind: round(sum(f[kind] for f in figures.values()), 1) for kind in next(iter(figures.values()))}
+            report("products_time_us", shape=shape, rows=rows, per_layer=totals, products=figures)
+
+
+def check_attention_configs() -> None:
+    """The shared-prefix kernels' launch choices (positions per step, warps, stages) on the attention_time
+    workload, bf16 and fp8 suffix: microseconds per layer of each, best first."""
+    from harness.generation.triton_attention import LaunchConfig
+
+    results = []
+    for scaled in (False, True):
+        for block in (32, 64, 128, 256):
+            for warps in (4, 8):
+                for stages in (2, 3, 4):
+                    config = LaunchConfig(block, warps, stages)
+                    try:
+                        figures = _attention_time(suffix_launch=config, labels=("fp8_suffix",) if scaled else ("bf16",))
+                    except Exception as exc:  # a choice the compiler cannot take (shared memory)
+                        results.append({"fp8": scaled, "suffix": [block, warps, stages], "error": str(exc)[:120]})
+                        continue
+                    results.append({"fp8": scaled, "suffix": [block, warps, stages], **next(iter(figures.values()))})
+        for block in (32, 64, 128) if not scaled else ():  # the prefix pass reads the model's dtype either way
+            for warps in (4, 8):
+                for stages in (2, 3, 4):
+                    config = LaunchConfig(block, warps, stages)
+                    try:
+                        figures = _attention_time(prefix_launch=config, labels=("fp8_suffix",) if scaled else ("bf16",))
+                    except Exception as exc:
+                        results.append({"fp8": scaled, "prefix": [block, warps, stages], "error": str(exc)[:120]})
+                        continue
+                    results.append({"fp8": scaled, "prefix": [block, warps, stages], **next(iter(figures.values()))})
+    ranked = sorted((r for r in results if "us_per_layer" in r), key=lambda r: r["us_per_layer"])
+    for scaled in (False, True):
+        for part in ("suffix", "prefix"):
+            best = [r for r in ranked if r["fp8"] == scaled and part in r][:3]
+            report("attention_configs_best", fp8=scaled, part=part, best=best)
+    report("attention_configs", results=results)
+
+
 def _graph_microseconds(fn, replays: int = 20, per_graph: int = 10) -> float:
     """Kernel time of ``fn`` per call: captured ``per_graph`` times in a CUDA graph, replayed."""
     fn()
@@ -163,6 +343,10 @@ def check_attention_time() -> None:
     """One layer's shared-prefix decode attention at the 3B shape mid-run (256 slots, 8 KV heads, 20 samples
     per prompt on 600-token prompts, suffixes 1-512 long): K/V in bf16 against an fp8 suffix, with the
     bytes each reads."""
+    report("attention_time_3b_shape", **_attention_time())
+
+
+def _attention_time(prefix_launch=None, suffix_launch=None, labels=("bf16", "fp8_suffix")) -> dict:
     from harness.generation.kv_cache import KVScales, quantize_vectors
     from harness.generation.prefix_attention import group_members, group_rows
     from harness.generation.triton_attention import triton_shared_prefix_attention
@@ -185,12 +369,15 @@ def check_attention_time() -> None:
     suffix_tokens = int(lengths.sum())
     figures = {}
     for label, args in (("bf16", (sk, sv, None)), ("fp8_suffix", (qk, qv, scales))):
+        if label not in labels:
+            continue
         keys, values, sc = args
         micros = _graph_microseconds(
             lambda keys=keys, values=values, sc=sc: triton_shared_prefix_attention(
-                q, keys, values, lengths, pk, pv, plen, groups, prefix, dim**-0.5, sc
+                q, keys, values, lengths, pk, pv, plen, groups, prefix, dim**-0.5, sc,
+                prefix_launch=prefix_launch, suffix_launch=suffix_launch,
             )
-        )
+        )  # fmt: skip
         per_token = kv_heads * dim * 2 * keys.element_size() + (8 * kv_heads if sc is not None else 0)
         gbytes = (suffix_tokens * per_token + prompts * prefix * kv_heads * dim * 2 * 2) / 1e9
         figures[label] = {
@@ -198,7 +385,7 @@ def check_attention_time() -> None:
             "gb_read": round(gbytes, 3),
             "tb_per_s": round(gbytes / micros * 1e3, 2),
         }
-    report("attention_time_3b_shape", **figures)
+    return figures
 
 
 def check_syncs(prompts) -> None:
@@ -378,7 +565,11 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=20)
     parser.add_argument("--max-new-tokens", type=int, default=512)
     parser.add_argument("--variants", default="before,shared,fused,more_slots,fp8,fp8_kv,kv_fp8,int8")
-    parser.add_argument("--checks", default="kernels,greedy,syncs,attention_time", help="Self-checks to run first ('' for none).")
+    parser.add_argument(
+        "--checks",
+        default="kernels,fp8_kernels,greedy,syncs,attention_time,products_time",
+        help="Self-checks to run first ('' for none; also attention_configs, a sweep of the attention kernels' launch choices).",
+    )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     from harness.generation.fast_engine import FastEngineOptions
@@ -399,6 +590,9 @@ def main() -> None:
         "greedy": lambda: check_greedy(evenly_spaced(all_prompts, 6)),
         "syncs": lambda: check_syncs(evenly_spaced(all_prompts, 12)),
         "attention_time": check_attention_time,
+        "fp8_kernels": check_fp8_kernels,
+        "products_time": check_products_time,
+        "attention_configs": check_attention_configs,
     }
     for name in filter(None, args.checks.split(",")):
         try:

@@ -20,7 +20,7 @@ import torch
 from harness.generation.attention import decode_attention
 from harness.generation.kv_cache import KVScales
 from harness.generation.prefix_attention import PrefixPool, shared_prefix_attention
-from harness.generation.quantization import LayerWeights, Quantization, fused_layers, linear
+from harness.generation.quantization import LayerWeights, Quantization, fp8_unscaled_product, fused_layers, linear
 
 
 class DecodeStep:
@@ -43,6 +43,17 @@ class DecodeStep:
         self.kv_heads = getattr(config, "num_key_value_heads", None) or self.heads
         self.head_dim = first.head_dim
         self.scale = first.scaling
+        self.dtype = next(model.parameters()).dtype
+        # fp8 products between the fused kernels (triton_decode.py): where every projection but q/k/v is
+        # without bias, and q/k/v's output goes straight to the rotary kernel.
+        self.fp8_between_kernels = (
+            quantization is Quantization.FP8
+            and self.silu
+            and all(norm is None for norm in self.query_norms)
+            and all(part.bias is None for layer in self.layers for part in (layer.out, layer.gate_up, layer.down))
+        )
+        device = next(model.parameters()).device
+        self.unit = torch.ones((), dtype=torch.float32, device=device)
 
     def logits(
         self,
@@ -72,6 +83,10 @@ class DecodeStep:
         rows = torch.arange(slots, device=tokens.device)
         delta: torch.Tensor | None = None
         heads, kv_heads, dim = self.heads, self.kv_heads, self.head_dim
+        if fused and self.fp8_between_kernels:
+            return self._fp8_logits(
+                tokens, residual, cos, sin, keys, values, write_index, lengths, pool, key_scales, value_scales
+            )
         for index, layer in enumerate(self.layers):
             norm = self.input_norms[index]
             if fused:
@@ -125,6 +140,53 @@ class DecodeStep:
         else:
             x = norm(residual + delta if delta is not None else residual)
         return self.lm_head(x)
+
+    def _fp8_logits(
+        self,
+        tokens: torch.Tensor,
+        residual: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        keys: list[torch.Tensor],
+        values: list[torch.Tensor],
+        write_index: torch.Tensor,
+        lengths: torch.Tensor,
+        pool: PrefixPool | None,
+        key_scales: list[torch.Tensor] | None,
+        value_scales: list[torch.Tensor] | None,
+    ) -> torch.Tensor:
+        """The fused step with fp8 products: each product's input comes quantized from the kernel before
+        it, and its raw sums are scaled by the kernel after it (triton_decode.py)."""
+        from harness.generation import triton_decode
+
+        slots = tokens.shape[0]
+        heads, kv_heads, dim = self.heads, self.kv_heads, self.head_dim
+        delta = None
+        for index, layer in enumerate(self.layers):
+            norm = self.input_norms[index]
+            residual, x = triton_decode.add_rms_norm_fp8(residual, delta, norm.weight, norm.variance_epsilon)
+            query = triton_decode.rotary_and_write(
+                fp8_unscaled_product(x, layer.qkv, self.unit), cos, sin, keys[index], values[index], write_index,
+                heads, kv_heads, dim,
+                key_scales[index] if key_scales is not None else None,
+                value_scales[index] if value_scales is not None else None,
+            )  # fmt: skip
+            query = query.view(slots, heads, 1, dim)
+            if pool is not None:
+                layer_scales = KVScales(key_scales[index], value_scales[index]) if key_scales and value_scales else None
+                attended = shared_prefix_attention(
+                    query, keys[index], values[index], lengths, pool, index, self.scale, "triton", layer_scales
+                )
+            else:
+                attended = decode_attention(query, keys[index], values[index], lengths, self.scale, "triton")
+            out = fp8_unscaled_product(triton_decode.fp8_rows(attended.reshape(slots, heads * dim)), layer.out, self.unit)
+            norm = self.post_norms[index]
+            residual, x = triton_decode.add_rms_norm_fp8(residual, out, norm.weight, norm.variance_epsilon)
+            hidden = triton_decode.silu_times_up_fp8(fp8_unscaled_product(x, layer.gate_up, self.unit), slots, self.dtype)
+            delta = fp8_unscaled_product(hidden, layer.down, self.unit)
+        norm = self.final_norm
+        _, normed = triton_decode.add_rms_norm(residual, delta, norm.weight, norm.variance_epsilon)
+        return self.lm_head(normed)
 
 
 def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:

@@ -71,7 +71,7 @@ def _fp8_linear(x: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor) -> t
     shape = x.shape
     rows = x.reshape(-1, shape[-1])
     count = rows.shape[0]
-    padded = -(-count // 16) * 16  # the fp8 product wants row counts in multiples of 16
+    padded = padded_rows(count)  # the fp8 product wants row counts in multiples of 16
     if padded != count:
         rows = F.pad(rows, (0, 0, 0, padded - count))
     if _fused_quantization_applies(rows):
@@ -83,6 +83,50 @@ def _fp8_linear(x: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor) -> t
         quantized = (rows / row_scale).to(torch.float8_e4m3fn)
     out = torch._scaled_mm(quantized, weight.t(), scale_a=row_scale, scale_b=scale[None, :], out_dtype=x.dtype)
     return out[:count].reshape(*shape[:-1], weight.shape[0])
+
+
+@dataclass(frozen=True)
+class Fp8Rows:
+    """Activations scaled per row into e4m3, as the fused decode step's kernels write them: ``values``
+    [P, K] and ``scale`` [P, 1] float32, x ≈ values * scale, where P is the row count rounded up to a
+    multiple of 16 (the fp8 product's need); rows past the real ones are never read back."""
+
+    values: torch.Tensor
+    scale: torch.Tensor
+
+
+@dataclass(frozen=True)
+class UnscaledProduct:
+    """An fp8 product before its scales, for a kernel that applies them as it reads it: the product is
+    ``raw * row_scale * col_scale`` (+ ``bias``), raw [P, N] in bfloat16 (whatever the model's dtype:
+    unscaled sums of e4m3 products overflow float16), row_scale [P, 1] and col_scale [N] float32."""
+
+    raw: torch.Tensor
+    row_scale: torch.Tensor
+    col_scale: torch.Tensor
+    bias: torch.Tensor | None
+
+
+def padded_rows(count: int) -> int:
+    return -(-count // 16) * 16
+
+
+def fp8_unscaled_product(x: Fp8Rows, weights: LinearWeights, unit: torch.Tensor) -> UnscaledProduct:
+    """x W^T on the fp8 tensor cores with both scales left for the reader.  With per-row and per-channel
+    scales handed to it, torch._scaled_mm takes its row-wise kernel, which at decode's 256-512 rows is
+    slower than the tensor-wise one taken here with scalar 1s (``unit``, float32); the fused decode
+    step's next kernel multiplies the scales in as it loads the product, so the product costs no pass
+    of its own."""
+    assert weights.mode is Quantization.FP8 and weights.scale is not None
+    raw = torch._scaled_mm(x.values, weights.weight.t(), scale_a=unit, scale_b=unit, out_dtype=torch.bfloat16)
+    return UnscaledProduct(raw, x.scale, weights.scale, weights.bias)
+
+
+def apply_scales(product: UnscaledProduct, rows: int, dtype: torch.dtype) -> torch.Tensor:
+    """The first ``rows`` rows of the scaled product in ``dtype``, rounded as a product written in that
+    dtype would be (then the bias added), by torch operations: the reference of the kernels that fuse it."""
+    out = (product.raw[:rows].float() * product.row_scale[:rows] * product.col_scale[None, :]).to(dtype)
+    return out if product.bias is None else out + product.bias
 
 
 def _fused_quantization_applies(rows: torch.Tensor) -> bool:

@@ -9,6 +9,8 @@ Imported only on CUDA when triton is present.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import triton
 import triton.language as tl
@@ -17,6 +19,22 @@ from harness.generation.kv_cache import KVScales
 
 SPLIT = 512  # cache positions per pass-1 program
 BLOCK = 64  # positions per inner step
+
+
+@dataclass(frozen=True)
+class LaunchConfig:
+    """A kernel's positions per inner step and its launch settings (bench/generation_steps.py's
+    ``attention_configs`` check measures the choices)."""
+
+    block: int
+    warps: int
+    stages: int
+
+
+PREFIX_LAUNCH = LaunchConfig(BLOCK, 4, 3)
+# The suffix pass, by the cache's format: an fp8 block is half the bytes of a bf16 one, so it takes
+# twice the positions per step to keep as many bytes in flight.
+SUFFIX_LAUNCH = {False: LaunchConfig(BLOCK, 4, 3), True: LaunchConfig(BLOCK, 4, 3)}
 
 
 @triton.jit
@@ -287,6 +305,8 @@ def triton_shared_prefix_attention(
     longest: int,
     scale: float,
     scales: KVScales | None = None,
+    prefix_launch: LaunchConfig | None = None,
+    suffix_launch: LaunchConfig | None = None,
 ) -> torch.Tensor:
     """query [S, H, 1, D]; keys/values [S, KVH, L, D] (each slot's suffix, ``lengths`` [S] valid);
     prefix_keys/values [KVH, T, D] (the pool); prefix_length [S]; groups [G, 2 + members] int64 rows
@@ -304,6 +324,8 @@ def triton_shared_prefix_attention(
     assert query.stride(-1) == 1 and keys.stride(-1) == 1 and values.stride(-1) == 1
     assert prefix_keys.stride(-1) == 1 and prefix_values.stride(-1) == 1 and groups.is_contiguous()
     scaled = scales is not None
+    prefix_launch = prefix_launch or PREFIX_LAUNCH
+    suffix_launch = suffix_launch or SUFFIX_LAUNCH[scaled]
     # Unused pointers when unscaled: any tensor will do (the kernel never reads them).
     k_scale, v_scale = (scales.keys, scales.values) if scales is not None else (keys, values)
     assert k_scale.stride(-1) == 1 and v_scale.stride(-1) == 1
@@ -316,8 +338,8 @@ def triton_shared_prefix_attention(
         maxima.stride(0), maxima.stride(1),
         groups.stride(0),
         scale,
-        GROUP=group, MEMBERS=members, ROWS=max(16, triton.next_power_of_2(members * group)), HEAD_DIM=head_dim, BLOCK=BLOCK,
-        SPLIT=SPLIT,
+        GROUP=group, MEMBERS=members, ROWS=max(16, triton.next_power_of_2(members * group)), HEAD_DIM=head_dim,
+        BLOCK=prefix_launch.block, SPLIT=SPLIT, num_warps=prefix_launch.warps, num_stages=prefix_launch.stages,
     )  # fmt: skip
     _suffix_kernel[(slots, kv_heads)](
         query, keys, values, k_scale, v_scale, lengths, prefix_length, acc, maxima, sums, out,
@@ -330,7 +352,7 @@ def triton_shared_prefix_attention(
         maxima.stride(0), maxima.stride(1),
         out.stride(0), out.stride(1),
         scale,
-        GROUP=group, GROUP_PAD=max(16, triton.next_power_of_2(group)), HEAD_DIM=head_dim, BLOCK=BLOCK,
-        PREFIX_SPLITS=prefix_splits, SPLIT=SPLIT, SCALED=scaled,
+        GROUP=group, GROUP_PAD=max(16, triton.next_power_of_2(group)), HEAD_DIM=head_dim, BLOCK=suffix_launch.block,
+        PREFIX_SPLITS=prefix_splits, SPLIT=SPLIT, SCALED=scaled, num_warps=suffix_launch.warps, num_stages=suffix_launch.stages,
     )  # fmt: skip
     return out.view(slots, 1, heads, head_dim)

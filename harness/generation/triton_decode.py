@@ -6,6 +6,13 @@ chain of elementwise torch kernels with one pass over the data.  Imported only o
 * ``rotary_and_write``: splits the fused q/k/v product, applies rotary to q and k, and writes k and v
   straight into the slot's cache row at its write index (no index/cat copies).
 * ``silu_times_up``: SiLU(gate) * up from the fused gate/up product.
+
+With ``--quantize fp8`` the same kernels sit on both sides of each fp8 product (``quantization.
+fp8_unscaled_product``): the one before writes its output as the product's e4m3 input with a scale
+per row (``add_rms_norm_fp8``, ``silu_times_up_fp8``; ``fp8_rows`` for the attention output), and
+the one after reads the product's raw sums and multiplies in the row and channel scales as it loads
+them, rounding as the scaled product would have been written; so no product needs a quantization
+pass before it or a scaling pass after it.
 """
 
 from __future__ import annotations
@@ -14,58 +21,111 @@ import torch
 import triton
 import triton.language as tl
 
-from harness.generation.quantization import FP8_MAX
+from harness.generation.quantization import FP8_MAX, Fp8Rows, UnscaledProduct, padded_rows
 
 
 @triton.jit
 def _add_rms_norm_kernel(
-    R, D, W, R_OUT, X_OUT, width, eps,
-    HAS_DELTA: tl.constexpr, BLOCK: tl.constexpr,
+    R, D, D_ROW_SCALE, D_COL_SCALE, W, R_OUT, X_OUT, X_SCALE, width, eps,
+    HAS_DELTA: tl.constexpr, DELTA_SCALED: tl.constexpr, QUANTIZE: tl.constexpr, FP8_MAX: tl.constexpr,
+    BLOCK: tl.constexpr,
 ):  # fmt: skip
     row = tl.program_id(0).to(tl.int64)
     cols = tl.arange(0, BLOCK)
     inside = cols < width
     r = tl.load(R + row * width + cols, mask=inside, other=0.0)
     if HAS_DELTA:
-        r = (r + tl.load(D + row * width + cols, mask=inside, other=0.0)).to(R.dtype.element_ty)
+        d = tl.load(D + row * width + cols, mask=inside, other=0.0)
+        if DELTA_SCALED:  # an fp8 product's raw sums: scaled as the product would have written them
+            column_scale = tl.load(D_COL_SCALE + cols, mask=inside, other=0.0)
+            d = (d.to(tl.float32) * tl.load(D_ROW_SCALE + row) * column_scale).to(R.dtype.element_ty)
+        r = (r + d).to(R.dtype.element_ty)
         tl.store(R_OUT + row * width + cols, r, mask=inside)
     r32 = r.to(tl.float32)
     rstd = 1.0 / tl.sqrt(tl.sum(r32 * r32, 0) / width + eps)
     normed = (r32 * rstd).to(R.dtype.element_ty)
     w = tl.load(W + cols, mask=inside, other=0.0)
-    tl.store(X_OUT + row * width + cols, (w * normed).to(X_OUT.dtype.element_ty), mask=inside)
+    x = w * normed
+    if QUANTIZE:  # as quantize_rows would scale the normed row (one scale per row)
+        x32 = x.to(R.dtype.element_ty).to(tl.float32)
+        scale = tl.maximum(tl.max(tl.abs(x32), 0), 1e-12) / FP8_MAX
+        tl.store(X_OUT + row * width + cols, (x32 / scale).to(X_OUT.dtype.element_ty), mask=inside)
+        tl.store(X_SCALE + row, scale)
+    else:
+        tl.store(X_OUT + row * width + cols, x.to(X_OUT.dtype.element_ty), mask=inside)
+
+
+def _launch_add_rms_norm(
+    residual: torch.Tensor, delta: torch.Tensor | UnscaledProduct | None, weight: torch.Tensor, eps: float, quantize: bool
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    rows, width = residual.shape
+    new_residual = torch.empty_like(residual) if delta is not None else residual
+    scale = None
+    if quantize:
+        normed = torch.empty((padded_rows(rows), width), dtype=torch.float8_e4m3fn, device=residual.device)
+        scale = torch.ones((padded_rows(rows), 1), dtype=torch.float32, device=residual.device)
+    else:
+        normed = torch.empty_like(residual)
+    scaled = isinstance(delta, UnscaledProduct)
+    if isinstance(delta, UnscaledProduct):
+        assert delta.bias is None and delta.raw.shape[1] == width
+        d, d_row, d_col = delta.raw, delta.row_scale, delta.col_scale
+    else:
+        d = delta if delta is not None else residual
+        d_row = d_col = residual  # unread
+    _add_rms_norm_kernel[(rows,)](
+        residual, d, d_row, d_col, weight, new_residual, normed, scale if scale is not None else residual, width, eps,
+        HAS_DELTA=delta is not None, DELTA_SCALED=scaled, QUANTIZE=quantize, FP8_MAX=FP8_MAX,
+        BLOCK=triton.next_power_of_2(width), num_warps=8,
+    )  # fmt: skip
+    return new_residual, normed, scale
 
 
 def add_rms_norm(
-    residual: torch.Tensor, delta: torch.Tensor | None, weight: torch.Tensor, eps: float
+    residual: torch.Tensor, delta: torch.Tensor | UnscaledProduct | None, weight: torch.Tensor, eps: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(residual + delta, RMSNorm(residual + delta) * weight) for [S, hidden] tensors."""
-    rows, width = residual.shape
-    new_residual = torch.empty_like(residual) if delta is not None else residual
-    normed = torch.empty_like(residual)
-    _add_rms_norm_kernel[(rows,)](
-        residual, delta if delta is not None else residual, weight, new_residual, normed, width, eps,
-        HAS_DELTA=delta is not None, BLOCK=triton.next_power_of_2(width), num_warps=8,
-    )  # fmt: skip
+    """(residual + delta, RMSNorm(residual + delta) * weight) for [S, hidden] tensors (``delta`` may be an
+    fp8 product's raw sums, scaled as they are read)."""
+    new_residual, normed, _ = _launch_add_rms_norm(residual, delta, weight, eps, quantize=False)
     return new_residual, normed
+
+
+def add_rms_norm_fp8(
+    residual: torch.Tensor, delta: torch.Tensor | UnscaledProduct | None, weight: torch.Tensor, eps: float
+) -> tuple[torch.Tensor, Fp8Rows]:
+    """add_rms_norm with the normed rows written as the next fp8 product's input (scaled per row)."""
+    new_residual, normed, scale = _launch_add_rms_norm(residual, delta, weight, eps, quantize=True)
+    assert scale is not None
+    return new_residual, Fp8Rows(normed, scale)
 
 
 @triton.jit
 def _rotary_write_kernel(
-    QKV, COS, SIN, Q_OUT, K, V, K_SCALE, V_SCALE, WRITE_INDEX,
+    QKV, QKV_ROW_SCALE, QKV_COL_SCALE, QKV_BIAS, COS, SIN, Q_OUT, K, V, K_SCALE, V_SCALE, WRITE_INDEX,
     qkv_row, cos_row,
     k_slot, k_head, k_pos,
     v_slot, v_head, v_pos,
     ks_slot, ks_head,
     vs_slot, vs_head,
     HEADS: tl.constexpr, KV_HEADS: tl.constexpr, HALF: tl.constexpr, SCALED: tl.constexpr, FP8_MAX: tl.constexpr,
+    QKV_SCALED: tl.constexpr, HAS_BIAS: tl.constexpr,
 ):  # fmt: skip
     slot = tl.program_id(0).to(tl.int64)
     head = tl.program_id(1)
     dims = tl.arange(0, HALF)
     source = QKV + slot * qkv_row + head * (2 * HALF)
-    first = tl.load(source + dims).to(tl.float32)
-    second = tl.load(source + HALF + dims).to(tl.float32)
+    first = tl.load(source + dims)
+    second = tl.load(source + HALF + dims)
+    if QKV_SCALED:  # an fp8 product's raw sums: scaled (and the bias added) as the product would have written them
+        row_scale = tl.load(QKV_ROW_SCALE + slot)
+        columns = head * (2 * HALF) + dims
+        first = (first.to(tl.float32) * row_scale * tl.load(QKV_COL_SCALE + columns)).to(Q_OUT.dtype.element_ty)
+        second = (second.to(tl.float32) * row_scale * tl.load(QKV_COL_SCALE + HALF + columns)).to(Q_OUT.dtype.element_ty)
+        if HAS_BIAS:
+            first = (first + tl.load(QKV_BIAS + columns)).to(Q_OUT.dtype.element_ty)
+            second = (second + tl.load(QKV_BIAS + HALF + columns)).to(Q_OUT.dtype.element_ty)
+    first = first.to(tl.float32)
+    second = second.to(tl.float32)
     position = tl.load(WRITE_INDEX + slot)
     if head < HEADS + KV_HEADS:
         cos_first = tl.load(COS + slot * cos_row + dims).to(tl.float32)
@@ -104,7 +164,7 @@ def _rotary_write_kernel(
 
 
 def rotary_and_write(
-    qkv: torch.Tensor,
+    qkv: torch.Tensor | UnscaledProduct,
     cos: torch.Tensor,
     sin: torch.Tensor,
     keys: torch.Tensor,
@@ -117,44 +177,107 @@ def rotary_and_write(
     value_scales: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The rotated queries [S, H, D]; rotated keys and the values written to keys/values[s, :, write_index[s]]
-    (an fp8 cache: scaled, with their scales written to key_scales/value_scales[s, :, write_index[s]])."""
-    slots = qkv.shape[0]
-    query = torch.empty((slots, heads, head_dim), dtype=qkv.dtype, device=qkv.device)
+    (an fp8 cache: scaled, with their scales written to key_scales/value_scales[s, :, write_index[s]]).
+    ``qkv`` may be an fp8 product's raw sums, scaled as they are read; S is then the rows of ``cos``."""
+    slots = cos.shape[0]
+    dtype = cos.dtype
+    row_scale = col_scale = bias = cos  # unread unless the product is unscaled
+    if isinstance(qkv, UnscaledProduct):
+        row_scale, col_scale = qkv.row_scale, qkv.col_scale
+        bias = qkv.bias if qkv.bias is not None else cos
+        has_bias, qkv_scaled = qkv.bias is not None, True
+        qkv = qkv.raw
+    else:
+        has_bias, qkv_scaled = False, False
+        dtype = qkv.dtype
+    query = torch.empty((slots, heads, head_dim), dtype=dtype, device=qkv.device)
     assert qkv.stride(1) == 1 and cos.stride(1) == 1 and sin.stride(1) == 1 and keys.stride(3) == 1 and values.stride(3) == 1
     scaled = key_scales is not None and value_scales is not None
     k_scale = key_scales if key_scales is not None else keys
     v_scale = value_scales if value_scales is not None else values
     assert k_scale.stride(-1) == 1 and v_scale.stride(-1) == 1
     _rotary_write_kernel[(slots, heads + 2 * kv_heads)](
-        qkv, cos, sin, query, keys, values, k_scale, v_scale, write_index,
+        qkv, row_scale, col_scale, bias, cos, sin, query, keys, values, k_scale, v_scale, write_index,
         qkv.stride(0), cos.stride(0),
         keys.stride(0), keys.stride(1), keys.stride(2),
         values.stride(0), values.stride(1), values.stride(2),
         k_scale.stride(0), k_scale.stride(1),
         v_scale.stride(0), v_scale.stride(1),
         HEADS=heads, KV_HEADS=kv_heads, HALF=head_dim // 2, SCALED=scaled, FP8_MAX=FP8_MAX,
+        QKV_SCALED=qkv_scaled, HAS_BIAS=has_bias,
     )  # fmt: skip
     return query
 
 
 @triton.jit
-def _silu_times_up_kernel(GATE_UP, OUT, width, BLOCK: tl.constexpr):
+def _silu_times_up_kernel(
+    GATE_UP, ROW_SCALE, COL_SCALE, OUT, OUT_SCALE, width,
+    SCALED: tl.constexpr, QUANTIZE: tl.constexpr, FP8_MAX: tl.constexpr, DTYPE: tl.constexpr, BLOCK: tl.constexpr,
+):  # fmt: skip
     row = tl.program_id(0).to(tl.int64)
     cols = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
     inside = cols < width
-    gate = tl.load(GATE_UP + row * 2 * width + cols, mask=inside, other=0.0).to(tl.float32)
+    gate = tl.load(GATE_UP + row * 2 * width + cols, mask=inside, other=0.0)
     up = tl.load(GATE_UP + row * 2 * width + width + cols, mask=inside, other=0.0)
+    if SCALED:  # an fp8 product's raw sums: scaled as the product would have written them
+        row_scale = tl.load(ROW_SCALE + row)
+        gate = (gate.to(tl.float32) * row_scale * tl.load(COL_SCALE + cols, mask=inside, other=0.0)).to(DTYPE)
+        up = (up.to(tl.float32) * row_scale * tl.load(COL_SCALE + width + cols, mask=inside, other=0.0)).to(DTYPE)
+    gate = gate.to(tl.float32)
     silu = (gate / (1.0 + tl.exp(-gate))).to(up.dtype)
-    tl.store(OUT + row * width + cols, silu * up, mask=inside)
+    hidden = silu * up
+    if QUANTIZE:  # the whole row is this program's (BLOCK >= width): scaled per row as quantize_rows would
+        hidden32 = hidden.to(tl.float32)
+        scale = tl.maximum(tl.max(tl.abs(hidden32), 0), 1e-12) / FP8_MAX
+        tl.store(OUT + row * width + cols, (hidden32 / scale).to(OUT.dtype.element_ty), mask=inside)
+        tl.store(OUT_SCALE + row, scale)
+    else:
+        tl.store(OUT + row * width + cols, hidden, mask=inside)
 
 
-def silu_times_up(gate_up: torch.Tensor) -> torch.Tensor:
-    rows, double = gate_up.shape
-    width = double // 2
-    out = torch.empty((rows, width), dtype=gate_up.dtype, device=gate_up.device)
-    block = 1024
-    _silu_times_up_kernel[(rows, triton.cdiv(width, block))](gate_up, out, width, BLOCK=block)
+_TRITON_DTYPES = {torch.bfloat16: tl.bfloat16, torch.float16: tl.float16, torch.float32: tl.float32}
+
+
+def silu_times_up(
+    gate_up: torch.Tensor | UnscaledProduct, rows: int | None = None, dtype: torch.dtype | None = None
+) -> torch.Tensor:
+    """SiLU(gate) * up of a fused [S, 2 W] gate/up product; for an fp8 product's raw sums, its first
+    ``rows`` rows, scaled as they are read, in ``dtype``."""
+    out, _ = _launch_silu(gate_up, rows, dtype, quantize=False)
     return out
+
+
+def silu_times_up_fp8(gate_up: UnscaledProduct, rows: int, dtype: torch.dtype) -> Fp8Rows:
+    """silu_times_up written as the next fp8 product's input (scaled per row)."""
+    out, scale = _launch_silu(gate_up, rows, dtype, quantize=True)
+    assert scale is not None
+    return Fp8Rows(out, scale)
+
+
+def _launch_silu(
+    gate_up: torch.Tensor | UnscaledProduct, rows: int | None, dtype: torch.dtype | None, quantize: bool
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    scaled = isinstance(gate_up, UnscaledProduct)
+    if isinstance(gate_up, UnscaledProduct):
+        assert gate_up.bias is None and rows is not None and dtype is not None
+        raw, row_scale, col_scale = gate_up.raw, gate_up.row_scale, gate_up.col_scale
+    else:
+        raw = row_scale = col_scale = gate_up
+        rows, dtype = gate_up.shape[0], gate_up.dtype
+    width = raw.shape[1] // 2
+    scale = None
+    if quantize:
+        out = torch.empty((padded_rows(rows), width), dtype=torch.float8_e4m3fn, device=raw.device)
+        scale = torch.ones((padded_rows(rows), 1), dtype=torch.float32, device=raw.device)
+        block, warps = triton.next_power_of_2(width), 16  # one program per row: the row's scale needs all of it
+    else:
+        out = torch.empty((rows, width), dtype=dtype, device=raw.device)
+        block, warps = 1024, 4
+    _silu_times_up_kernel[(rows, triton.cdiv(width, block))](
+        raw, row_scale, col_scale, out, scale if scale is not None else out, width,
+        SCALED=scaled, QUANTIZE=quantize, FP8_MAX=FP8_MAX, DTYPE=_TRITON_DTYPES[dtype], BLOCK=block, num_warps=warps,
+    )  # fmt: skip
+    return out, scale
 
 
 @triton.jit
@@ -166,6 +289,15 @@ def _quantize_rows_kernel(X, OUT, SCALE, width, limit, BLOCK: tl.constexpr):
     scale = tl.maximum(tl.max(tl.abs(x), 0), 1e-12) / limit
     tl.store(OUT + row * width + cols, (x / scale).to(OUT.dtype.element_ty), mask=inside)
     tl.store(SCALE + row, scale)
+
+
+def fp8_rows(x: torch.Tensor) -> Fp8Rows:
+    """A contiguous [S, width] tensor scaled per row into e4m3, rows padded for the fp8 product."""
+    rows, width = x.shape
+    out = torch.empty((padded_rows(rows), width), dtype=torch.float8_e4m3fn, device=x.device)
+    scale = torch.ones((padded_rows(rows), 1), dtype=torch.float32, device=x.device)
+    _quantize_rows_kernel[(rows,)](x, out, scale, width, FP8_MAX, BLOCK=triton.next_power_of_2(width), num_warps=8)
+    return Fp8Rows(out, scale)
 
 
 def quantize_rows(x: torch.Tensor, dtype: torch.dtype, limit: float) -> tuple[torch.Tensor, torch.Tensor]:
