@@ -186,6 +186,19 @@ def check_fp8_kernels() -> None:
         silu_fp8_scale_rel=((hq.scale[:slots] - h_scale).abs() / h_scale).max().item(),
         rotary_equal=bool((q0 == q1).all() and (caches[0] == caches[2]).all() and (caches[1] == caches[3]).all()),
     )
+    from harness.generation.quantization import LinearWeights, Quantization, fp8_unscaled_product, linear, quantize_weight
+
+    x = torch.randn(256, 3072, device=dev, dtype=bf)
+    weight = torch.randn(8192, 3072, device=dev, dtype=bf) * 0.02
+    codes, channel_scale = quantize_weight(weight, Quantization.FP8)
+    fp8 = LinearWeights(codes, channel_scale, None, Quantization.FP8)
+    exact = x.float() @ weight.float().t()
+    rowwise = linear(x, fp8).float()
+    unscaled = apply_scales(fp8_unscaled_product(td.fp8_rows(x), fp8, torch.ones((), device=dev)), 256, bf).float()
+    report(
+        "fp8_product_unit_vs_rowwise", rowwise_vs_exact=rel(rowwise, exact), unit_vs_exact=rel(unscaled, exact),
+        unit_vs_rowwise=rel(unscaled, rowwise),
+    )  # fmt: skip
     _check_decode_step_paths()
 
 
@@ -223,16 +236,22 @@ def _check_decode_step_paths() -> None:
         positions = pool.length + write_index
         tokens = torch.randint(0, config.vocab_size, (slots,), device=dev)
         logits = {}
-        for kernel in ("torch", "triton"):
+        between = step.fp8_between_kernels
+        for kernel, fp8_between in (("torch", False), ("triton", False), ("triton", between)):
             torch.manual_seed(1)
             keys = [torch.randn(slots, kv_heads, capacity, dim, device=dev, dtype=bf) for _ in range(layers)]
             values = [torch.randn_like(k) for k in keys]
+            step.fp8_between_kernels = fp8_between
             with torch.inference_mode():
-                logits[kernel] = step.logits(tokens, positions, keys, values, write_index, pool, kernel).float()
+                logits[kernel, fp8_between] = step.logits(tokens, positions, keys, values, write_index, pool, kernel).float()
+        fused, torch_path, plain_fused = logits["triton", between], logits["torch", False], logits["triton", False]
         report(
-            "decode_step_fused_vs_torch", quantize=mode.value, fp8_between_kernels=step.fp8_between_kernels,
-            logits_rel=rel_error(logits["triton"], logits["torch"]),
-            argmax_equal=(logits["triton"].argmax(-1) == logits["torch"].argmax(-1)).float().mean().item(),
+            "decode_step_fused_vs_torch", quantize=mode.value, fp8_between_kernels=between,
+            logits_rel=rel_error(fused, torch_path),
+            argmax_equal=(fused.argmax(-1) == torch_path.argmax(-1)).float().mean().item(),
+            # fp8 products between the kernels against row-wise scaled products after the same kernels:
+            logits_rel_vs_rowwise_products=rel_error(fused, plain_fused),
+            argmax_equal_vs_rowwise_products=(fused.argmax(-1) == plain_fused.argmax(-1)).float().mean().item(),
         )  # fmt: skip
         del model, step
         torch.cuda.empty_cache()
@@ -282,37 +301,26 @@ def check_products_time() -> None:
 
 
 def check_attention_configs() -> None:
-    """The shared-prefix kernels' launch choices (positions per step, warps, stages) on the attention_time
-    workload, bf16 and fp8 suffix: microseconds per layer of each, best first."""
+    """The shared-prefix kernels' launch choices on the attention_time workload: the suffix pass on an fp8
+    cache (positions per step, warps, stages) and the prefix pass (positions per program, warps).
+    Microseconds per layer of each, best first."""
     from harness.generation.triton_attention import LaunchConfig
 
+    suffix_choices = [LaunchConfig(b, w, st) for b in (32, 64, 128, 256) for w in (4, 8) for st in (2, 3, 4)]
+    prefix_choices = [LaunchConfig(64, w, 3, split=split) for split in (128, 256, 512) for w in (4, 8)]
     results = []
-    for scaled in (False, True):
-        for block in (32, 64, 128, 256):
-            for warps in (4, 8):
-                for stages in (2, 3, 4):
-                    config = LaunchConfig(block, warps, stages)
-                    try:
-                        figures = _attention_time(suffix_launch=config, labels=("fp8_suffix",) if scaled else ("bf16",))
-                    except Exception as exc:  # a choice the compiler cannot take (shared memory)
-                        results.append({"fp8": scaled, "suffix": [block, warps, stages], "error": str(exc)[:120]})
-                        continue
-                    results.append({"fp8": scaled, "suffix": [block, warps, stages], **next(iter(figures.values()))})
-        for block in (32, 64, 128) if not scaled else ():  # the prefix pass reads the model's dtype either way
-            for warps in (4, 8):
-                for stages in (2, 3, 4):
-                    config = LaunchConfig(block, warps, stages)
-                    try:
-                        figures = _attention_time(prefix_launch=config, labels=("fp8_suffix",) if scaled else ("bf16",))
-                    except Exception as exc:
-                        results.append({"fp8": scaled, "prefix": [block, warps, stages], "error": str(exc)[:120]})
-                        continue
-                    results.append({"fp8": scaled, "prefix": [block, warps, stages], **next(iter(figures.values()))})
-    ranked = sorted((r for r in results if "us_per_layer" in r), key=lambda r: r["us_per_layer"])
-    for scaled in (False, True):
-        for part in ("suffix", "prefix"):
-            best = [r for r in ranked if r["fp8"] == scaled and part in r][:3]
-            report("attention_configs_best", fp8=scaled, part=part, best=best)
+    for part, label, choices in (("suffix", "fp8_suffix", suffix_choices), ("prefix", "bf16", prefix_choices)):
+        for config in choices:
+            where = {"suffix_launch": config} if part == "suffix" else {"prefix_launch": config}
+            record = {"part": part, "cache": label, "config": [config.block, config.warps, config.stages, config.split]}
+            try:
+                record.update(_attention_time(labels=(label,), **where)[label])
+            except Exception as exc:  # a choice the compiler cannot take
+                record["error"] = str(exc)[:160]
+            results.append(record)
+    for part in ("suffix", "prefix"):
+        ranked = sorted((r for r in results if r["part"] == part and "us_per_layer" in r), key=lambda r: r["us_per_layer"])
+        report("attention_configs_best", part=part, best=ranked[:5])
     report("attention_configs", results=results)
 
 
@@ -601,7 +609,7 @@ def main() -> None:
             report("check_failed", error=traceback.format_exc()[-2000:])
         flush()
     variants = args.variants.split(",")
-    for part in args.shapes.split(","):
+    for part in filter(None, args.shapes.split(",")):
         shape, slot_text = part.split("=")
         slots, more = (int(x) for x in slot_text.split(":"))
         tokenizer = build_tokenizer([p for _, p in all_prompts], SHAPES[shape][-1])

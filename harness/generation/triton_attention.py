@@ -23,18 +23,22 @@ BLOCK = 64  # positions per inner step
 
 @dataclass(frozen=True)
 class LaunchConfig:
-    """A kernel's positions per inner step and its launch settings (bench/generation_steps.py's
-    ``attention_configs`` check measures the choices)."""
+    """A kernel's positions per inner step, its launch settings and, for the prefix pass, the prefix
+    positions per program (``split``); bench/generation_steps.py's ``attention_configs`` check measures
+    the choices."""
 
     block: int
     warps: int
     stages: int
+    split: int = SPLIT
 
 
 PREFIX_LAUNCH = LaunchConfig(BLOCK, 4, 3)
-# The suffix pass, by the cache's format: an fp8 block is half the bytes of a bf16 one, so it takes
-# twice the positions per step to keep as many bytes in flight.
-SUFFIX_LAUNCH = {False: LaunchConfig(BLOCK, 4, 3), True: LaunchConfig(BLOCK, 4, 3)}
+# The suffix pass by the cache's format.  fp8, measured on the H200 (docs/BENCHMARKS.md): twice the
+# positions per step and two stages, 98 against 117 us per layer with the bf16 choice.  Loading the
+# next block ahead by hand, q.k on the fp8 tensor cores, and float32 arithmetic on the CUDA cores were
+# all slower.
+SUFFIX_LAUNCH = {False: LaunchConfig(BLOCK, 4, 3), True: LaunchConfig(2 * BLOCK, 4, 2)}
 
 
 @triton.jit
@@ -316,7 +320,8 @@ def triton_shared_prefix_attention(
     kv_heads = keys.shape[1]
     group = heads // kv_heads
     members = groups.shape[1] - 2
-    prefix_splits = triton.cdiv(max(1, longest), SPLIT)
+    prefix_launch = prefix_launch or PREFIX_LAUNCH
+    prefix_splits = triton.cdiv(max(1, longest), prefix_launch.split)
     acc = torch.empty((slots, heads, prefix_splits, head_dim), dtype=torch.float32, device=query.device)
     maxima = torch.empty((slots, heads, prefix_splits), dtype=torch.float32, device=query.device)
     sums = torch.empty_like(maxima)
@@ -324,7 +329,6 @@ def triton_shared_prefix_attention(
     assert query.stride(-1) == 1 and keys.stride(-1) == 1 and values.stride(-1) == 1
     assert prefix_keys.stride(-1) == 1 and prefix_values.stride(-1) == 1 and groups.is_contiguous()
     scaled = scales is not None
-    prefix_launch = prefix_launch or PREFIX_LAUNCH
     suffix_launch = suffix_launch or SUFFIX_LAUNCH[scaled]
     # Unused pointers when unscaled: any tensor will do (the kernel never reads them).
     k_scale, v_scale = (scales.keys, scales.values) if scales is not None else (keys, values)
@@ -339,7 +343,7 @@ def triton_shared_prefix_attention(
         groups.stride(0),
         scale,
         GROUP=group, MEMBERS=members, ROWS=max(16, triton.next_power_of_2(members * group)), HEAD_DIM=head_dim,
-        BLOCK=prefix_launch.block, SPLIT=SPLIT, num_warps=prefix_launch.warps, num_stages=prefix_launch.stages,
+        BLOCK=prefix_launch.block, SPLIT=prefix_launch.split, num_warps=prefix_launch.warps, num_stages=prefix_launch.stages,
     )  # fmt: skip
     _suffix_kernel[(slots, kv_heads)](
         query, keys, values, k_scale, v_scale, lengths, prefix_length, acc, maxima, sums, out,
@@ -353,6 +357,7 @@ def triton_shared_prefix_attention(
         out.stride(0), out.stride(1),
         scale,
         GROUP=group, GROUP_PAD=max(16, triton.next_power_of_2(group)), HEAD_DIM=head_dim, BLOCK=suffix_launch.block,
-        PREFIX_SPLITS=prefix_splits, SPLIT=SPLIT, SCALED=scaled, num_warps=suffix_launch.warps, num_stages=suffix_launch.stages,
+        PREFIX_SPLITS=prefix_splits, SPLIT=prefix_launch.split, SCALED=scaled,
+        num_warps=suffix_launch.warps, num_stages=suffix_launch.stages,
     )  # fmt: skip
     return out.view(slots, 1, heads, head_dim)

@@ -63,7 +63,7 @@ def _launch_add_rms_norm(
     scale = None
     if quantize:
         normed = torch.empty((padded_rows(rows), width), dtype=torch.float8_e4m3fn, device=residual.device)
-        scale = torch.ones((padded_rows(rows), 1), dtype=torch.float32, device=residual.device)
+        scale = torch.empty((padded_rows(rows), 1), dtype=torch.float32, device=residual.device)
     else:
         normed = torch.empty_like(residual)
     scaled = isinstance(delta, UnscaledProduct)
@@ -268,7 +268,7 @@ def _launch_silu(
     scale = None
     if quantize:
         out = torch.empty((padded_rows(rows), width), dtype=torch.float8_e4m3fn, device=raw.device)
-        scale = torch.ones((padded_rows(rows), 1), dtype=torch.float32, device=raw.device)
+        scale = torch.empty((padded_rows(rows), 1), dtype=torch.float32, device=raw.device)
         block, warps = triton.next_power_of_2(width), 16  # one program per row: the row's scale needs all of it
     else:
         out = torch.empty((rows, width), dtype=dtype, device=raw.device)
@@ -295,7 +295,7 @@ def fp8_rows(x: torch.Tensor) -> Fp8Rows:
     """A contiguous [S, width] tensor scaled per row into e4m3, rows padded for the fp8 product."""
     rows, width = x.shape
     out = torch.empty((padded_rows(rows), width), dtype=torch.float8_e4m3fn, device=x.device)
-    scale = torch.ones((padded_rows(rows), 1), dtype=torch.float32, device=x.device)
+    scale = torch.empty((padded_rows(rows), 1), dtype=torch.float32, device=x.device)
     _quantize_rows_kernel[(rows,)](x, out, scale, width, FP8_MAX, BLOCK=triton.next_power_of_2(width), num_warps=8)
     return Fp8Rows(out, scale)
 
