@@ -561,6 +561,12 @@ def measure(model, tokenizer, chosen, n, max_new, options, label: str) -> dict:
         "ms_per_step": round(1000 * (seconds - stats.setup_seconds) / stats.decode_steps, 3),
         "peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2),
     }
+    if stats.decode_gpu_seconds is not None and stats.refill_gpu_seconds is not None and stats.wall_seconds:
+        # Where the wall time after set-up went: the GPU's decode chunks, its refills (prefills), and the
+        # rest, when the GPU waited for the host.
+        result["gpu_ms_per_step"] = round(1000 * stats.decode_gpu_seconds / stats.decode_steps, 3)
+        result["decode_gpu_share"] = round(stats.decode_gpu_seconds / stats.wall_seconds, 3)
+        result["refill_gpu_share"] = round(stats.refill_gpu_seconds / stats.wall_seconds, 3)
     report("throughput", **result)
     result["outputs"] = outputs
     return result

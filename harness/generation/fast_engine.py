@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import inspect
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -169,6 +170,39 @@ class RunStats:
     decode_steps: int  # decode steps run
     row_steps: int  # slot-steps computed, busy or idle (the small bank at a run's end counts its own size)
     setup_seconds: float  # cache allocation and CUDA-graph capture
+    # GPU time of the decode chunks and of the refills (prompt prefills, pool writes, slot resets), and
+    # the run's wall time after set-up: where the rest went, the GPU waited for the host.  None off CUDA.
+    decode_gpu_seconds: float | None = None
+    refill_gpu_seconds: float | None = None
+    wall_seconds: float | None = None
+
+
+class _GpuTimes:
+    """GPU time of each kind of a run's work, from CUDA event pairs around it, read when the run is over
+    (reading each as it comes would make the host wait for the GPU)."""
+
+    def __init__(self, device: torch.device):
+        self.enabled = device.type == "cuda"
+        self.pairs: dict[str, list[tuple[torch.cuda.Event, torch.cuda.Event]]] = {}
+
+    @contextmanager
+    def span(self, kind: str) -> Iterator[None]:
+        if not self.enabled:
+            yield
+            return
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        yield
+        end.record()
+        self.pairs.setdefault(kind, []).append((start, end))
+
+    def seconds(self, kind: str) -> float | None:
+        if not self.enabled:
+            return None
+        pairs = self.pairs.get(kind, [])
+        if pairs:
+            pairs[-1][1].synchronize()
+        return sum(start.elapsed_time(end) for start, end in pairs) / 1000
 
 
 @dataclass
@@ -219,7 +253,13 @@ class FastEngine:
             slot_run = _SlotRun(self, planned, prompts, capacity, slot_count, SampleFeed(remaining, by_task))
             slot_run.run(sink, started)
             self.last_run = RunStats(
-                slot_count, slot_run.launched * slot_run.chunk_steps, slot_run.row_steps, slot_run.setup_seconds
+                slot_count,
+                slot_run.launched * slot_run.chunk_steps,
+                slot_run.row_steps,
+                slot_run.setup_seconds,
+                slot_run.gpu_times.seconds("decode"),
+                slot_run.gpu_times.seconds("refill"),
+                time.perf_counter() - started - slot_run.setup_seconds,
             )
 
         previous = self.model.config._attn_implementation
@@ -326,6 +366,7 @@ class _SlotRun:
         pin = self.device.type == "cuda"
         self.recent_host = [torch.zeros((slots, self.chunk_steps), dtype=torch.int64, pin_memory=pin) for _ in range(2)]
         self.recent_ready = [torch.cuda.Event() if pin else None for _ in range(2)]
+        self.gpu_times = _GpuTimes(self.device)
         self.full = _Bank(self, slots)
         # A run ends with few samples left (the long ones): decoding them in a quarter-size bank
         # makes those steps cheaper than dragging all the idle slots along.
@@ -395,10 +436,11 @@ class _SlotRun:
 
     def _launch(self, chunk: int) -> None:
         self.row_steps += self.bank.size * self.chunk_steps
-        if self.bank.graph is not None:
-            self.bank.graph.replay()
-        else:
-            self._chunk(self.bank)
+        with self.gpu_times.span("decode"):
+            if self.bank.graph is not None:
+                self.bank.graph.replay()
+            else:
+                self._chunk(self.bank)
         buffer = chunk % 2
         ready = self.recent_ready[buffer]
         self.recent_host[buffer].copy_(self.recent, non_blocking=ready is not None)
@@ -448,6 +490,10 @@ class _SlotRun:
             self.space.give(*self.entries.pop(job_index))
 
     def _refill(self, first_chunk: int) -> None:
+        with self.gpu_times.span("refill"):
+            self._refill_slots(first_chunk)
+
+    def _refill_slots(self, first_chunk: int) -> None:
         free = [slot for slot, active in enumerate(self.active) if active is None]
         self.feed.top_up(len(free))
         taken: list[int] = []

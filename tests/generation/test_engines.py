@@ -269,6 +269,8 @@ def test_out_of_memory_halves_the_slots_and_loses_nothing(tiny, monkeypatch):
     engine = FastEngine(model, tokenizer, GREEDY, FastEngineOptions(slots=9, chunk_steps=4), say=messages.append)
     found = _run(engine, jobs)
     assert engine.last_run.slots == 2 and len(messages) == 2 and "batch size 2" in messages[-1]
+    # The stats are the completed attempt's; GPU times exist only on CUDA.
+    assert engine.last_run.wall_seconds > 0 and engine.last_run.decode_gpu_seconds is None
     for task_id, prompt in PROMPTS:
         assert list(found[(task_id, 0)].token_ids) == _reference(model, tokenizer, prompt, 20)
 
