@@ -113,13 +113,7 @@ class DecodeStep:
                 keys[index][rows, :, write_index] = key
                 values[index][rows, :, write_index] = value.view(slots, kv_heads, dim)
             query = query.view(slots, heads, 1, dim)
-            if pool is not None:
-                layer_scales = KVScales(key_scales[index], value_scales[index]) if key_scales and value_scales else None
-                attended = shared_prefix_attention(
-                    query, keys[index], values[index], lengths, pool, index, self.scale, kernel, layer_scales
-                )
-            else:
-                attended = decode_attention(query, keys[index], values[index], lengths, self.scale, kernel)
+            attended = self._attend(query, index, keys, values, lengths, pool, kernel, key_scales, value_scales)
             attended = linear(attended.reshape(slots, heads * dim), layer.out)
             norm = self.post_norms[index]
             if fused:
@@ -140,6 +134,26 @@ class DecodeStep:
         else:
             x = norm(residual + delta if delta is not None else residual)
         return self.lm_head(x)
+
+    def _attend(
+        self,
+        query: torch.Tensor,
+        index: int,
+        keys: list[torch.Tensor],
+        values: list[torch.Tensor],
+        lengths: torch.Tensor,
+        pool: PrefixPool | None,
+        kernel: str,
+        key_scales: list[torch.Tensor] | None,
+        value_scales: list[torch.Tensor] | None,
+    ) -> torch.Tensor:
+        """Layer ``index``'s decode attention over the slots' caches (with the shared prefix where there is a pool)."""
+        if pool is not None:
+            layer_scales = KVScales(key_scales[index], value_scales[index]) if key_scales and value_scales else None
+            return shared_prefix_attention(
+                query, keys[index], values[index], lengths, pool, index, self.scale, kernel, layer_scales
+            )
+        return decode_attention(query, keys[index], values[index], lengths, self.scale, kernel)
 
     def _fp8_logits(
         self,
@@ -172,13 +186,7 @@ class DecodeStep:
                 value_scales[index] if value_scales is not None else None,
             )  # fmt: skip
             query = query.view(slots, heads, 1, dim)
-            if pool is not None:
-                layer_scales = KVScales(key_scales[index], value_scales[index]) if key_scales and value_scales else None
-                attended = shared_prefix_attention(
-                    query, keys[index], values[index], lengths, pool, index, self.scale, "triton", layer_scales
-                )
-            else:
-                attended = decode_attention(query, keys[index], values[index], lengths, self.scale, "triton")
+            attended = self._attend(query, index, keys, values, lengths, pool, "triton", key_scales, value_scales)
             out = fp8_unscaled_product(triton_decode.fp8_rows(attended.reshape(slots, heads * dim)), layer.out, self.unit)
             norm = self.post_norms[index]
             residual, x = triton_decode.add_rms_norm_fp8(residual, out, norm.weight, norm.variance_epsilon)
