@@ -578,7 +578,7 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=32)
     parser.add_argument("--n", type=int, default=20)
     parser.add_argument("--max-new-tokens", type=int, default=512)
-    parser.add_argument("--variants", default="before,shared,fused,more_slots,fp8,fp8_kv,kv_fp8,int8")
+    parser.add_argument("--variants", default="before,shared,one_prefill,fused,more_slots,fp8,fp8_kv,kv_fp8,int8")
     parser.add_argument(
         "--checks",
         default="kernels,fp8_kernels,greedy,syncs,attention_time,products_time",
@@ -625,7 +625,9 @@ def main() -> None:
         base: dict | None = None
         plan = [
             ("before", dict(shared_prefix=False, fused_step=False), slots, Quantization.NONE),
-            ("shared", dict(shared_prefix=True, fused_step=False), slots, Quantization.NONE),
+            ("shared", dict(shared_prefix=True, fused_step=False, prefill_batch=1), slots, Quantization.NONE),
+            # The fused step with each prompt prefilled in a forward of its own (before batched prefill).
+            ("one_prefill", dict(shared_prefix=True, fused_step=True, prefill_batch=1), slots, Quantization.NONE),
             ("fused", dict(shared_prefix=True, fused_step=True), slots, Quantization.NONE),
             ("more_slots", dict(shared_prefix=True, fused_step=True), more, Quantization.NONE),
             ("kv_fp8", dict(shared_prefix=True, fused_step=True, kv_cache=KVCacheFormat.FP8), slots, Quantization.NONE),

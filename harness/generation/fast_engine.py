@@ -64,6 +64,9 @@ from harness.generation.sampling import choose_tokens
 ATTENTION_NAME = "taco_slots"
 SUPPORTED_MODEL_TYPES = ("llama", "qwen2", "qwen3", "mistral")
 MAX_AUTO_SLOTS = 512
+# A batched prefill's padded prompt tokens at most: bounds its activations (well inside the headroom
+# _auto_slots keeps), whatever the prompts' lengths.
+MAX_PREFILL_TOKENS = 8192
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,14 @@ class FastEngineOptions:
     fused_step: bool = True
     quantization: Quantization = Quantization.NONE  # applied to the model's projections (quantization.py)
     kv_cache: KVCacheFormat = KVCacheFormat.MODEL  # fp8: K/V stored as scaled float8 (kv_cache.py)
+    # With the shared prefix, the prompts taken in one refill are prefilled together, this many (and
+    # MAX_PREFILL_TOKENS padded tokens) to a forward: the model's eager forward costs the host about
+    # as much for one prompt as for several.  1: one prompt a forward.
+    prefill_batch: int = 16
+
+    def __post_init__(self) -> None:
+        if self.prefill_batch < 1:
+            raise ValueError(f"prefill_batch must be at least 1, not {self.prefill_batch}")
 
 
 def unsupported_reason(model: Any) -> str | None:
@@ -148,6 +159,24 @@ class _SlotCache:
         keys[self.rows, :, self.write_index] = key_states[:, :, 0]
         values[self.rows, :, self.write_index] = value_states[:, :, 0]
         return keys, values
+
+
+class _PoolWriter:
+    """A batched prefill's cache: each layer's K/V [B, KVH, L, D], as the forward makes them, are written
+    to the prefix pool at each prompt's range (prompt b's first ``lengths[b]`` positions; the rest is
+    padding), so no layer's K/V outlives its layer."""
+
+    def __init__(self, pool: PrefixPool, targets: Sequence[tuple[int, int]]):
+        self.pool, self.targets = pool, targets  # (pool start, length) per batch row
+
+    def update(
+        self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int, *args: Any, **kwargs: Any
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        keys, values = self.pool.keys[layer_idx], self.pool.values[layer_idx]
+        for row, (start, length) in enumerate(self.targets):
+            keys[:, start : start + length] = key_states[row, :, :length]
+            values[:, start : start + length] = value_states[row, :, :length]
+        return key_states, value_states
 
 
 class _PromptCapture:
@@ -462,9 +491,35 @@ class _SlotRun:
         )
         return capture
 
-    def _shared_entry(self, job_index: int) -> tuple[int, int] | None:
-        """The pool range holding this job's prompt prefix, prefilled and written there on first use;
-        None while the pool has no room for it."""
+    def _prefill_into_pool(self, entries: list[tuple[int, int, int]]) -> None:
+        """Prefill the prompts of ``entries`` (job index, pool start, length) and write their K/V to the
+        pool: in batches of similar lengths, right-padded to the batch's longest (causal attention keeps
+        each prompt's K/V what its own forward would give, whatever padding follows it)."""
+        assert self.pool is not None
+        entries = sorted(entries, key=lambda entry: entry[2])
+        while entries:
+            count = 1
+            while (
+                count < min(len(entries), self.engine.options.prefill_batch)
+                and (count + 1) * entries[count][2] <= MAX_PREFILL_TOKENS
+            ):
+                count += 1
+            batch, entries = entries[:count], entries[count:]
+            width = batch[-1][2]
+            # Padding repeats the prompt's last prefix token: any token would do, none is ever read.
+            rows = [self.prompts[job][:length] + [self.prompts[job][length - 1]] * (width - length) for job, _, length in batch]
+            self.model(
+                # Through pinned memory: a plain copy from a list would wait for the chunks already queued.
+                input_ids=_to_device(torch.tensor(rows), self.device),
+                position_ids=torch.arange(width, device=self.device)[None].expand(len(rows), -1),
+                use_cache=True,
+                logits_to_keep=1,
+                **{self.cache_argument: _PoolWriter(self.pool, [(start, length) for _, start, length in batch])},
+            )
+
+    def _shared_entry(self, job_index: int, to_prefill: list[tuple[int, int, int]]) -> tuple[int, int] | None:
+        """The pool range holding this job's prompt prefix; on first use it is taken and the job added to
+        ``to_prefill`` (the refill prefills them together); None while the pool has no room for it."""
         if job_index in self.entries:
             return self.entries[job_index]
         assert self.pool is not None
@@ -472,11 +527,8 @@ class _SlotRun:
         start = self.space.take(length) if length else 0
         if start is None:
             return None
-        capture = self._prefill(job_index)
-        if capture is not None:
-            for layer, (keys, values) in enumerate(zip(self.pool.keys, self.pool.values)):
-                keys[:, start : start + length] = capture.keys[layer][0]
-                values[:, start : start + length] = capture.values[layer][0]
+        if length:
+            to_prefill.append((job_index, start, length))
         self.entries[job_index] = (start, length)
         return start, length
 
@@ -500,13 +552,14 @@ class _SlotRun:
         values: list[tuple[int, int, int, int]] = []  # token, position, seed high/low per taken slot
         prefixes: list[tuple[int, int]] = []  # pool start and length per taken slot (shared prefix)
         eos = self.engine.eos_ids
+        to_prefill: list[tuple[int, int, int]] = []  # (job index, pool start, length) of new pool entries
         if self.pool is not None:
             self._release_entries()
         while free and self.pending:
             job_index = self.pending[0][0]
             entry = (0, 0)
             if self.pool is not None:
-                found = self._shared_entry(job_index)
+                found = self._shared_entry(job_index, to_prefill)
                 if found is None:
                     break  # the pool is full: wait for running prompts to end
                 entry = found
@@ -532,6 +585,8 @@ class _SlotRun:
             prefixes.extend(entry for _ in group)
             for seed in seeds:
                 values.append((prompt[-1], len(prompt) - 1, seed >> 32, seed & 0xFFFFFFFF))
+        if to_prefill:
+            self._prefill_into_pool(to_prefill)
         # Idle slots restart at position 0 so that their (discarded) attention stays cheap.
         taken.extend(free)
         values.extend((0, 0, 0, 0) for _ in free)
