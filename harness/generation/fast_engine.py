@@ -207,31 +207,43 @@ class RunStats:
 
 
 class _GpuTimes:
-    """GPU time of each kind of a run's work, from CUDA event pairs around it, read when the run is over
-    (reading each as it comes would make the host wait for the GPU)."""
+    """GPU time of each kind of a run's work, from CUDA event pairs around it.  A pair is read once the
+    GPU has passed it (queried, never waited for: waiting would make the host wait for the GPU), so
+    only the pairs still ahead of the GPU are kept."""
 
     def __init__(self, device: torch.device):
         self.enabled = device.type == "cuda"
         self.pairs: dict[str, list[tuple[torch.cuda.Event, torch.cuda.Event]]] = {}
+        self.milliseconds: dict[str, float] = {}
 
     @contextmanager
     def span(self, kind: str) -> Iterator[None]:
         if not self.enabled:
             yield
             return
+        pairs = self.pairs.setdefault(kind, [])
+        while pairs and pairs[0][1].query():
+            self._read(kind, pairs.pop(0))
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         start.record()
         yield
         end.record()
-        self.pairs.setdefault(kind, []).append((start, end))
+        pairs.append((start, end))
+
+    def _read(self, kind: str, pair: tuple[torch.cuda.Event, torch.cuda.Event]) -> None:
+        self.milliseconds[kind] = self.milliseconds.get(kind, 0.0) + pair[0].elapsed_time(pair[1])
 
     def seconds(self, kind: str) -> float | None:
+        """The kind's total (at the run's end: the last pair is waited for)."""
         if not self.enabled:
             return None
         pairs = self.pairs.get(kind, [])
         if pairs:
             pairs[-1][1].synchronize()
-        return sum(start.elapsed_time(end) for start, end in pairs) / 1000
+        for pair in pairs:
+            self._read(kind, pair)
+        pairs.clear()
+        return self.milliseconds.get(kind, 0.0) / 1000
 
 
 @dataclass
@@ -476,19 +488,23 @@ class _SlotRun:
         if ready is not None:
             ready.record()
 
+    def _forward_prompts(self, rows: list[list[int]], cache: _PromptCapture | _PoolWriter) -> None:
+        """The model's forward over prompt rows of one length, for the K/V it hands to ``cache``."""
+        self.model(
+            # Through pinned memory: a plain copy from a list would wait for the chunks already queued.
+            input_ids=_to_device(torch.tensor(rows), self.device),
+            position_ids=torch.arange(len(rows[0]), device=self.device)[None].expand(len(rows), -1),
+            use_cache=True,
+            logits_to_keep=1,
+            **{self.cache_argument: cache},
+        )
+
     def _prefill(self, job_index: int) -> _PromptCapture | None:
         ids = self.prompts[job_index][:-1]  # the last prompt token is fed by the first decode step
         if not ids:
             return None
         capture = _PromptCapture()
-        self.model(
-            # Through pinned memory: a plain copy from a list would wait for the chunks already queued.
-            input_ids=_to_device(torch.tensor([ids]), self.device),
-            position_ids=torch.arange(len(ids), device=self.device)[None],
-            use_cache=True,
-            logits_to_keep=1,
-            **{self.cache_argument: capture},
-        )
+        self._forward_prompts([ids], capture)
         return capture
 
     def _prefill_into_pool(self, entries: list[tuple[int, int, int]]) -> None:
@@ -508,14 +524,7 @@ class _SlotRun:
             width = batch[-1][2]
             # Padding repeats the prompt's last prefix token: any token would do, none is ever read.
             rows = [self.prompts[job][:length] + [self.prompts[job][length - 1]] * (width - length) for job, _, length in batch]
-            self.model(
-                # Through pinned memory: a plain copy from a list would wait for the chunks already queued.
-                input_ids=_to_device(torch.tensor(rows), self.device),
-                position_ids=torch.arange(width, device=self.device)[None].expand(len(rows), -1),
-                use_cache=True,
-                logits_to_keep=1,
-                **{self.cache_argument: _PoolWriter(self.pool, [(start, length) for _, start, length in batch])},
-            )
+            self._forward_prompts(rows, _PoolWriter(self.pool, [(start, length) for _, start, length in batch]))
 
     def _shared_entry(self, job_index: int, to_prefill: list[tuple[int, int, int]]) -> tuple[int, int] | None:
         """The pool range holding this job's prompt prefix; on first use it is taken and the job added to

@@ -12,21 +12,17 @@ import pytest
 
 from harness.data.testcases import parse_input_output
 from harness.evaluation.execution import ExecutionJob
-from harness.judging.programs import stdin_programs
 from harness.judging.verdicts import Verdict
 from harness.sandbox.interface import Sandbox
 from sandbox_image.taco_runner.protocol import (
     CaseFinished,
     Compiled,
     CompileStatus,
-    JobDone,
     NonZeroExit,
     Output,
     RunnerMessage,
-    RunStdinJob,
 )
-
-_job_ids = iter(range(1_000_000, 2_000_000))
+from tests.support.raw_jobs import run_stdin_job
 
 
 @dataclass
@@ -39,22 +35,7 @@ class RawStdinJob:
     messages: list[RunnerMessage] = field(default_factory=list)
 
     def run(self, sandbox: Sandbox) -> list[RunnerMessage]:
-        programs = stdin_programs(self.code)
-        job_id = next(_job_ids)
-        sandbox.send(
-            RunStdinJob(
-                job_id, 4.0, 1 << 20, False, self.fresh,
-                programs.compile_program, programs.exec_program, programs.second_program, self.inputs,
-            )
-        )  # fmt: skip
-        messages = []
-        while True:
-            message = sandbox.recv(60.0)
-            if getattr(message, "job_id", None) != job_id:
-                continue
-            messages.append(message)
-            if isinstance(message, JobDone):
-                return messages
+        return run_stdin_job(sandbox, self.code, self.inputs, fresh=self.fresh)
 
     def infrastructure_error(self, reason: str) -> list[RunnerMessage]:
         raise AssertionError(f"no sandbox could run the job: {reason}")

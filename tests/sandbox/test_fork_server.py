@@ -20,11 +20,9 @@ import pytest
 from harness.data.testcases import parse_input_output
 from harness.errors import SandboxError
 from harness.evaluation.execution import ExecutionJob, RunLimits, run_job
-from harness.judging.programs import stdin_programs
 from harness.sandbox.docker.backend import DockerBackend
-from sandbox_image.taco_runner.protocol import CaseFinished, JobDone, Output, RunStdinJob, TimedOut
-
-_job_ids = iter(range(3_000_000, 4_000_000))
+from sandbox_image.taco_runner.protocol import CaseFinished, Output, TimedOut
+from tests.support.raw_jobs import run_stdin_job
 
 
 @dataclass
@@ -60,23 +58,8 @@ def box(docker_client, sandbox_image):
 
 def _raw_stdin_job(sandbox, code: str, inputs: tuple[str, ...], timeout: float = 4.0) -> list[CaseFinished]:
     """Send one stdin job as the evaluator would and return its CaseFinished messages."""
-    programs = stdin_programs(code)
-    job_id = next(_job_ids)
-    sandbox.send(
-        RunStdinJob(
-            job_id, timeout, 1 << 20, False, False,
-            programs.compile_program, programs.exec_program, programs.second_program, inputs,
-        )
-    )  # fmt: skip
-    cases = []
-    while True:
-        message = sandbox.recv(120.0)
-        if getattr(message, "job_id", None) != job_id:
-            continue
-        if isinstance(message, CaseFinished):
-            cases.append(message)
-        if isinstance(message, JobDone):
-            return cases
+    messages = run_stdin_job(sandbox, code, inputs, timeout=timeout, wait=120.0)
+    return [message for message in messages if isinstance(message, CaseFinished)]
 
 
 _PARENT_REPORT = (
