@@ -5,6 +5,8 @@ slots in the memory the shared prefix frees, then fp8 and int8 at the same slots
 
 Workload (the issue's job): the real TACO test prompts (evenly spaced), n samples each, every sample
 ``--max-new-tokens`` long (random weights never stop by themselves), temperature 0.2, top-p 0.95.
+Each variant first runs a short warm-up job with its own options, so that no variant's figure carries
+the compile of kernels it happens to be the first to use.
 
     python bench/generation_steps.py --out steps.json
 """
@@ -165,6 +167,14 @@ def check_fp8_kernels() -> None:
     h1 = td.silu_times_up(gate_up, slots, bf)
     hq = td.silu_times_up_fp8(gate_up, slots, bf)
     h_codes, h_scale = td.quantize_rows(h0.contiguous(), torch.float8_e4m3fn, FP8_MAX)
+    # Past CHUNKED_SILU_ROWS the fp8 SiLU runs chunked (the 1.5B shape's 512 rows of 8,960).
+    wide_rows, wide = 512, 8960
+    wide_product = UnscaledProduct(
+        (torch.randn(wide_rows, 2 * wide, device=dev) * 50).to(bf), torch.rand(wide_rows, 1, device=dev) * 0.01 + 0.001,
+        torch.rand(2 * wide, device=dev) * 0.01 + 0.001, None,
+    )  # fmt: skip
+    wide_q = td.silu_times_up_fp8(wide_product, wide_rows, bf)
+    wide_codes, wide_scale = td.quantize_rows(td.silu_times_up(wide_product, wide_rows, bf), torch.float8_e4m3fn, FP8_MAX)
     heads, kv_heads, dim = 24, 8, 128
     columns = (heads + 2 * kv_heads) * dim
     qkv = UnscaledProduct(
@@ -184,6 +194,10 @@ def check_fp8_kernels() -> None:
         silu_equal=bool((h0 == h1).all()),
         silu_fp8_codes_equal=(hq.values[:slots].float() == h_codes.float()).float().mean().item(),
         silu_fp8_scale_rel=((hq.scale[:slots] - h_scale).abs() / h_scale).max().item(),
+        silu_fp8_chunked_identical=bool(
+            torch.equal(wide_q.values[:wide_rows].view(torch.uint8), wide_codes.view(torch.uint8))
+            and torch.equal(wide_q.scale[:wide_rows], wide_scale)
+        ),
         rotary_equal=bool((q0 == q1).all() and (caches[0] == caches[2]).all() and (caches[1] == caches[3]).all()),
     )
     from harness.generation.quantization import LinearWeights, Quantization, fp8_unscaled_product, linear, quantize_weight
@@ -301,26 +315,31 @@ def check_products_time() -> None:
 
 
 def check_attention_configs() -> None:
-    """The shared-prefix kernels' launch choices on the attention_time workload: the suffix pass on an fp8
-    cache (positions per step, warps, stages) and the prefix pass (positions per program, warps).
-    Microseconds per layer of each, best first."""
+    """The shared-prefix kernels' launch choices on the attention_time workload: the suffix pass (positions
+    per step, warps, stages) for each cache format at both shapes, and the prefix pass (positions per
+    program, warps) at the 3B shape.  Microseconds per layer of each, best first."""
     from harness.generation.triton_attention import LaunchConfig
 
-    suffix_choices = [LaunchConfig(b, w, st) for b in (32, 64, 128, 256) for w in (4, 8) for st in (2, 3, 4)]
+    suffix_choices = [LaunchConfig(b, w, st) for b in (32, 64, 128) for w in (4, 8) for st in (2, 3)]
     prefix_choices = [LaunchConfig(64, w, 3, split=split) for split in (128, 256, 512) for w in (4, 8)]
+    runs = [("suffix", shape, label, suffix_choices) for shape in ATTENTION_SHAPES for label in ("bf16", "fp8_suffix")]
+    runs.append(("prefix", "llama-3.2-3b", "bf16", prefix_choices))
     results = []
-    for part, label, choices in (("suffix", "fp8_suffix", suffix_choices), ("prefix", "bf16", prefix_choices)):
+    for part, shape, label, choices in runs:
         for config in choices:
             where = {"suffix_launch": config} if part == "suffix" else {"prefix_launch": config}
-            record = {"part": part, "cache": label, "config": [config.block, config.warps, config.stages, config.split]}
+            launch = [config.block, config.warps, config.stages, config.split]
+            record = {"part": part, "shape": shape, "cache": label, "config": launch}
             try:
-                record.update(_attention_time(labels=(label,), **where)[label])
+                record.update(_attention_time(labels=(label,), shape=shape, **where)[label])
             except Exception as exc:  # a choice the compiler cannot take
                 record["error"] = str(exc)[:160]
             results.append(record)
-    for part in ("suffix", "prefix"):
-        ranked = sorted((r for r in results if r["part"] == part and "us_per_layer" in r), key=lambda r: r["us_per_layer"])
-        report("attention_configs_best", part=part, best=ranked[:5])
+        ranked = sorted(
+            (r for r in results if (r["part"], r["shape"], r["cache"]) == (part, shape, label) and "us_per_layer" in r),
+            key=lambda r: r["us_per_layer"],
+        )
+        report("attention_configs_best", part=part, shape=shape, cache=label, best=ranked[:4])
     report("attention_configs", results=results)
 
 
@@ -347,21 +366,27 @@ def _graph_microseconds(fn, replays: int = 20, per_graph: int = 10) -> float:
     return start.elapsed_time(end) * 1000 / (replays * per_graph)
 
 
+# slots, query heads, KV heads of each shape's attention workload
+ATTENTION_SHAPES = {"llama-3.2-3b": (256, 24, 8), "qwen2.5-coder-1.5b": (512, 12, 2)}
+
+
 def check_attention_time() -> None:
-    """One layer's shared-prefix decode attention at the 3B shape mid-run (256 slots, 8 KV heads, 20 samples
-    per prompt on 600-token prompts, suffixes 1-512 long): K/V in bf16 against an fp8 suffix, with the
-    bytes each reads."""
+    """One layer's shared-prefix decode attention mid-run (the 3B shape: 256 slots, 8 KV heads; the 1.5B
+    shape: 512 slots, 2 KV heads; 20 samples per prompt on 600-token prompts, suffixes 1-512 long): K/V in
+    bf16 against an fp8 suffix, with the bytes each reads."""
     report("attention_time_3b_shape", **_attention_time())
+    report("attention_time_1.5b_shape", **_attention_time(shape="qwen2.5-coder-1.5b"))
 
 
-def _attention_time(prefix_launch=None, suffix_launch=None, labels=("bf16", "fp8_suffix")) -> dict:
+def _attention_time(prefix_launch=None, suffix_launch=None, labels=("bf16", "fp8_suffix"), shape="llama-3.2-3b") -> dict:
     from harness.generation.kv_cache import KVScales, quantize_vectors
     from harness.generation.prefix_attention import group_members, group_rows
     from harness.generation.triton_attention import triton_shared_prefix_attention
 
     torch.manual_seed(0)
     dev, bf = "cuda", torch.bfloat16
-    slots, heads, kv_heads, dim, capacity, prefix = 256, 24, 8, 128, 528, 600
+    slots, heads, kv_heads = ATTENTION_SHAPES[shape]
+    dim, capacity, prefix = 128, 528, 600
     prompts = -(-slots // 20)
     pk = torch.randn(kv_heads, prompts * prefix, dim, device=dev, dtype=bf)
     pv = torch.randn_like(pk)
@@ -530,6 +555,18 @@ def profile_replay(model, tokenizer, chosen, options, label: str) -> None:
     )  # fmt: skip
 
 
+def warm_up(model, tokenizer, chosen, options) -> None:
+    """A short run with the variant's options before its measured one, so that the Triton kernels it uses
+    are compiled and cuBLAS has chosen its algorithms (first-use costs a user pays once per machine, as
+    Triton keeps its compiled kernels on disk): without it the first variant to use a kernel carries the
+    compile in its figure."""
+    from harness.generation.fast_engine import FastEngine
+    from harness.generation.plan import SamplingSettings
+
+    FastEngine(model, tokenizer, SamplingSettings(0.2, 50, 0.95, seed=0), options).run(_jobs(chosen[:2], 2, 24), lambda s: None)
+    torch.cuda.synchronize()
+
+
 def measure(model, tokenizer, chosen, n, max_new, options, label: str) -> dict:
     from harness.generation.fast_engine import FastEngine
     from harness.generation.plan import SamplingSettings
@@ -647,6 +684,7 @@ def main() -> None:
                     model = build_model(shape, torch.bfloat16, "cuda", tokenizer.eos_token_id, tokenizer.pad_token_id)
                     current = quant
                 options = FastEngineOptions(slots=count, chunk_steps=16, quantization=quant, **flags)
+                warm_up(model, tokenizer, chosen, options)
                 if label in ("before", "fused", "fp8_kv"):
                     profile_replay(model, tokenizer, chosen[:16], options, f"{shape} {label}")
                 result = measure(model, tokenizer, chosen, args.n, args.max_new_tokens, options, f"{shape} {label}")

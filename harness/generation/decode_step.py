@@ -20,7 +20,14 @@ import torch
 from harness.generation.attention import decode_attention
 from harness.generation.kv_cache import KVScales
 from harness.generation.prefix_attention import PrefixPool, shared_prefix_attention
-from harness.generation.quantization import LayerWeights, Quantization, fp8_unscaled_product, fused_layers, linear
+from harness.generation.quantization import (
+    LayerWeights,
+    Quantization,
+    fp8_scaled_product,
+    fp8_unscaled_product,
+    fused_layers,
+    linear,
+)
 
 
 class DecodeStep:
@@ -193,8 +200,10 @@ class DecodeStep:
             hidden = triton_decode.silu_times_up_fp8(fp8_unscaled_product(x, layer.gate_up, self.unit), slots, self.dtype)
             delta = fp8_unscaled_product(hidden, layer.down, self.unit)
         norm = self.final_norm
-        _, normed = triton_decode.add_rms_norm(residual, delta, norm.weight, norm.variance_epsilon)
-        return self.lm_head(normed)
+        _, x = triton_decode.add_rms_norm_fp8(residual, delta, norm.weight, norm.variance_epsilon)
+        head = self.lm_head.weights  # fp8 under --quantize fp8 (quantization.fused_layers)
+        logits = fp8_scaled_product(x, head.weight, head.scale, slots, self.dtype)
+        return logits if head.bias is None else logits + head.bias
 
 
 def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:

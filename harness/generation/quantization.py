@@ -10,8 +10,9 @@
 Fusion: the query/key/value projections of a layer, and the gate/up projections of its MLP, are
 concatenated into one weight each so that decoding runs one matrix product instead of three (two).
 The model's own modules are pointed at row slices of the fused weights, so nothing is stored twice
-and the model's forward (prefill) computes exactly what it did.  Lm head and embeddings are left as
-they are.
+and the model's forward (prefill) computes exactly what it did.  The embeddings are left as they are;
+so is the lm head, except under fp8, where it gets an e4m3 copy of its own (a tied embedding keeps its
+weight): at decode's 256-512 rows its product is 1.6-1.8x faster so (docs/BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -81,8 +82,8 @@ def _fp8_linear(x: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor) -> t
     else:
         row_scale = rows.abs().amax(dim=-1, keepdim=True).float().clamp(min=1e-12) / FP8_MAX
         quantized = (rows / row_scale).to(torch.float8_e4m3fn)
-    out = torch._scaled_mm(quantized, weight.t(), scale_a=row_scale, scale_b=scale[None, :], out_dtype=x.dtype)
-    return out[:count].reshape(*shape[:-1], weight.shape[0])
+    out = fp8_scaled_product(Fp8Rows(quantized, row_scale), weight, scale, count, x.dtype)
+    return out.reshape(*shape[:-1], weight.shape[0])
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,22 @@ def padded_rows(count: int) -> int:
     return -(-count // 16) * 16
 
 
+# Every fp8 product accumulates without the periodic float32 promotion ("fast accumulation"): on the
+# H200 that is 5-20% faster per product at decode's row counts, and the product of the e4m3 codes moves
+# from 0.17% to 0.20-0.27% off the exact sum, against the 3.7% that e4m3 rounding itself costs
+# (bench/fp8_attention_explore.py, docs/BENCHMARKS.md).
+FAST_ACCUMULATION = True
+
+
+def fp8_scaled_product(x: Fp8Rows, weight: torch.Tensor, scale: torch.Tensor, rows: int, dtype: torch.dtype) -> torch.Tensor:
+    """The first ``rows`` rows of x W^T in ``dtype``, both scales applied by torch._scaled_mm (its
+    row-wise kernel): weight [N, K] e4m3, scale [N] float32."""
+    out = torch._scaled_mm(
+        x.values, weight.t(), scale_a=x.scale, scale_b=scale[None, :], out_dtype=dtype, use_fast_accum=FAST_ACCUMULATION
+    )
+    return out[:rows]
+
+
 def fp8_unscaled_product(x: Fp8Rows, weights: LinearWeights, unit: torch.Tensor) -> UnscaledProduct:
     """x W^T on the fp8 tensor cores with both scales left for the reader.  With per-row and per-channel
     scales handed to it, torch._scaled_mm takes its row-wise kernel, which at decode's 256-512 rows is
@@ -118,7 +135,9 @@ def fp8_unscaled_product(x: Fp8Rows, weights: LinearWeights, unit: torch.Tensor)
     step's next kernel multiplies the scales in as it loads the product, so the product costs no pass
     of its own."""
     assert weights.mode is Quantization.FP8 and weights.scale is not None
-    raw = torch._scaled_mm(x.values, weights.weight.t(), scale_a=unit, scale_b=unit, out_dtype=torch.bfloat16)
+    raw = torch._scaled_mm(
+        x.values, weights.weight.t(), scale_a=unit, scale_b=unit, out_dtype=torch.bfloat16, use_fast_accum=FAST_ACCUMULATION
+    )
     return UnscaledProduct(raw, x.scale, weights.scale, weights.bias)
 
 
@@ -205,8 +224,19 @@ def fused_layers(model: Any, mode: Quantization = Quantization.NONE) -> list[Lay
         out = _fuse(attention, ("o_proj",), mode)
         down = _fuse(mlp, ("down_proj",), mode)
         layers.append(LayerWeights(qkv, out, gate_up, down))
+    if mode is Quantization.FP8:
+        model.lm_head = _quantized_lm_head(model.lm_head, mode)
     model._taco_fused_layers = (mode, layers)
     return layers
+
+
+def _quantized_lm_head(head: torch.nn.Module, mode: Quantization) -> QuantizedLinear:
+    """The lm head as a QuantizedLinear over a quantized copy of its weight (a tied input embedding keeps
+    the original)."""
+    with torch.no_grad():
+        quantized, scale = quantize_weight(head.weight, mode)
+        bias = head.bias.detach() if getattr(head, "bias", None) is not None else None
+    return QuantizedLinear(LinearWeights(quantized, scale, bias, mode))
 
 
 def _fuse(parent: torch.nn.Module, names: tuple[str, ...], mode: Quantization) -> LinearWeights:
@@ -252,6 +282,9 @@ def weight_bytes(model: Any) -> int:
             for layer in mode_and_layers[1]:
                 for part in (layer.qkv, layer.out, layer.gate_up, layer.down):
                     tensors += [t for t in (part.weight, part.scale, part.bias) if t is not None]
+    head = getattr(model, "lm_head", None)
+    if isinstance(head, QuantizedLinear):
+        tensors += [t for t in (head.weights.weight, head.weights.scale, head.weights.bias) if t is not None]
     for tensor in tensors:
         storage = tensor.untyped_storage()
         if storage.data_ptr() not in seen:
