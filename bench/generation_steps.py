@@ -37,12 +37,14 @@ def report(name: str, **values) -> None:
 
 def check_kernels() -> None:
     """Triton kernels against the torch reference in float32 (bf16 inputs upcast)."""
+    from dataclasses import replace
+
     from harness.generation import triton_decode
     from harness.generation.attention import torch_decode_attention
     from harness.generation.decode_step import _rotate
     from harness.generation.kv_cache import KVScales, dequantize_vectors, quantize_vectors
     from harness.generation.prefix_attention import group_members, group_rows, torch_shared_prefix_attention
-    from harness.generation.triton_attention import triton_shared_prefix_attention
+    from harness.generation.triton_attention import PREFIX_LAUNCH, triton_shared_prefix_attention
 
     torch.manual_seed(0)
     dev, bf = "cuda", torch.bfloat16
@@ -83,6 +85,16 @@ def check_kernels() -> None:
         got8 = triton_shared_prefix_attention(
             q, qsk, qsv, lengths, pk, pv, plen, groups, int(plen.max()), dim**-0.5, KVScales(ssk, ssv)
         ).float()
+        # The prefix pass's other placement (before the suffix pass, or beside it on a second stream with
+        # the merge kernel), whichever PREFIX_LAUNCH does not take.
+        other = replace(PREFIX_LAUNCH, alongside=not PREFIX_LAUNCH.alongside)
+        got_other = triton_shared_prefix_attention(
+            q, sk, sv, lengths, pk, pv, plen, groups, int(plen.max()), dim**-0.5, prefix_launch=other
+        ).float()
+        got8_other = triton_shared_prefix_attention(
+            q, qsk, qsv, lengths, pk, pv, plen, groups, int(plen.max()), dim**-0.5, KVScales(ssk, ssv), prefix_launch=other
+        ).float()
+        placement = "before" if other.alongside is False else "alongside"
         report(
             "shared_prefix_vs_copied_fp32",
             shape=[slots, heads, kv_heads, dim],
@@ -90,6 +102,11 @@ def check_kernels() -> None:
             triton_rel=((ref - got).norm() / ref.norm()).item(),
             fp8_cache_triton_vs_widened_rel=((ref8 - got8).norm() / ref8.norm()).item(),
             fp8_cache_vs_bf16_rel=((ref - got8).norm() / ref.norm()).item(),
+            prefix_alongside=PREFIX_LAUNCH.alongside,
+            **{
+                f"prefix_{placement}_triton_rel": ((ref - got_other).norm() / ref.norm()).item(),
+                f"prefix_{placement}_fp8_cache_vs_widened_rel": ((ref8 - got8_other).norm() / ref8.norm()).item(),
+            },
         )
     r, d = torch.randn(64, 3072, device=dev, dtype=bf), torch.randn(64, 3072, device=dev, dtype=bf)
     w = torch.randn(3072, device=dev, dtype=bf)
@@ -318,10 +335,12 @@ def check_attention_configs() -> None:
     """The shared-prefix kernels' launch choices on the attention_time workload: the suffix pass (positions
     per step, warps, stages) for each cache format at both shapes, and the prefix pass (positions per
     program, warps) at the 3B shape.  Microseconds per layer of each, best first."""
-    from harness.generation.triton_attention import LaunchConfig
+    from harness.generation.triton_attention import PREFIX_LAUNCH, LaunchConfig
 
     suffix_choices = [LaunchConfig(b, w, st) for b in (32, 64, 128) for w in (4, 8) for st in (2, 3)]
-    prefix_choices = [LaunchConfig(64, w, 3, split=split) for split in (128, 256, 512) for w in (4, 8)]
+    prefix_choices = [
+        LaunchConfig(64, w, 3, split=split, alongside=PREFIX_LAUNCH.alongside) for split in (128, 256, 512) for w in (4, 8)
+    ]
     runs = [("suffix", shape, label, suffix_choices) for shape in ATTENTION_SHAPES for label in ("bf16", "fp8_suffix")]
     runs.append(("prefix", "llama-3.2-3b", "bf16", prefix_choices))
     results = []
@@ -373,9 +392,16 @@ ATTENTION_SHAPES = {"llama-3.2-3b": (256, 24, 8), "qwen2.5-coder-1.5b": (512, 12
 def check_attention_time() -> None:
     """One layer's shared-prefix decode attention mid-run (the 3B shape: 256 slots, 8 KV heads; the 1.5B
     shape: 512 slots, 2 KV heads; 20 samples per prompt on 600-token prompts, suffixes 1-512 long): K/V in
-    bf16 against an fp8 suffix, with the bytes each reads."""
-    report("attention_time_3b_shape", **_attention_time())
-    report("attention_time_1.5b_shape", **_attention_time(shape="qwen2.5-coder-1.5b"))
+    bf16 against an fp8 suffix, with the bytes each reads; the prefix pass before the suffix pass and on a
+    second stream beside it."""
+    from dataclasses import replace
+
+    from harness.generation.triton_attention import PREFIX_LAUNCH
+
+    for shape, name in (("llama-3.2-3b", "attention_time_3b_shape"), ("qwen2.5-coder-1.5b", "attention_time_1.5b_shape")):
+        for alongside in (False, True):
+            figures = _attention_time(shape=shape, prefix_launch=replace(PREFIX_LAUNCH, alongside=alongside))
+            report(name, prefix="alongside the suffix pass" if alongside else "before the suffix pass", **figures)
 
 
 def _attention_time(prefix_launch=None, suffix_launch=None, labels=("bf16", "fp8_suffix"), shape="llama-3.2-3b") -> dict:
@@ -555,6 +581,29 @@ def profile_replay(model, tokenizer, chosen, options, label: str) -> None:
     )  # fmt: skip
 
 
+class _PrefixPlacement:
+    """Sets triton_attention.PREFIX_LAUNCH's ``alongside`` for a variant named ``*_prefix_alongside`` or
+    ``*_prefix_before``, and puts the default back for the others (the engine reads it as it captures)."""
+
+    def __init__(self) -> None:
+        self.default = None
+
+    def set(self, label: str) -> None:
+        from dataclasses import replace
+
+        from harness.generation import triton_attention
+
+        if self.default is None:
+            self.default = triton_attention.PREFIX_LAUNCH
+        launch = self.default
+        if label.endswith("_prefix_alongside") or label.endswith("_prefix_before"):
+            launch = replace(launch, alongside=label.endswith("_prefix_alongside"))
+        triton_attention.PREFIX_LAUNCH = launch
+
+
+prefix_placement = _PrefixPlacement()
+
+
 def warm_up(model, tokenizer, chosen, options) -> None:
     """A short run with the variant's options before its measured one, so that the Triton kernels it uses
     are compiled and cuBLAS has chosen its algorithms (first-use costs a user pays once per machine, as
@@ -671,19 +720,33 @@ def main() -> None:
             ("fp8", dict(shared_prefix=True, fused_step=True), slots, Quantization.FP8),
             ("fp8_kv", dict(shared_prefix=True, fused_step=True, kv_cache=KVCacheFormat.FP8), slots, Quantization.FP8),
             ("int8", dict(shared_prefix=True, fused_step=True), slots, Quantization.INT8),
+            # fp8 at the doubled slot count, against more_slots (bf16 at the same slots).
+            ("fp8_more_slots", dict(shared_prefix=True, fused_step=True), more, Quantization.FP8),
+            ("fp8_kv_more_slots", dict(shared_prefix=True, fused_step=True, kv_cache=KVCacheFormat.FP8), more, Quantization.FP8),
         ]
+        # The prefix pass forced beside (or before) the suffix pass, whatever triton_attention.PREFIX_LAUNCH says.
+        plan += [
+            (f"{label}_prefix_{where}", flags, count, quant)
+            for label, flags, count, quant in list(plan)
+            if label in ("fused", "fp8", "fp8_kv")
+            for where in ("before", "alongside")
+        ]
+        # bf16 once more, last: how far the machine drifted over the run (the ratios below take the faster of
+        # the two bf16 runs).
+        plan.append(("fused_again", dict(shared_prefix=True, fused_step=True), slots, Quantization.NONE))
         model = None
         current = None
         for label, flags, count, quant in plan:
             if label not in variants:
                 continue
             try:
-                if model is None or (quant is not current and quant is not Quantization.NONE):
+                if model is None or quant is not current:
                     model = None
                     torch.cuda.empty_cache()
                     model = build_model(shape, torch.bfloat16, "cuda", tokenizer.eos_token_id, tokenizer.pad_token_id)
                     current = quant
                 options = FastEngineOptions(slots=count, chunk_steps=16, quantization=quant, **flags)
+                prefix_placement.set(label)
                 warm_up(model, tokenizer, chosen, options)
                 if label in ("before", "fused", "fp8_kv"):
                     profile_replay(model, tokenizer, chosen[:16], options, f"{shape} {label}")
@@ -696,16 +759,39 @@ def main() -> None:
                     speedup = round(result["useful_tok_s"] / base["useful_tok_s"], 3)
                     report("vs_before", label=f"{shape} {label}", speedup=speedup, samples_identical_to_before=same,
                            samples=len(base["outputs"]), weight_gib=result["weight_gib"])  # fmt: skip
-                if label == "fused":
-                    RESULTS.setdefault("bf16_fused", {})[shape] = result["useful_tok_s"]
-                if label in ("fp8", "fp8_kv", "kv_fp8", "int8") and shape in RESULTS.get("bf16_fused", {}):
-                    report(f"{label}_vs_bf16_same_slots", shape=shape,
-                           ratio=round(result["useful_tok_s"] / RESULTS["bf16_fused"][shape], 3))  # fmt: skip
+                if label in ("fused", "more_slots"):
+                    RESULTS.setdefault(f"bf16_{label}", {})[shape] = result["useful_tok_s"]
+                same_slots = "bf16_more_slots" if label.endswith("more_slots") else "bf16_fused"
+                if label in ("fp8", "fp8_kv", "kv_fp8", "int8", "fp8_more_slots", "fp8_kv_more_slots") and shape in RESULTS.get(
+                    same_slots, {}
+                ):
+                    report(f"{label}_vs_bf16_same_slots", shape=shape, slots=count,
+                           ratio=round(result["useful_tok_s"] / RESULTS[same_slots][shape], 3))  # fmt: skip
             except Exception:
                 report("variant_failed", label=f"{shape} {label}", error=traceback.format_exc()[-2500:])
                 model = None
                 torch.cuda.empty_cache()
             flush()
+        measured = {r["label"].split(" ", 1)[1]: r for r in RESULTS["records"] if r["check"] == "throughput" and
+                    r["label"].startswith(shape + " ")}  # fmt: skip
+        if "fused" in measured and "fused_again" in measured:
+            bf16 = max(measured["fused"]["useful_tok_s"], measured["fused_again"]["useful_tok_s"])
+            report("bf16_drift", shape=shape, fused_again_vs_fused=round(measured["fused_again"]["useful_tok_s"] /
+                   measured["fused"]["useful_tok_s"], 3))  # fmt: skip
+            for label in ("fp8", "fp8_kv", "kv_fp8", "int8"):
+                if label in measured:
+                    report(
+                        f"{label}_vs_faster_bf16_same_slots", shape=shape, ratio=round(measured[label]["useful_tok_s"] / bf16, 3)
+                    )
+        for where in ("before", "alongside"):
+            base_label = f"fused_prefix_{where}"
+            if base_label in measured:
+                for label in ("fp8", "fp8_kv"):
+                    if (quantized := measured.get(f"{label}_prefix_{where}")) is not None:
+                        bf16_run = measured[base_label]
+                        report(f"{label}_vs_bf16_same_slots_prefix_{where}", shape=shape,
+                               ratio=round(quantized["useful_tok_s"] / bf16_run["useful_tok_s"], 3),
+                               gpu_ratio=round(bf16_run["gpu_ms_per_step"] / quantized["gpu_ms_per_step"], 3))  # fmt: skip
         model = None
         torch.cuda.empty_cache()
     flush()

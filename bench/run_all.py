@@ -263,13 +263,18 @@ def generation_step_rows(run: dict, name: str) -> list[tuple[str, str, str]]:
         if (more := results.get("more_slots")) is not None:
             value += f"; {more['useful_tok_s']:,.0f} at {more['slots']} slots"
         rows.append((f"generation at the hardware's limit, {shape} shape, bf16 (issue 14)", value, where))
-        for mode in ("fp8", "kv_fp8", "fp8_kv"):
-            if (quantized := results.get(mode)) is not None:
+        # Against the faster of the run's two bf16 measurements where it has two (fused_again: drift).
+        again = results.get("fused_again")
+        faster = again if again is not None and again["useful_tok_s"] > fused["useful_tok_s"] else fused
+        for mode in ("fp8", "kv_fp8", "fp8_kv", "fp8_more_slots", "fp8_kv_more_slots"):
+            bf16 = results.get("more_slots") if mode.endswith("more_slots") else faster
+            if (quantized := results.get(mode)) is not None and bf16 is not None:
                 rows.append(
                     (
-                        f"generation, {shape} shape: `{MODE_NAMES[mode]}` vs bf16, same slots (target ≥ 1.2×)",
-                        f"**{quantized['useful_tok_s'] / fused['useful_tok_s']:.2f}×** "
-                        f"({quantized['peak_gib']} vs {fused['peak_gib']} GiB peak)",
+                        f"generation, {shape} shape: `{MODE_NAMES[mode.removesuffix('_more_slots')]}` vs bf16, "
+                        f"same slots ({quantized['slots']}; target ≥ 1.2×)",
+                        f"**{quantized['useful_tok_s'] / bf16['useful_tok_s']:.2f}×** "
+                        f"({quantized['peak_gib']} vs {bf16['peak_gib']} GiB peak)",
                         where,
                     )
                 )

@@ -233,10 +233,11 @@ def fused_layers(model: Any, mode: Quantization = Quantization.NONE) -> list[Lay
 def _quantized_lm_head(head: torch.nn.Module, mode: Quantization) -> QuantizedLinear:
     """The lm head as a QuantizedLinear over a quantized copy of its weight (a tied input embedding keeps
     the original)."""
+    weight, bias = head.weight, getattr(head, "bias", None)
+    assert isinstance(weight, torch.Tensor)
     with torch.no_grad():
-        quantized, scale = quantize_weight(head.weight, mode)
-        bias = head.bias.detach() if getattr(head, "bias", None) is not None else None
-    return QuantizedLinear(LinearWeights(quantized, scale, bias, mode))
+        quantized, scale = quantize_weight(weight, mode)
+    return QuantizedLinear(LinearWeights(quantized, scale, bias.detach() if isinstance(bias, torch.Tensor) else None, mode))
 
 
 def _fuse(parent: torch.nn.Module, names: tuple[str, ...], mode: Quantization) -> LinearWeights:

@@ -9,6 +9,7 @@ Imported only on CUDA when triton is present.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -24,16 +25,22 @@ BLOCK = 64  # positions per inner step
 @dataclass(frozen=True)
 class LaunchConfig:
     """A kernel's positions per inner step, its launch settings and, for the prefix pass, the prefix
-    positions per program (``split``); bench/generation_steps.py's ``attention_configs`` check measures
-    the choices."""
+    positions per program (``split``) and whether it runs beside the suffix pass (``alongside``);
+    bench/generation_steps.py's ``attention_configs`` and ``attention_time`` checks measure the choices."""
 
     block: int
     warps: int
     stages: int
     split: int = SPLIT
+    # The prefix pass only: run it on a second stream beside the suffix pass (each writes partials, and a
+    # third small kernel merges them) instead of before it (the suffix pass merging the prefix partials).
+    alongside: bool = False
 
 
-PREFIX_LAUNCH = LaunchConfig(BLOCK, 4, 3)
+# The prefix pass beside the suffix pass: on the H200, one layer mid-run 95.0 -> 89.4 us (3B shape, bf16),
+# 98.1 -> 89.0 (fp8 cache), 63.5 -> 56.0 (1.5B shape); a whole 3B decode step 5.92 -> 5.79 ms of GPU
+# time in bf16, 5.03 -> 5.01 with fp8 weights and cache (docs/BENCHMARKS.md, session 8).
+PREFIX_LAUNCH = LaunchConfig(BLOCK, 4, 3, alongside=True)
 # The suffix pass by the cache's format.  fp8, measured on the H200 (docs/BENCHMARKS.md): twice the
 # positions per step and two stages, 98 against 117 us per layer with the bf16 choice.  Loading the
 # next block ahead by hand, q.k on the fp8 tensor cores, and float32 arithmetic on the CUDA cores were
@@ -175,6 +182,9 @@ def triton_decode_attention(
 #   (merged in registers), runs the online softmax on over the slot's suffix (short: at most the
 #   token budget, so it needs no split) and writes the normalised output.  No third merge pass, and
 #   the suffix writes no partials.
+# The prefix pass has few programs (a group's siblings share each one), so alone it leaves most of the
+# GPU idle.  With ``LaunchConfig.alongside`` it runs on a second stream beside the suffix pass instead:
+# the suffix pass then starts empty and writes its own partial, and a third kernel merges the two.
 # With an fp8 cache the suffix's K and V are float8 e4m3 with one float32 scale per (KV head, position):
 # the suffix pass widens each block to float16 (exact for e4m3; the query is taken to float16 once) and
 # applies the scales to the scores (keys) and to the softmax weights (values).  The pool stays in the
@@ -231,36 +241,12 @@ def _prefix_group_kernel(
 
 
 @triton.jit
-def _suffix_kernel(
-    Q, K, V, K_SCALE, V_SCALE, LENGTHS, PREFIX_LENGTH, ACC, MAX, SUM, OUT,
-    q_slot, q_head,
-    k_slot, k_head, k_pos,
-    v_slot, v_head, v_pos,
-    ks_slot, ks_head,
-    vs_slot, vs_head,
-    acc_slot, acc_head, acc_split,
-    m_slot, m_head,
-    o_slot, o_head,
-    scale,
-    GROUP: tl.constexpr, GROUP_PAD: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK: tl.constexpr,
-    PREFIX_SPLITS: tl.constexpr, SPLIT: tl.constexpr, SCALED: tl.constexpr,
+def _merge_prefix_partials(
+    ACC, MAX, SUM, slot, heads, in_group, dims, prefix_length, running_max, running_sum, acc,
+    acc_slot, acc_head, acc_split, m_slot, m_head, PREFIX_SPLITS: tl.constexpr, SPLIT: tl.constexpr,
 ):  # fmt: skip
-    slot = tl.program_id(0).to(tl.int64)
-    kv_head = tl.program_id(1)
-    member = tl.arange(0, GROUP_PAD)
-    dims = tl.arange(0, HEAD_DIM)
-    offsets = tl.arange(0, BLOCK)
-    heads = kv_head * GROUP + member
-    in_group = member < GROUP
-    q = tl.load(Q + slot * q_slot + heads[:, None] * q_head + dims[None, :], mask=in_group[:, None], other=0.0)
-    if SCALED:
-        q = q.to(tl.float16)
-    # The prefix: the partials of the splits that hold part of this slot's prefix (the others were
-    # not written), merged.  Rows past the group stay at max -inf and are never stored.
-    running_max = tl.full([GROUP_PAD], float("-inf"), tl.float32)
-    running_sum = tl.zeros([GROUP_PAD], tl.float32)
-    acc = tl.zeros([GROUP_PAD, HEAD_DIM], tl.float32)
-    prefix_length = tl.load(PREFIX_LENGTH + slot).to(tl.int32)
+    """Merge into (max, sum, acc) the partials of the splits that hold part of this slot's prefix (the
+    others were not written).  Rows past the group stay at max -inf and are never stored."""
     for split in tl.static_range(PREFIX_SPLITS):
         if split * SPLIT < prefix_length:
             part_max = tl.load(MAX + slot * m_slot + heads * m_head + split, mask=in_group, other=float("-inf"))
@@ -276,6 +262,43 @@ def _suffix_kernel(
             running_sum = running_sum * keep + part_sum * take
             acc = acc * keep[:, None] + part_acc * take[:, None]
             running_max = new_max
+    return running_max, running_sum, acc
+
+
+@triton.jit
+def _suffix_kernel(
+    Q, K, V, K_SCALE, V_SCALE, LENGTHS, PREFIX_LENGTH, ACC, MAX, SUM, OUT, S_ACC, S_MAX, S_SUM,
+    q_slot, q_head,
+    k_slot, k_head, k_pos,
+    v_slot, v_head, v_pos,
+    ks_slot, ks_head,
+    vs_slot, vs_head,
+    acc_slot, acc_head, acc_split,
+    m_slot, m_head,
+    o_slot, o_head,
+    scale,
+    GROUP: tl.constexpr, GROUP_PAD: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK: tl.constexpr,
+    PREFIX_SPLITS: tl.constexpr, SPLIT: tl.constexpr, SCALED: tl.constexpr, MERGE_PREFIX: tl.constexpr,
+):  # fmt: skip
+    slot = tl.program_id(0).to(tl.int64)
+    kv_head = tl.program_id(1)
+    member = tl.arange(0, GROUP_PAD)
+    dims = tl.arange(0, HEAD_DIM)
+    offsets = tl.arange(0, BLOCK)
+    heads = kv_head * GROUP + member
+    in_group = member < GROUP
+    q = tl.load(Q + slot * q_slot + heads[:, None] * q_head + dims[None, :], mask=in_group[:, None], other=0.0)
+    if SCALED:
+        q = q.to(tl.float16)
+    running_max = tl.full([GROUP_PAD], float("-inf"), tl.float32)
+    running_sum = tl.zeros([GROUP_PAD], tl.float32)
+    acc = tl.zeros([GROUP_PAD, HEAD_DIM], tl.float32)
+    if MERGE_PREFIX:  # the prefix pass ran before this one
+        prefix_length = tl.load(PREFIX_LENGTH + slot).to(tl.int32)
+        running_max, running_sum, acc = _merge_prefix_partials(
+            ACC, MAX, SUM, slot, heads, in_group, dims, prefix_length, running_max, running_sum, acc,
+            acc_slot, acc_head, acc_split, m_slot, m_head, PREFIX_SPLITS, SPLIT,
+        )  # fmt: skip
     # The suffix: its valid positions (at least the slot's current token).
     length = tl.load(LENGTHS + slot).to(tl.int32)
     k_base = K + slot * k_slot + kv_head * k_head
@@ -293,8 +316,56 @@ def _suffix_kernel(
         running_max, running_sum, acc = _attend_block(
             q, k, v, valid, running_max, running_sum, acc, scale, key_scale, value_scale, SCALED
         )
+    if MERGE_PREFIX:
+        out = acc / running_sum[:, None]
+        tl.store(
+            OUT + slot * o_slot + heads[:, None] * o_head + dims[None, :], out.to(OUT.dtype.element_ty), mask=in_group[:, None]
+        )
+    else:  # this pass's partial, for _combine_kernel (S_ACC [S, H, D], S_MAX/S_SUM [S, H], contiguous)
+        rows = slot * (GROUP * tl.num_programs(1)) + heads
+        tl.store(S_ACC + rows[:, None] * HEAD_DIM + dims[None, :], acc, mask=in_group[:, None])
+        tl.store(S_MAX + rows, running_max, mask=in_group)
+        tl.store(S_SUM + rows, running_sum, mask=in_group)
+
+
+@triton.jit
+def _combine_kernel(
+    PREFIX_LENGTH, ACC, MAX, SUM, S_ACC, S_MAX, S_SUM, OUT,
+    acc_slot, acc_head, acc_split,
+    m_slot, m_head,
+    o_slot, o_head,
+    GROUP: tl.constexpr, GROUP_PAD: tl.constexpr, HEAD_DIM: tl.constexpr, PREFIX_SPLITS: tl.constexpr,
+    SPLIT: tl.constexpr,
+):  # fmt: skip
+    """The suffix pass's partial merged with the prefix pass's, normalised: one program per (slot, KV head)."""
+    slot = tl.program_id(0).to(tl.int64)
+    kv_head = tl.program_id(1)
+    member = tl.arange(0, GROUP_PAD)
+    dims = tl.arange(0, HEAD_DIM)
+    heads = kv_head * GROUP + member
+    in_group = member < GROUP
+    rows = slot * (GROUP * tl.num_programs(1)) + heads
+    running_max = tl.load(S_MAX + rows, mask=in_group, other=float("-inf"))
+    running_sum = tl.load(S_SUM + rows, mask=in_group, other=0.0)
+    acc = tl.load(S_ACC + rows[:, None] * HEAD_DIM + dims[None, :], mask=in_group[:, None], other=0.0)
+    prefix_length = tl.load(PREFIX_LENGTH + slot).to(tl.int32)
+    running_max, running_sum, acc = _merge_prefix_partials(
+        ACC, MAX, SUM, slot, heads, in_group, dims, prefix_length, running_max, running_sum, acc,
+        acc_slot, acc_head, acc_split, m_slot, m_head, PREFIX_SPLITS, SPLIT,
+    )  # fmt: skip
     out = acc / running_sum[:, None]
     tl.store(OUT + slot * o_slot + heads[:, None] * o_head + dims[None, :], out.to(OUT.dtype.element_ty), mask=in_group[:, None])
+
+
+# A second stream per device for the prefix pass run alongside (made on first use: the engine's first
+# use is its warm-up step, before any graph capture).
+_SIDE_STREAMS: dict[torch.device, torch.cuda.Stream] = {}
+
+
+def _side_stream(device: torch.device) -> torch.cuda.Stream:
+    if device not in _SIDE_STREAMS:
+        _SIDE_STREAMS[device] = torch.cuda.Stream(device)
+    return _SIDE_STREAMS[device]
 
 
 def triton_shared_prefix_attention(
@@ -333,20 +404,33 @@ def triton_shared_prefix_attention(
     # Unused pointers when unscaled: any tensor will do (the kernel never reads them).
     k_scale, v_scale = (scales.keys, scales.values) if scales is not None else (keys, values)
     assert k_scale.stride(-1) == 1 and v_scale.stride(-1) == 1
-    _prefix_group_kernel[(groups.shape[0], kv_heads, prefix_splits)](
-        query, prefix_keys, prefix_values, groups, acc, maxima, sums,
-        query.stride(0), query.stride(1),
-        prefix_keys.stride(0), prefix_keys.stride(1),
-        prefix_values.stride(0), prefix_values.stride(1),
-        acc.stride(0), acc.stride(1), acc.stride(2),
-        maxima.stride(0), maxima.stride(1),
-        groups.stride(0),
-        scale,
-        GROUP=group, MEMBERS=members, ROWS=max(16, triton.next_power_of_2(members * group)), HEAD_DIM=head_dim,
-        BLOCK=prefix_launch.block, SPLIT=prefix_launch.split, num_warps=prefix_launch.warps, num_stages=prefix_launch.stages,
-    )  # fmt: skip
+    alongside = prefix_launch.alongside
+    if alongside:
+        suffix_acc = torch.empty((slots, heads, head_dim), dtype=torch.float32, device=query.device)
+        suffix_max = torch.empty((slots, heads), dtype=torch.float32, device=query.device)
+        suffix_sum = torch.empty_like(suffix_max)
+        main = torch.cuda.current_stream(query.device)
+        side = _side_stream(query.device)
+        side.wait_stream(main)  # the queries are written
+    else:
+        suffix_acc = suffix_max = suffix_sum = acc  # unread
+    with torch.cuda.stream(side) if alongside else contextlib.nullcontext():
+        _prefix_group_kernel[(groups.shape[0], kv_heads, prefix_splits)](
+            query, prefix_keys, prefix_values, groups, acc, maxima, sums,
+            query.stride(0), query.stride(1),
+            prefix_keys.stride(0), prefix_keys.stride(1),
+            prefix_values.stride(0), prefix_values.stride(1),
+            acc.stride(0), acc.stride(1), acc.stride(2),
+            maxima.stride(0), maxima.stride(1),
+            groups.stride(0),
+            scale,
+            GROUP=group, MEMBERS=members, ROWS=max(16, triton.next_power_of_2(members * group)), HEAD_DIM=head_dim,
+            BLOCK=prefix_launch.block, SPLIT=prefix_launch.split, num_warps=prefix_launch.warps,
+            num_stages=prefix_launch.stages,
+        )  # fmt: skip
     _suffix_kernel[(slots, kv_heads)](
         query, keys, values, k_scale, v_scale, lengths, prefix_length, acc, maxima, sums, out,
+        suffix_acc, suffix_max, suffix_sum,
         query.stride(0), query.stride(1),
         keys.stride(0), keys.stride(1), keys.stride(2),
         values.stride(0), values.stride(1), values.stride(2),
@@ -357,7 +441,17 @@ def triton_shared_prefix_attention(
         out.stride(0), out.stride(1),
         scale,
         GROUP=group, GROUP_PAD=max(16, triton.next_power_of_2(group)), HEAD_DIM=head_dim, BLOCK=suffix_launch.block,
-        PREFIX_SPLITS=prefix_splits, SPLIT=prefix_launch.split, SCALED=scaled,
+        PREFIX_SPLITS=prefix_splits, SPLIT=prefix_launch.split, SCALED=scaled, MERGE_PREFIX=not alongside,
         num_warps=suffix_launch.warps, num_stages=suffix_launch.stages,
     )  # fmt: skip
+    if alongside:
+        main.wait_stream(side)
+        _combine_kernel[(slots, kv_heads)](
+            prefix_length, acc, maxima, sums, suffix_acc, suffix_max, suffix_sum, out,
+            acc.stride(0), acc.stride(1), acc.stride(2),
+            maxima.stride(0), maxima.stride(1),
+            out.stride(0), out.stride(1),
+            GROUP=group, GROUP_PAD=max(16, triton.next_power_of_2(group)), HEAD_DIM=head_dim,
+            PREFIX_SPLITS=prefix_splits, SPLIT=prefix_launch.split,
+        )  # fmt: skip
     return out.view(slots, 1, heads, head_dim)

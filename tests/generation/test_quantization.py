@@ -79,3 +79,29 @@ def test_the_engine_factory_refuses_fp8_on_a_cpu_and_quantizes_int8(tmp_path):
     assert engine.model.model.layers[0].mlp.down_proj.weights.weight.dtype == torch.int8
     with pytest.raises(Exception, match="--quantize int8 needs the fast engine"):
         ModelEngineFactory(GenerationSettings(str(directory), 1, 4, quantize="int8"), "hf")("cpu", print)
+
+
+def test_a_quantized_lm_head_keeps_a_tied_embedding_and_is_counted(tiny):
+    """fp8 gives the lm head a quantized copy of its own (quantization._quantized_lm_head; fp8 itself needs a
+    GPU, so int8 codes stand in here): the input embedding keeps the original weight, the copy's bytes are
+    counted by weight_bytes, and the logits stay close."""
+    from harness.generation.quantization import QuantizedLinear, _quantized_lm_head
+
+    model, _ = tiny
+    ids = torch.tensor([[5, 9, 14, 20, 33]])
+    embedding = model.model.embed_tokens.weight.clone()
+    before = weight_bytes(model)
+    with torch.inference_mode():
+        expect = model(input_ids=ids).logits
+        head = model.lm_head
+        model.lm_head = _quantized_lm_head(head, Quantization.INT8)
+        got = model(input_ids=ids).logits
+    assert isinstance(model.lm_head, QuantizedLinear)
+    assert model.lm_head.weights.weight.dtype == torch.int8
+    assert torch.equal(model.model.embed_tokens.weight, embedding)
+    tied = head.weight.untyped_storage().data_ptr() == model.model.embed_tokens.weight.untyped_storage().data_ptr()
+    head_bytes = head.weight.numel() * (1 + 4 / head.weight.shape[1])  # int8 codes and a float32 scale per row
+    # A tied head's float32 weight stays counted (the embedding); an untied one is replaced by its codes.
+    freed = 0 if tied else head.weight.numel() * head.weight.element_size()
+    assert weight_bytes(model) == pytest.approx(before + head_bytes - freed)
+    assert ((got - expect).norm() / expect.norm()).item() < 0.05
