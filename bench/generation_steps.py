@@ -664,7 +664,10 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=32)
     parser.add_argument("--n", type=int, default=20)
     parser.add_argument("--max-new-tokens", type=int, default=512)
-    parser.add_argument("--variants", default="before,shared,one_prefill,fused,more_slots,fp8,fp8_kv,kv_fp8,int8")
+    parser.add_argument(
+        "--variants",
+        default="before,shared,one_prefill,fused,more_slots,fp8,fp8_kv,kv_fp8,int8,fp8_more_slots,fp8_kv_more_slots,fused_again",
+    )
     parser.add_argument(
         "--checks",
         default="kernels,fp8_kernels,greedy,syncs,attention_time,products_time",
