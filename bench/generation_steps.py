@@ -292,20 +292,23 @@ def rel_error(got: torch.Tensor, expect: torch.Tensor) -> float:
     return ((got - expect).norm() / expect.norm()).item()
 
 
+# Each decode-step product's (output, input) width at each shape.
+PRODUCT_SHAPES = {
+    "llama-3.2-3b": {"qkv": (5120, 3072), "out": (3072, 3072), "gate_up": (16384, 3072), "down": (3072, 8192)},
+    "qwen2.5-coder-1.5b": {"qkv": (2048, 1536), "out": (1536, 1536), "gate_up": (17920, 1536), "down": (1536, 8960)},
+}
+
+
 def check_products_time() -> None:
     """Each decode-step product at the 3B and 1.5B shapes, 256 and 512 rows: bf16 against fp8 with row-wise
     scales handed to torch._scaled_mm (its row-wise kernel) and fp8 with scalar 1s (tensor-wise; the scales
-    applied by the next kernel), kernel time from CUDA graphs."""
+    applied by the next kernel), with and without fast accumulation, kernel time from CUDA graphs."""
     from harness.generation.quantization import LinearWeights, Quantization, fp8_unscaled_product, linear, quantize_weight
     from harness.generation.triton_decode import fp8_rows
 
     dev, bf = "cuda", torch.bfloat16
     unit = torch.ones((), device=dev)
-    shapes = {
-        "llama-3.2-3b": {"qkv": (5120, 3072), "out": (3072, 3072), "gate_up": (16384, 3072), "down": (3072, 8192)},
-        "qwen2.5-coder-1.5b": {"qkv": (2048, 1536), "out": (1536, 1536), "gate_up": (17920, 1536), "down": (1536, 8960)},
-    }
-    for shape, products in shapes.items():
+    for shape, products in PRODUCT_SHAPES.items():
         for rows in (256, 512):
             figures = {}
             for name, (n, k) in products.items():
@@ -326,6 +329,15 @@ def check_products_time() -> None:
                         1,
                     ),
                     "fp8_unit_tensorwise": round(_graph_microseconds(lambda xq=xq, w=fp8: fp8_unscaled_product(xq, w, unit)), 1),
+                    # The same without fast accumulation (quantization.FAST_ACCUMULATION).
+                    "fp8_unit_tensorwise_exact_accumulation": round(
+                        _graph_microseconds(
+                            lambda xq=xq, w=fp8: torch._scaled_mm(
+                                xq.values, w.weight.t(), scale_a=unit, scale_b=unit, out_dtype=bf, use_fast_accum=False
+                            )
+                        ),
+                        1,
+                    ),
                 }
             totals = {kind: round(sum(f[kind] for f in figures.values()), 1) for kind in next(iter(figures.values()))}
             report("products_time_us", shape=shape, rows=rows, per_layer=totals, products=figures)
