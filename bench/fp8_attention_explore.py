@@ -32,15 +32,8 @@ import torch
 import triton
 import triton.language as tl
 
-from bench.generation_steps import _graph_microseconds
+from bench.generation_steps import RESULTS, _graph_microseconds, report
 from harness.generation.triton_decode import _silu_hidden
-
-RECORDS: list = []
-
-
-def report(name, **values):
-    RECORDS.append({"check": name, **values})
-    print(json.dumps({"check": name, **values}), flush=True)
 
 
 def main() -> None:
@@ -56,7 +49,7 @@ def main() -> None:
             report("part_failed", part=part, error=str(exc)[-500:])
     if args.out:
         args.out.write_text(json.dumps({"command": " ".join(sys.argv), "machine": torch.cuda.get_device_name(0),
-                                        "records": RECORDS}, indent=1))  # fmt: skip
+                                        "records": RESULTS.get("records", [])}, indent=1))  # fmt: skip
 
 
 @triton.jit

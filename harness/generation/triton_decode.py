@@ -25,6 +25,15 @@ from harness.generation.quantization import FP8_MAX, Fp8Rows, UnscaledProduct, p
 
 
 @triton.jit
+def _store_fp8_row(OUT, OUT_SCALE, row, offsets, inside, x32, FP8_MAX: tl.constexpr):
+    """Write a whole row ``x32`` (float32) as e4m3 codes scaled by its largest magnitude, and that scale:
+    the per-row scaling of quantize_rows, shared by every kernel that writes an fp8 product's input."""
+    scale = tl.maximum(tl.max(tl.abs(x32), 0), 1e-12) / FP8_MAX
+    tl.store(OUT + offsets, (x32 / scale).to(OUT.dtype.element_ty), mask=inside)
+    tl.store(OUT_SCALE + row, scale)
+
+
+@triton.jit
 def _add_rms_norm_kernel(
     R, D, D_ROW_SCALE, D_COL_SCALE, W, R_OUT, X_OUT, X_SCALE, width, eps,
     HAS_DELTA: tl.constexpr, DELTA_SCALED: tl.constexpr, QUANTIZE: tl.constexpr, FP8_MAX: tl.constexpr,
@@ -47,10 +56,7 @@ def _add_rms_norm_kernel(
     w = tl.load(W + cols, mask=inside, other=0.0)
     x = w * normed
     if QUANTIZE:  # as quantize_rows would scale the normed row (one scale per row)
-        x32 = x.to(R.dtype.element_ty).to(tl.float32)
-        scale = tl.maximum(tl.max(tl.abs(x32), 0), 1e-12) / FP8_MAX
-        tl.store(X_OUT + row * width + cols, (x32 / scale).to(X_OUT.dtype.element_ty), mask=inside)
-        tl.store(X_SCALE + row, scale)
+        _store_fp8_row(X_OUT, X_SCALE, row, row * width + cols, inside, x.to(R.dtype.element_ty).to(tl.float32), FP8_MAX)
     else:
         tl.store(X_OUT + row * width + cols, x.to(X_OUT.dtype.element_ty), mask=inside)
 
@@ -234,10 +240,7 @@ def _silu_times_up_kernel(
     inside = cols < width
     hidden = _silu_hidden(GATE_UP, ROW_SCALE, COL_SCALE, row, cols, inside, width, SCALED, DTYPE)
     if QUANTIZE:  # the whole row is this program's (BLOCK >= width): scaled per row as quantize_rows would
-        hidden32 = hidden.to(tl.float32)
-        scale = tl.maximum(tl.max(tl.abs(hidden32), 0), 1e-12) / FP8_MAX
-        tl.store(OUT + row * width + cols, (hidden32 / scale).to(OUT.dtype.element_ty), mask=inside)
-        tl.store(OUT_SCALE + row, scale)
+        _store_fp8_row(OUT, OUT_SCALE, row, row * width + cols, inside, hidden.to(tl.float32), FP8_MAX)
     else:
         tl.store(OUT + row * width + cols, hidden, mask=inside)
 
@@ -349,14 +352,12 @@ def _chunked_silu_fp8(
 
 
 @triton.jit
-def _quantize_rows_kernel(X, OUT, SCALE, width, limit, BLOCK: tl.constexpr):
+def _quantize_rows_kernel(X, OUT, SCALE, width, LIMIT: tl.constexpr, BLOCK: tl.constexpr):
     row = tl.program_id(0).to(tl.int64)
     cols = tl.arange(0, BLOCK)
     inside = cols < width
     x = tl.load(X + row * width + cols, mask=inside, other=0.0).to(tl.float32)
-    scale = tl.maximum(tl.max(tl.abs(x), 0), 1e-12) / limit
-    tl.store(OUT + row * width + cols, (x / scale).to(OUT.dtype.element_ty), mask=inside)
-    tl.store(SCALE + row, scale)
+    _store_fp8_row(OUT, SCALE, row, row * width + cols, inside, x, LIMIT)
 
 
 def fp8_rows(x: torch.Tensor) -> Fp8Rows:
@@ -364,7 +365,7 @@ def fp8_rows(x: torch.Tensor) -> Fp8Rows:
     rows, width = x.shape
     out = torch.empty((padded_rows(rows), width), dtype=torch.float8_e4m3fn, device=x.device)
     scale = torch.empty((padded_rows(rows), 1), dtype=torch.float32, device=x.device)
-    _quantize_rows_kernel[(rows,)](x, out, scale, width, FP8_MAX, BLOCK=triton.next_power_of_2(width), num_warps=8)
+    _quantize_rows_kernel[(rows,)](x, out, scale, width, LIMIT=FP8_MAX, BLOCK=triton.next_power_of_2(width), num_warps=8)
     return Fp8Rows(out, scale)
 
 
@@ -374,5 +375,5 @@ def quantize_rows(x: torch.Tensor, dtype: torch.dtype, limit: float) -> tuple[to
     rows, width = x.shape
     out = torch.empty((rows, width), dtype=dtype, device=x.device)
     scale = torch.empty((rows, 1), dtype=torch.float32, device=x.device)
-    _quantize_rows_kernel[(rows,)](x, out, scale, width, limit, BLOCK=triton.next_power_of_2(width), num_warps=8)
+    _quantize_rows_kernel[(rows,)](x, out, scale, width, LIMIT=limit, BLOCK=triton.next_power_of_2(width), num_warps=8)
     return out, scale
