@@ -19,7 +19,7 @@ import torch
 
 from harness.generation.attention import decode_attention
 from harness.generation.kv_cache import KVScales
-from harness.generation.prefix_attention import PrefixPool, shared_prefix_attention
+from harness.generation.prefix_attention import PrefixPool, shared_prefix_attention, shared_prefix_attention_fp8_rows
 from harness.generation.quantization import (
     LayerWeights,
     Quantization,
@@ -193,8 +193,15 @@ class DecodeStep:
                 value_scales[index] if value_scales is not None else None,
             )  # fmt: skip
             query = query.view(slots, heads, 1, dim)
-            attended = self._attend(query, index, keys, values, lengths, pool, "triton", key_scales, value_scales)
-            out = fp8_unscaled_product(triton_decode.fp8_rows(attended.reshape(slots, heads * dim)), layer.out, self.unit)
+            if pool is not None:  # the shared-prefix kernels' merge pass writes the fp8 rows itself
+                scales = KVScales(key_scales[index], value_scales[index]) if key_scales and value_scales else None
+                rows = shared_prefix_attention_fp8_rows(
+                    query, keys[index], values[index], lengths, pool, index, self.scale, scales
+                )
+            else:
+                attended = decode_attention(query, keys[index], values[index], lengths, self.scale, "triton")
+                rows = triton_decode.fp8_rows(attended.reshape(slots, heads * dim))
+            out = fp8_unscaled_product(rows, layer.out, self.unit)
             norm = self.post_norms[index]
             residual, x = triton_decode.add_rms_norm_fp8(residual, out, norm.weight, norm.variance_epsilon)
             hidden = triton_decode.silu_times_up_fp8(fp8_unscaled_product(x, layer.gate_up, self.unit), slots, self.dtype)

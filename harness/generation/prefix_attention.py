@@ -18,6 +18,7 @@ import torch
 
 from harness.generation.attention import triton_applies
 from harness.generation.kv_cache import KVScales, dequantize_vectors
+from harness.generation.quantization import Fp8Rows
 
 
 @dataclass(frozen=True)
@@ -56,14 +57,38 @@ def shared_prefix_attention(
     if kernel == "triton" or (kernel == "auto" and triton_applies(query)):
         from harness.generation.triton_attention import triton_shared_prefix_attention
 
-        return triton_shared_prefix_attention(
+        out = triton_shared_prefix_attention(
             query, keys, values, lengths, prefix_keys, prefix_values, pool.length, pool.groups, pool.longest, scale, scales
         )
+        assert isinstance(out, torch.Tensor)
+        return out
     if scales is not None:  # the reference: widened first
         keys, values = dequantize_vectors(keys, scales.keys, query.dtype), dequantize_vectors(values, scales.values, query.dtype)
     return torch_shared_prefix_attention(
         query, keys, values, lengths, prefix_keys, prefix_values, pool.start, pool.length, pool.longest, scale
     )
+
+
+def shared_prefix_attention_fp8_rows(
+    query: torch.Tensor,
+    keys: torch.Tensor,
+    values: torch.Tensor,
+    lengths: torch.Tensor,
+    pool: PrefixPool,
+    layer: int,
+    scale: float,
+    scales: KVScales | None = None,
+) -> Fp8Rows:
+    """shared_prefix_attention's output [S, H D] written as the next fp8 product's input rows (the fused
+    fp8 decode step, Triton only): the kernels' last pass quantizes it, so no pass of its own does."""
+    from harness.generation.triton_attention import triton_shared_prefix_attention
+
+    rows = triton_shared_prefix_attention(
+        query, keys, values, lengths, pool.keys[layer], pool.values[layer], pool.length, pool.groups, pool.longest, scale,
+        scales, fp8_output=True,
+    )  # fmt: skip
+    assert isinstance(rows, Fp8Rows)
+    return rows
 
 
 def torch_shared_prefix_attention(

@@ -17,6 +17,8 @@ import triton
 import triton.language as tl
 
 from harness.generation.kv_cache import KVScales
+from harness.generation.quantization import FP8_MAX, Fp8Rows, padded_rows
+from harness.generation.triton_decode import TRITON_DTYPES, fp8_rows, store_fp8_row
 
 SPLIT = 512  # cache positions per pass-1 program
 BLOCK = 64  # positions per inner step
@@ -49,11 +51,31 @@ SUFFIX_LAUNCH = {False: LaunchConfig(BLOCK, 4, 3), True: LaunchConfig(2 * BLOCK,
 
 
 @triton.jit
+def _widen_e4m3(codes):
+    """e4m3 codes -> float16 (exact), two at a time by the hardware's paired conversion.
+
+    Written as asm marked impure on purpose: Triton moves a plain ``.to(tl.float16)`` of a dot operand
+    past the operand's shared-memory staging, and for V (the second operand of p.v, its positions not
+    contiguous) it then reads the staged fp8 bytes one at a time to transpose them: 128 single-byte
+    shared loads per thread per block of 128 positions, which held the fp8 suffix pass to half the
+    bf16 pass's bandwidth.  Widened before staging, V is transposed as 16-bit values by ldmatrix."""
+    return tl.inline_asm_elementwise(
+        "{ .reg .b16 lo, hi; mov.b32 {lo, hi}, $2; cvt.rn.f16x2.e4m3x2 $0, lo; cvt.rn.f16x2.e4m3x2 $1, hi; }",
+        "=r,=r,r",
+        [codes],
+        dtype=tl.float16,
+        is_pure=False,
+        pack=4,
+    )
+
+
+@triton.jit
 def _attend_block(q, k, v, valid, running_max, running_sum, acc, scale, key_scale, value_scale, SCALED: tl.constexpr):
     """One block of positions of an online softmax: q [rows, D], k/v [BLOCK, D] (fp8 with a scale per
-    position where SCALED), valid [BLOCK]; returns the updated (max, sum, acc) of every row."""
+    position where SCALED, and then q in float16), valid [BLOCK]; returns the updated (max, sum, acc)
+    of every row."""
     if SCALED:
-        k = k.to(q.dtype)
+        k = k.to(q.dtype)  # K is the contiguous operand of q.k: Triton's own widening loads it well
     scores = tl.dot(q, tl.trans(k)) * scale
     if SCALED:
         scores = scores * key_scale[None, :]
@@ -64,7 +86,7 @@ def _attend_block(q, k, v, valid, running_max, running_sum, acc, scale, key_scal
     running_sum = running_sum * rescale + tl.sum(weights, 1)
     if SCALED:
         weights = weights * value_scale[None, :]
-        v = v.to(q.dtype)
+        v = _widen_e4m3(v)
     acc = acc * rescale[:, None] + tl.dot(weights.to(v.dtype), v)
     return new_max, running_sum, acc
 
@@ -330,21 +352,22 @@ def _suffix_kernel(
 
 @triton.jit
 def _combine_kernel(
-    PREFIX_LENGTH, ACC, MAX, SUM, S_ACC, S_MAX, S_SUM, OUT,
+    PREFIX_LENGTH, ACC, MAX, SUM, S_ACC, S_MAX, S_SUM, OUT, OUT_SCALE,
     acc_slot, acc_head, acc_split,
     m_slot, m_head,
     o_slot, o_head,
-    GROUP: tl.constexpr, GROUP_PAD: tl.constexpr, HEAD_DIM: tl.constexpr, PREFIX_SPLITS: tl.constexpr,
-    SPLIT: tl.constexpr,
+    HEADS: tl.constexpr, HEADS_PAD: tl.constexpr, HEAD_DIM: tl.constexpr, PREFIX_SPLITS: tl.constexpr,
+    SPLIT: tl.constexpr, QUANTIZE: tl.constexpr, FP8_MAX: tl.constexpr, DTYPE: tl.constexpr,
 ):  # fmt: skip
-    """The suffix pass's partial merged with the prefix pass's, normalised: one program per (slot, KV head)."""
+    """The suffix pass's partials merged with the prefix pass's and normalised: one program per slot,
+    all its heads.  With QUANTIZE the slot's output row (heads x head dim, rounded to the model's DTYPE
+    first) is written as the output product's e4m3 input with its scale (OUT_SCALE), as
+    triton_decode.fp8_rows would write it."""
     slot = tl.program_id(0).to(tl.int64)
-    kv_head = tl.program_id(1)
-    member = tl.arange(0, GROUP_PAD)
+    heads = tl.arange(0, HEADS_PAD)
     dims = tl.arange(0, HEAD_DIM)
-    heads = kv_head * GROUP + member
-    in_group = member < GROUP
-    rows = slot * (GROUP * tl.num_programs(1)) + heads
+    in_group = heads < HEADS
+    rows = slot * HEADS + heads
     running_max = tl.load(S_MAX + rows, mask=in_group, other=float("-inf"))
     running_sum = tl.load(S_SUM + rows, mask=in_group, other=0.0)
     acc = tl.load(S_ACC + rows[:, None] * HEAD_DIM + dims[None, :], mask=in_group[:, None], other=0.0)
@@ -353,8 +376,16 @@ def _combine_kernel(
         ACC, MAX, SUM, slot, heads, in_group, dims, prefix_length, running_max, running_sum, acc,
         acc_slot, acc_head, acc_split, m_slot, m_head, PREFIX_SPLITS, SPLIT,
     )  # fmt: skip
-    out = acc / running_sum[:, None]
-    tl.store(OUT + slot * o_slot + heads[:, None] * o_head + dims[None, :], out.to(OUT.dtype.element_ty), mask=in_group[:, None])
+    # Rows past the heads have a zero sum: 0 there, so that they neither write nor enter the row's scale.
+    out = tl.where(in_group[:, None], acc / tl.where(in_group, running_sum, 1.0)[:, None], 0.0)
+    if QUANTIZE:
+        width = HEADS * HEAD_DIM
+        columns = tl.reshape(heads[:, None] * HEAD_DIM + dims[None, :], [HEADS_PAD * HEAD_DIM])
+        row = tl.reshape(out.to(DTYPE).to(tl.float32), [HEADS_PAD * HEAD_DIM])
+        store_fp8_row(OUT, OUT_SCALE, slot, slot * width + columns, columns < width, row, FP8_MAX)
+    else:
+        target = OUT + slot * o_slot + heads[:, None] * o_head + dims[None, :]
+        tl.store(target, out.to(OUT.dtype.element_ty), mask=in_group[:, None])
 
 
 # A second stream per device for the prefix pass run alongside (made on first use: the engine's first
@@ -382,11 +413,14 @@ def triton_shared_prefix_attention(
     scales: KVScales | None = None,
     prefix_launch: LaunchConfig | None = None,
     suffix_launch: LaunchConfig | None = None,
-) -> torch.Tensor:
+    fp8_output: bool = False,
+) -> torch.Tensor | Fp8Rows:
     """query [S, H, 1, D]; keys/values [S, KVH, L, D] (each slot's suffix, ``lengths`` [S] valid);
     prefix_keys/values [KVH, T, D] (the pool); prefix_length [S]; groups [G, 2 + members] int64 rows
     (pool start, prefix length, the slots reading it, -1 padded); no prefix longer than ``longest``;
-    ``scales`` for a suffix in fp8 -> [S, 1, H, D] in the query's dtype."""
+    ``scales`` for a suffix in fp8 -> [S, 1, H, D] in the query's dtype, or with ``fp8_output`` the
+    [S, H D] rows as the output product's e4m3 input (quantized in the merge kernel when the prefix
+    pass runs alongside)."""
     slots, heads, _, head_dim = query.shape
     kv_heads = keys.shape[1]
     group = heads // kv_heads
@@ -444,14 +478,19 @@ def triton_shared_prefix_attention(
         PREFIX_SPLITS=prefix_splits, SPLIT=prefix_launch.split, SCALED=scaled, MERGE_PREFIX=not alongside,
         num_warps=suffix_launch.warps, num_stages=suffix_launch.stages,
     )  # fmt: skip
-    if alongside:
-        main.wait_stream(side)
-        _combine_kernel[(slots, kv_heads)](
-            prefix_length, acc, maxima, sums, suffix_acc, suffix_max, suffix_sum, out,
-            acc.stride(0), acc.stride(1), acc.stride(2),
-            maxima.stride(0), maxima.stride(1),
-            out.stride(0), out.stride(1),
-            GROUP=group, GROUP_PAD=max(16, triton.next_power_of_2(group)), HEAD_DIM=head_dim,
-            PREFIX_SPLITS=prefix_splits, SPLIT=prefix_launch.split,
-        )  # fmt: skip
-    return out.view(slots, 1, heads, head_dim)
+    if not alongside:
+        return fp8_rows(out.view(slots, heads * head_dim)) if fp8_output else out.view(slots, 1, heads, head_dim)
+    main.wait_stream(side)
+    codes = scale_out = out  # the written output: codes and their scale, or ``out`` (the other unused)
+    if fp8_output:
+        codes = torch.empty((padded_rows(slots), heads * head_dim), dtype=torch.float8_e4m3fn, device=query.device)
+        scale_out = torch.empty((padded_rows(slots), 1), dtype=torch.float32, device=query.device)
+    _combine_kernel[(slots,)](
+        prefix_length, acc, maxima, sums, suffix_acc, suffix_max, suffix_sum, codes, scale_out,
+        acc.stride(0), acc.stride(1), acc.stride(2),
+        maxima.stride(0), maxima.stride(1),
+        out.stride(0), out.stride(1),
+        HEADS=heads, HEADS_PAD=triton.next_power_of_2(heads), HEAD_DIM=head_dim, PREFIX_SPLITS=prefix_splits,
+        SPLIT=prefix_launch.split, QUANTIZE=fp8_output, FP8_MAX=FP8_MAX, DTYPE=TRITON_DTYPES[query.dtype],
+    )  # fmt: skip
+    return Fp8Rows(codes, scale_out) if fp8_output else out.view(slots, 1, heads, head_dim)

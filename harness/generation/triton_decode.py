@@ -25,7 +25,7 @@ from harness.generation.quantization import FP8_MAX, Fp8Rows, UnscaledProduct, p
 
 
 @triton.jit
-def _store_fp8_row(OUT, OUT_SCALE, row, offsets, inside, x32, FP8_MAX: tl.constexpr):
+def store_fp8_row(OUT, OUT_SCALE, row, offsets, inside, x32, FP8_MAX: tl.constexpr):
     """Write a whole row ``x32`` (float32) as e4m3 codes scaled by its largest magnitude, and that scale:
     the per-row scaling of quantize_rows, shared by every kernel that writes an fp8 product's input."""
     scale = tl.maximum(tl.max(tl.abs(x32), 0), 1e-12) / FP8_MAX
@@ -56,7 +56,7 @@ def _add_rms_norm_kernel(
     w = tl.load(W + cols, mask=inside, other=0.0)
     x = w * normed
     if QUANTIZE:  # as quantize_rows would scale the normed row (one scale per row)
-        _store_fp8_row(X_OUT, X_SCALE, row, row * width + cols, inside, x.to(R.dtype.element_ty).to(tl.float32), FP8_MAX)
+        store_fp8_row(X_OUT, X_SCALE, row, row * width + cols, inside, x.to(R.dtype.element_ty).to(tl.float32), FP8_MAX)
     else:
         tl.store(X_OUT + row * width + cols, x.to(X_OUT.dtype.element_ty), mask=inside)
 
@@ -240,7 +240,7 @@ def _silu_times_up_kernel(
     inside = cols < width
     hidden = _silu_hidden(GATE_UP, ROW_SCALE, COL_SCALE, row, cols, inside, width, SCALED, DTYPE)
     if QUANTIZE:  # the whole row is this program's (BLOCK >= width): scaled per row as quantize_rows would
-        _store_fp8_row(OUT, OUT_SCALE, row, row * width + cols, inside, hidden.to(tl.float32), FP8_MAX)
+        store_fp8_row(OUT, OUT_SCALE, row, row * width + cols, inside, hidden.to(tl.float32), FP8_MAX)
     else:
         tl.store(OUT + row * width + cols, hidden, mask=inside)
 
@@ -278,7 +278,7 @@ def _quantize_chunks_kernel(
         tl.store(OUT_SCALE + row, scale)
 
 
-_TRITON_DTYPES = {torch.bfloat16: tl.bfloat16, torch.float16: tl.float16, torch.float32: tl.float32}
+TRITON_DTYPES = {torch.bfloat16: tl.bfloat16, torch.float16: tl.float16, torch.float32: tl.float32}
 
 
 def silu_times_up(
@@ -321,7 +321,7 @@ def _launch_silu(
         block, warps = 1024, 4
     _silu_times_up_kernel[(rows, triton.cdiv(width, block))](
         raw, row_scale, col_scale, out, scale if scale is not None else out, width,
-        SCALED=scaled, QUANTIZE=quantize, FP8_MAX=FP8_MAX, DTYPE=_TRITON_DTYPES[dtype], BLOCK=block, num_warps=warps,
+        SCALED=scaled, QUANTIZE=quantize, FP8_MAX=FP8_MAX, DTYPE=TRITON_DTYPES[dtype], BLOCK=block, num_warps=warps,
     )  # fmt: skip
     return out, scale
 
@@ -343,7 +343,7 @@ def _chunked_silu_fp8(
     chunk_max = torch.empty((rows, chunks), dtype=torch.float32, device=raw.device)
     _silu_chunk_kernel[(rows, chunks)](
         raw, row_scale, col_scale, hidden, chunk_max, width, chunks,
-        SCALED=scaled, DTYPE=_TRITON_DTYPES[dtype], BLOCK=SILU_CHUNK, num_warps=4,
+        SCALED=scaled, DTYPE=TRITON_DTYPES[dtype], BLOCK=SILU_CHUNK, num_warps=4,
     )  # fmt: skip
     _quantize_chunks_kernel[(rows, chunks)](
         hidden, chunk_max, out, scale, width, chunks,
@@ -357,7 +357,7 @@ def _quantize_rows_kernel(X, OUT, SCALE, width, LIMIT: tl.constexpr, BLOCK: tl.c
     cols = tl.arange(0, BLOCK)
     inside = cols < width
     x = tl.load(X + row * width + cols, mask=inside, other=0.0).to(tl.float32)
-    _store_fp8_row(OUT, SCALE, row, row * width + cols, inside, x, LIMIT)
+    store_fp8_row(OUT, SCALE, row, row * width + cols, inside, x, LIMIT)
 
 
 def fp8_rows(x: torch.Tensor) -> Fp8Rows:
