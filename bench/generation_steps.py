@@ -482,6 +482,36 @@ def _attention_time(prefix_launch=None, suffix_launch=None, labels=("bf16", "fp8
     return figures
 
 
+# rows and vocabulary of each shape's sampling step (the slots, the model's vocabulary)
+TOPK_SHAPES = {"llama-3.2-3b": (256, 128256), "qwen2.5-coder-1.5b": (512, 151936)}
+
+
+def check_topk_time() -> None:
+    """The sampling step's top 50 (sampling.top_k: the Triton kernel) against torch.topk at each shape's
+    rows x vocabulary: microseconds of each, and the same values and ids on random logits, on rows with a
+    cluster of large logits, and on rows of one repeated value (both past the kernel's 512 candidate
+    places: its exact slow path)."""
+    from harness.generation.sampling import top_k
+
+    torch.manual_seed(0)
+    for shape, (rows, vocab) in TOPK_SHAPES.items():
+        logits = (torch.randn(rows, vocab, device="cuda") * 3).to(torch.bfloat16)
+        figures = {
+            "torch_us": round(_graph_microseconds(lambda logits=logits: torch.topk(logits, 50, dim=-1)), 1),
+            "triton_us": round(_graph_microseconds(lambda logits=logits: top_k(logits, 50)), 1),
+        }
+        odd = logits.clone()
+        odd[: rows // 2, 1000:3000] = 12 + torch.randn(rows // 2, 2000, device="cuda").to(torch.bfloat16)
+        odd[rows // 2 :: 2] = 1.5
+        for label, case in (("random", logits), ("clustered_and_repeated", odd)):
+            values, ids = top_k(case, 50)
+            expect, _ = torch.topk(case, 50, dim=-1)
+            figures[f"{label}_values_equal"] = bool(torch.equal(values, expect))
+            figures[f"{label}_ids_point_at_values"] = bool(torch.equal(case.gather(1, ids), values))
+            figures[f"{label}_ids_distinct"] = bool((ids.sort(dim=1).values.diff(dim=1) > 0).all())
+        report("topk_time", shape=shape, rows=rows, vocab=vocab, k=50, **figures)
+
+
 def check_syncs(prompts) -> None:
     """A short fast-engine run with CUDA's sync debug mode on: which calls make the host wait for the GPU
     (each one lets the GPU run dry while the host catches up)."""
@@ -597,7 +627,7 @@ def profile_replay(model, tokenizer, chosen, options, label: str) -> None:
             kind = "attention"
         elif any(t in low for t in ("gemm", "cutlass", "nvjet", "sm90", "matmul", "xmma", "cublas")):
             kind = "gemm"
-        elif any(t in low for t in ("topk", "sort", "radix", "gather_topk", "bitonic")):
+        elif any(t in low for t in ("topk", "sort", "radix", "gather_topk", "bitonic", "candidates_kernel")):
             kind = "top-k"
         elif "rms_norm" in low or "rotary" in low or "silu" in low:
             kind = "fused elementwise (Triton)"
@@ -709,7 +739,7 @@ def main() -> None:
     )
     parser.add_argument(
         "--checks",
-        default="kernels,fp8_kernels,greedy,syncs,attention_time,products_time",
+        default="kernels,fp8_kernels,greedy,syncs,attention_time,topk_time,products_time",
         help="Self-checks to run first ('' for none; also attention_configs, a sweep of the attention kernels' launch choices).",
     )
     parser.add_argument("--out", type=Path)
@@ -732,6 +762,7 @@ def main() -> None:
         "greedy": lambda: check_greedy(evenly_spaced(all_prompts, 6)),
         "syncs": lambda: check_syncs(evenly_spaced(all_prompts, 12)),
         "attention_time": check_attention_time,
+        "topk_time": check_topk_time,
         "fp8_kernels": check_fp8_kernels,
         "products_time": check_products_time,
         "attention_configs": check_attention_configs,

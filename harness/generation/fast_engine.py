@@ -463,7 +463,10 @@ class _SlotRun:
         side = torch.cuda.Stream(self.device)
         side.wait_stream(torch.cuda.current_stream(self.device))
         with torch.cuda.stream(side):
-            self._chunk(bank)  # warm-up: kernel selection, Triton compilation, workspace allocation
+            # Warm-up: kernel selection, Triton compilation, workspace allocation.  One step runs every
+            # kernel of the chunk (its steps are alike); a whole chunk here repeated that host work
+            # chunk_steps times, in the set-up every run pays.
+            self._decode_step(bank, 0)
         torch.cuda.current_stream(self.device).wait_stream(side)
         bank.graph = torch.cuda.CUDAGraph()
         # Another device's worker thread may run meanwhile (thread_local: its calls do not break this

@@ -6,7 +6,8 @@ token while the cumulative probability of it and everything less likely is <= 1 
 keep the most likely one).  The draw is Gumbel-max: argmax(filtered logit + Gumbel noise) is an exact
 sample from the softmax of the filtered logits.  The noise is not taken from a random generator but
 hashed from (sample seed, sample step, token id), so a sample gets the same noise whatever batch,
-slot, process or GPU it runs in.  Everything here is plain tensor code, safe under CUDA graphs.
+slot, process or GPU it runs in.  Everything here is plain tensor code (the top k of 16-bit logits on
+CUDA by a Triton kernel), safe under CUDA graphs.
 """
 
 from __future__ import annotations
@@ -42,6 +43,20 @@ def hash_uniform(seed_high: torch.Tensor, seed_low: torch.Tensor, steps: torch.T
     return (h.to(torch.float64) + 0.5) * (1.0 / 2**32)
 
 
+def top_k(logits: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The k largest of each row of ``logits`` [B, V] and their token ids, largest first: Triton's
+    (triton_topk.py: exact, ties by token id) for bf16/fp16 logits on CUDA and k <= 64, else torch.topk."""
+    if logits.is_cuda and logits.dtype in (torch.bfloat16, torch.float16) and logits.dim() == 2:
+        from importlib.util import find_spec
+
+        if find_spec("triton") is not None:
+            from harness.generation.triton_topk import TOPK_MAX, triton_topk
+
+            if k <= TOPK_MAX:
+                return triton_topk(logits, k)
+    return torch.topk(logits, k, dim=-1)
+
+
 def filtered_candidates(logits: torch.Tensor, settings: SamplingSettings) -> tuple[torch.Tensor, torch.Tensor]:
     """(scores, token ids) of the candidates, [B, K] each, most likely first, in float32; tokens removed
     by top-p have score -inf.  ``logits`` [B, V] in any float dtype.
@@ -53,7 +68,7 @@ def filtered_candidates(logits: torch.Tensor, settings: SamplingSettings) -> tup
     an H200)."""
     vocab = logits.shape[-1]
     k = settings.top_k if 0 < settings.top_k < vocab else vocab
-    values, token_ids = torch.topk(logits, k, dim=-1)  # descending
+    values, token_ids = top_k(logits, k)
     values = values.float()
     if settings.temperature != 1.0:
         values = values / settings.temperature
