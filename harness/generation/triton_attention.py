@@ -44,9 +44,9 @@ class LaunchConfig:
 # time in bf16, 5.03 -> 5.01 with fp8 weights and cache (docs/BENCHMARKS.md, session 8).
 PREFIX_LAUNCH = LaunchConfig(BLOCK, 4, 3, alongside=True)
 # The suffix pass by the cache's format.  fp8, measured on the H200 (docs/BENCHMARKS.md): twice the
-# positions per step and two stages, 98 against 117 us per layer with the bf16 choice.  Loading the
-# next block ahead by hand, q.k on the fp8 tensor cores, and float32 arithmetic on the CUDA cores were
-# all slower.
+# positions per step and two stages; in session 9's sweep (V widened before staging) 81.4 against 90.5 us
+# per layer with the bf16 choice at the 3B shape, 53.0 against 57.5 at the 1.5B.  Loading the next block
+# ahead by hand, q.k on the fp8 tensor cores, and float32 arithmetic on the CUDA cores were all slower.
 SUFFIX_LAUNCH = {False: LaunchConfig(BLOCK, 4, 3), True: LaunchConfig(2 * BLOCK, 4, 2)}
 
 
