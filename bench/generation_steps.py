@@ -45,6 +45,7 @@ def check_kernels() -> None:
     from harness.generation.kv_cache import KVScales, dequantize_vectors, quantize_vectors
     from harness.generation.prefix_attention import group_members, group_rows, torch_shared_prefix_attention
     from harness.generation.triton_attention import PREFIX_LAUNCH, triton_shared_prefix_attention
+    from harness.generation.triton_decode import fp8_rows
 
     torch.manual_seed(0)
     dev, bf = "cuda", torch.bfloat16
@@ -96,8 +97,6 @@ def check_kernels() -> None:
         ).float()
         placement = "before" if other.alongside is False else "alongside"
         # The merge kernel writing the output product's fp8 input rows, against quantizing its output after.
-        from harness.generation.triton_decode import fp8_rows
-
         for label, placement_launch in (("default", PREFIX_LAUNCH), (placement, other)):
             out8 = triton_shared_prefix_attention(
                 q, qsk, qsv, lengths, pk, pv, plen, groups, int(plen.max()), dim**-0.5, KVScales(ssk, ssv),

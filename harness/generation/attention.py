@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import torch
 
+from harness.generation.triton_support import triton_runs_on
+
 
 def decode_attention(
     query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, lengths: torch.Tensor, scale: float, kernel: str = "auto"
@@ -24,13 +26,12 @@ def decode_attention(
 
 def triton_applies(query: torch.Tensor) -> bool:
     head_dim = query.shape[-1]
-    if not (
-        query.is_cuda and query.dtype in (torch.bfloat16, torch.float16) and head_dim >= 16 and head_dim & (head_dim - 1) == 0
-    ):
-        return False
-    from importlib.util import find_spec
-
-    return find_spec("triton") is not None
+    return (
+        query.dtype in (torch.bfloat16, torch.float16)
+        and head_dim >= 16
+        and head_dim & (head_dim - 1) == 0
+        and triton_runs_on(query)
+    )
 
 
 def torch_decode_attention(

@@ -19,8 +19,9 @@ import torch
 
 from harness.generation.attention import decode_attention
 from harness.generation.kv_cache import KVScales
-from harness.generation.prefix_attention import PrefixPool, shared_prefix_attention, shared_prefix_attention_fp8_rows
+from harness.generation.prefix_attention import PrefixPool, shared_prefix_attention
 from harness.generation.quantization import (
+    Fp8Rows,
     LayerWeights,
     Quantization,
     fp8_scaled_product,
@@ -121,6 +122,7 @@ class DecodeStep:
                 values[index][rows, :, write_index] = value.view(slots, kv_heads, dim)
             query = query.view(slots, heads, 1, dim)
             attended = self._attend(query, index, keys, values, lengths, pool, kernel, key_scales, value_scales)
+            assert isinstance(attended, torch.Tensor)
             attended = linear(attended.reshape(slots, heads * dim), layer.out)
             norm = self.post_norms[index]
             if fused:
@@ -153,14 +155,22 @@ class DecodeStep:
         kernel: str,
         key_scales: list[torch.Tensor] | None,
         value_scales: list[torch.Tensor] | None,
-    ) -> torch.Tensor:
-        """Layer ``index``'s decode attention over the slots' caches (with the shared prefix where there is a pool)."""
+        fp8_output: bool = False,
+    ) -> torch.Tensor | Fp8Rows:
+        """Layer ``index``'s decode attention over the slots' caches (with the shared prefix where there is a
+        pool); with ``fp8_output`` (Triton) as the out product's fp8 input rows, which the shared-prefix
+        kernels' merge pass writes itself."""
         if pool is not None:
             layer_scales = KVScales(key_scales[index], value_scales[index]) if key_scales and value_scales else None
             return shared_prefix_attention(
-                query, keys[index], values[index], lengths, pool, index, self.scale, kernel, layer_scales
+                query, keys[index], values[index], lengths, pool, index, self.scale, kernel, layer_scales, fp8_output
             )
-        return decode_attention(query, keys[index], values[index], lengths, self.scale, kernel)
+        attended = decode_attention(query, keys[index], values[index], lengths, self.scale, kernel)
+        if fp8_output:
+            from harness.generation import triton_decode
+
+            return triton_decode.fp8_rows(attended.reshape(attended.shape[0], -1))
+        return attended
 
     def _fp8_logits(
         self,
@@ -193,14 +203,8 @@ class DecodeStep:
                 value_scales[index] if value_scales is not None else None,
             )  # fmt: skip
             query = query.view(slots, heads, 1, dim)
-            if pool is not None:  # the shared-prefix kernels' merge pass writes the fp8 rows itself
-                scales = KVScales(key_scales[index], value_scales[index]) if key_scales and value_scales else None
-                rows = shared_prefix_attention_fp8_rows(
-                    query, keys[index], values[index], lengths, pool, index, self.scale, scales
-                )
-            else:
-                attended = decode_attention(query, keys[index], values[index], lengths, self.scale, "triton")
-                rows = triton_decode.fp8_rows(attended.reshape(slots, heads * dim))
+            rows = self._attend(query, index, keys, values, lengths, pool, "triton", key_scales, value_scales, fp8_output=True)
+            assert isinstance(rows, Fp8Rows)
             out = fp8_unscaled_product(rows, layer.out, self.unit)
             norm = self.post_norms[index]
             residual, x = triton_decode.add_rms_norm_fp8(residual, out, norm.weight, norm.variance_epsilon)

@@ -133,7 +133,9 @@ def _slot_attention(
         )
         return out.transpose(1, 2).contiguous(), None
     if slot_pool is not None:
-        return shared_prefix_attention(query, key, value, slot_lengths, slot_pool, module.layer_idx, scale, slot_kernel), None
+        attended = shared_prefix_attention(query, key, value, slot_lengths, slot_pool, module.layer_idx, scale, slot_kernel)
+        assert isinstance(attended, torch.Tensor)
+        return attended, None
     return decode_attention(query, key, value, slot_lengths, scale, slot_kernel), None
 
 

@@ -50,45 +50,26 @@ def shared_prefix_attention(
     scale: float,
     kernel: str = "auto",
     scales: KVScales | None = None,
-) -> torch.Tensor:
+    fp8_output: bool = False,
+) -> torch.Tensor | Fp8Rows:
     """query [S, H, 1, D], suffix keys/values [S, KVH, L, D], lengths [S] -> attention output [S, 1, H, D].
-    With ``scales`` the suffix K/V are fp8 (kv_cache.py); the pool is in the model's dtype."""
+    With ``scales`` the suffix K/V are fp8 (kv_cache.py); the pool is in the model's dtype.  With
+    ``fp8_output`` (Triton only: the fused fp8 decode step) the output comes as the next fp8 product's
+    input rows [S, H D], quantized by the kernels' last pass."""
     prefix_keys, prefix_values = pool.keys[layer], pool.values[layer]
     if kernel == "triton" or (kernel == "auto" and triton_applies(query)):
         from harness.generation.triton_attention import triton_shared_prefix_attention
 
-        out = triton_shared_prefix_attention(
-            query, keys, values, lengths, prefix_keys, prefix_values, pool.length, pool.groups, pool.longest, scale, scales
-        )
-        assert isinstance(out, torch.Tensor)
-        return out
+        return triton_shared_prefix_attention(
+            query, keys, values, lengths, prefix_keys, prefix_values, pool.length, pool.groups, pool.longest, scale, scales,
+            fp8_output=fp8_output,
+        )  # fmt: skip
+    assert not fp8_output, "fp8 output rows come from the Triton kernels"
     if scales is not None:  # the reference: widened first
         keys, values = dequantize_vectors(keys, scales.keys, query.dtype), dequantize_vectors(values, scales.values, query.dtype)
     return torch_shared_prefix_attention(
         query, keys, values, lengths, prefix_keys, prefix_values, pool.start, pool.length, pool.longest, scale
     )
-
-
-def shared_prefix_attention_fp8_rows(
-    query: torch.Tensor,
-    keys: torch.Tensor,
-    values: torch.Tensor,
-    lengths: torch.Tensor,
-    pool: PrefixPool,
-    layer: int,
-    scale: float,
-    scales: KVScales | None = None,
-) -> Fp8Rows:
-    """shared_prefix_attention's output [S, H D] written as the next fp8 product's input rows (the fused
-    fp8 decode step, Triton only): the kernels' last pass quantizes it, so no pass of its own does."""
-    from harness.generation.triton_attention import triton_shared_prefix_attention
-
-    rows = triton_shared_prefix_attention(
-        query, keys, values, lengths, pool.keys[layer], pool.values[layer], pool.length, pool.groups, pool.longest, scale,
-        scales, fp8_output=True,
-    )  # fmt: skip
-    assert isinstance(rows, Fp8Rows)
-    return rows
 
 
 def torch_shared_prefix_attention(

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from harness.errors import DeviceError
+from harness.generation.triton_support import triton_runs_on
 
 FP8_MAX = 448.0  # largest finite float8_e4m3fn
 INT8_MAX = 127.0
@@ -75,7 +76,7 @@ def _fp8_linear(x: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor) -> t
     padded = padded_rows(count)  # the fp8 product wants row counts in multiples of 16
     if padded != count:
         rows = F.pad(rows, (0, 0, 0, padded - count))
-    if _fused_quantization_applies(rows):
+    if triton_runs_on(rows):
         from harness.generation.triton_decode import quantize_rows
 
         quantized, row_scale = quantize_rows(rows.contiguous(), torch.float8_e4m3fn, FP8_MAX)
@@ -146,14 +147,6 @@ def apply_scales(product: UnscaledProduct, rows: int, dtype: torch.dtype) -> tor
     dtype would be (then the bias added), by torch operations: the reference of the kernels that fuse it."""
     out = (product.raw[:rows].float() * product.row_scale[:rows] * product.col_scale[None, :]).to(dtype)
     return out if product.bias is None else out + product.bias
-
-
-def _fused_quantization_applies(rows: torch.Tensor) -> bool:
-    if not rows.is_cuda:
-        return False
-    from importlib.util import find_spec
-
-    return find_spec("triton") is not None
 
 
 def quantize_weight(weight: torch.Tensor, mode: Quantization) -> tuple[torch.Tensor, torch.Tensor]:

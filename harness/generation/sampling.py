@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 
 from harness.generation.plan import SamplingSettings
+from harness.generation.triton_support import triton_runs_on
 
 _MASK32 = 0xFFFFFFFF
 # An odd multiplier below 2**27: a 32-bit value times it stays below 2**63, so int64 never overflows.
@@ -46,14 +47,11 @@ def hash_uniform(seed_high: torch.Tensor, seed_low: torch.Tensor, steps: torch.T
 def top_k(logits: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The k largest of each row of ``logits`` [B, V] and their token ids, largest first: Triton's
     (triton_topk.py: exact, ties by token id) for bf16/fp16 logits on CUDA and k <= 64, else torch.topk."""
-    if logits.is_cuda and logits.dtype in (torch.bfloat16, torch.float16) and logits.dim() == 2:
-        from importlib.util import find_spec
+    if logits.dtype in (torch.bfloat16, torch.float16) and logits.dim() == 2 and triton_runs_on(logits):
+        from harness.generation.triton_topk import TOPK_MAX, triton_topk
 
-        if find_spec("triton") is not None:
-            from harness.generation.triton_topk import TOPK_MAX, triton_topk
-
-            if k <= TOPK_MAX:
-                return triton_topk(logits, k)
+        if k <= TOPK_MAX:
+            return triton_topk(logits, k)
     return torch.topk(logits, k, dim=-1)
 
 
