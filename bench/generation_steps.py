@@ -253,6 +253,7 @@ def check_fp8_kernels() -> None:
         unit_vs_rowwise=rel(unscaled, rowwise),
     )  # fmt: skip
     _check_decode_step_paths()
+    _check_prefill_paths()
 
 
 def _check_decode_step_paths() -> None:
@@ -305,6 +306,64 @@ def _check_decode_step_paths() -> None:
             # fp8 products between the kernels against row-wise scaled products after the same kernels:
             logits_rel_vs_rowwise_products=rel_error(fused, plain_fused),
             argmax_equal_vs_rowwise_products=(fused.argmax(-1) == plain_fused.argmax(-1)).float().mean().item(),
+        )  # fmt: skip
+        del model, step
+        torch.cuda.empty_cache()
+
+
+def _check_prefill_paths() -> None:
+    """A batched prefill of a random llama-shaped model (right-padded rows of different lengths) through
+    the decode step's layers (Triton kernels; fp8 products between them for fp8) against the model's own
+    forward (its quantized linears for fp8): relative error of the pool's K and V at the last layer, and
+    whether the padding wrote anywhere but its own position."""
+    from transformers import AutoModelForCausalLM, LlamaConfig
+
+    from harness.generation import fast_engine
+    from harness.generation.decode_step import DecodeStep
+    from harness.generation.prefix_attention import PrefixPool
+    from harness.generation.quantization import Quantization
+
+    dev, bf = "cuda", torch.bfloat16
+    config = LlamaConfig(
+        vocab_size=4096, hidden_size=1024, intermediate_size=2816, num_hidden_layers=4, num_attention_heads=8,
+        num_key_value_heads=2, head_dim=128, max_position_embeddings=4096,
+    )  # fmt: skip
+    lengths = [300, 517, 64, 401]
+    width = max(lengths)
+    starts = [sum(lengths[:i]) + 5 * i for i in range(len(lengths))]
+    padding = starts[-1] + lengths[-1] + 5
+    fast_engine._register_attention()
+    for mode in (Quantization.NONE, Quantization.FP8):
+        torch.manual_seed(0)
+        with torch.device(dev):
+            model = AutoModelForCausalLM.from_config(config, dtype=bf).eval()
+        step = DecodeStep(model, mode)
+        rows = torch.randint(0, config.vocab_size, (len(lengths), width), device=dev)
+        index = torch.tensor([s + t if t < n else padding for s, n in zip(starts, lengths) for t in range(width)], device=dev)
+
+        def pool():
+            layers = range(config.num_hidden_layers)
+            shape = (2, padding + 1, 128)
+            none = torch.zeros(1, dtype=torch.int64, device=dev)
+            return PrefixPool([torch.zeros(shape, dtype=bf, device=dev) for _ in layers],
+                              [torch.zeros(shape, dtype=bf, device=dev) for _ in layers], none, none, none, 1)  # fmt: skip
+
+        forward, fused = pool(), pool()
+        model.set_attn_implementation(fast_engine.ATTENTION_NAME)
+        with torch.inference_mode():
+            model(input_ids=rows, position_ids=torch.arange(width, device=dev)[None].expand(len(lengths), -1), use_cache=True,
+                  logits_to_keep=1, cache=fast_engine._PoolWriter(forward, list(zip(starts, lengths))))  # fmt: skip
+            step.prefill(rows, index, fused, "triton")
+        last = config.num_hidden_layers - 1
+        written = torch.zeros(padding, dtype=torch.bool, device=dev)
+        for s, n in zip(starts, lengths):
+            written[s : s + n] = True
+        report(
+            "prefill_fused_vs_forward", quantize=mode.value, fp8_between_kernels=step.fp8_between_kernels,
+            keys_rel=rel_error(fused.keys[last][:, :padding].float(), forward.keys[last][:, :padding].float()),
+            values_rel=rel_error(fused.values[last][:, :padding].float(), forward.values[last][:, :padding].float()),
+            first_layer_keys_rel=rel_error(fused.keys[0][:, :padding].float(), forward.keys[0][:, :padding].float()),
+            padding_wrote_elsewhere=bool(fused.keys[last][:, :padding][:, ~written].abs().sum() > 0),
         )  # fmt: skip
         del model, step
         torch.cuda.empty_cache()
@@ -592,7 +651,7 @@ def _jobs(chosen, n, max_new):
 
 
 def profile_replay(model, tokenizer, chosen, options, label: str) -> None:
-    """torch.profiler over one CUDA-graph replay (one chunk) in steady state; kernel time by kind."""
+    """torch.profiler over one chunk's CUDA-graph replays in steady state; kernel time by kind."""
     from harness.generation import fast_engine
     from harness.generation.fast_engine import FastEngine
     from harness.generation.plan import SamplingSettings
@@ -606,7 +665,8 @@ def profile_replay(model, tokenizer, chosen, options, label: str) -> None:
             from torch.profiler import ProfilerActivity, profile
 
             with profile(activities=[ProfilerActivity.CUDA]) as prof:
-                self.bank.graph.replay()
+                for _ in range(self.chunk_steps // self.steps_per_graph):  # one chunk's replays
+                    self.bank.graph.replay()
                 torch.cuda.synchronize()
             captured["events"] = [(e.key, e.device_time_total, e.count) for e in prof.key_averages()]
             captured["steps"] = self.chunk_steps
@@ -642,6 +702,85 @@ def profile_replay(model, tokenizer, chosen, options, label: str) -> None:
         share={k: round(v / total, 3) for k, v in sorted(kinds.items(), key=lambda kv: -kv[1])} if total else {},
         ms_per_step_by_kind={k: round(v / 1000 / steps, 3) for k, v in kinds.items()},
         top=[(n[:80], round(m / 1000 / steps, 3)) for n, m, _ in sorted(captured.get("events", []), key=lambda e: -e[1])[:20]],
+    )  # fmt: skip
+
+
+def profile_fixed_costs(model, tokenizer, chosen, n, max_new, options, label: str) -> None:
+    """Where a run's time outside the decode chunks goes: the set-up's parts (slot allocation, each
+    bank's warm-up step and capture) and each prompt prefill forward (host time to queue it, time until
+    the GPU finished it, its GPU kernels by the profiler for one of them).  Timed with synchronizations,
+    so the run itself is not a throughput figure."""
+    from harness.generation import fast_engine
+    from harness.generation.fast_engine import FastEngine
+    from harness.generation.plan import SamplingSettings
+
+    run_class = fast_engine._SlotRun
+    patched = ("__init__", "_capture", "_decode_step", "_forward_prompts")
+    originals = {name: getattr(run_class, name) for name in patched}
+    found: dict = {"capture": [], "prefill": [], "warm_step_ms": []}
+
+    def init(self, *a, **k):
+        torch.cuda.synchronize()
+        began = time.perf_counter()
+        originals["__init__"](self, *a, **k)
+        torch.cuda.synchronize()
+        found["slot_run_init_ms"] = round(1000 * (time.perf_counter() - began), 1)
+
+    def capture(self, bank):
+        torch.cuda.synchronize()
+        began = time.perf_counter()
+        originals["_capture"](self, bank)
+        torch.cuda.synchronize()
+        found["capture"].append((bank.size, round(1000 * (time.perf_counter() - began), 1)))
+
+    def decode_step(self, bank):
+        if bank.graph is None and not torch.cuda.is_current_stream_capturing():
+            began = time.perf_counter()
+            originals["_decode_step"](self, bank)
+            torch.cuda.synchronize()
+            found["warm_step_ms"].append(round(1000 * (time.perf_counter() - began), 1))
+        else:
+            originals["_decode_step"](self, bank)
+
+    def forward_prompts(self, rows, cache):
+        torch.cuda.synchronize()
+        began = time.perf_counter()
+        if len(found["prefill"]) == 2 and "prefill_kernels" not in found:
+            from torch.profiler import ProfilerActivity, profile
+
+            with profile(activities=[ProfilerActivity.CUDA]) as prof:
+                originals["_forward_prompts"](self, rows, cache)
+                torch.cuda.synchronize()
+            events = [(e.key, e.device_time_total, e.count) for e in prof.key_averages()]
+            total = sum(m for _, m, _ in events)
+            found["prefill_kernels"] = {
+                "prompts": len(rows), "width": len(rows[0]), "gpu_ms": round(total / 1000, 2),
+                "launches": sum(c for _, _, c in events),
+                "top": [(k[:70], round(m / 1000, 2), c) for k, m, c in sorted(events, key=lambda e: -e[1])[:14]],
+            }  # fmt: skip
+            queued = time.perf_counter()
+        else:
+            originals["_forward_prompts"](self, rows, cache)
+            queued = time.perf_counter()
+            torch.cuda.synchronize()
+        done = time.perf_counter()
+        found["prefill"].append((len(rows), len(rows[0]), round(1000 * (queued - began), 1), round(1000 * (done - began), 1)))
+
+    for name, replacement in zip(patched, (init, capture, decode_step, forward_prompts)):
+        setattr(run_class, name, replacement)
+    try:
+        engine = FastEngine(model, tokenizer, SamplingSettings(0.2, 50, 0.95, seed=0), options)
+        engine.run(_jobs(chosen, n, max_new), lambda s: None)
+    finally:
+        for name, original in originals.items():
+            setattr(run_class, name, original)
+    stats = engine.last_run
+    prefills = found.pop("prefill")
+    report(
+        "fixed_costs", label=label, slots=options.slots, setup_s=round(stats.setup_seconds, 3), **found,
+        prefill_forwards=len(prefills), prefill_host_ms=round(sum(p[2] for p in prefills), 1),
+        prefill_done_ms=round(sum(p[3] for p in prefills), 1), prefill_tokens=sum(p[0] * p[1] for p in prefills),
+        prefills=prefills[:12],
     )  # fmt: skip
 
 
@@ -748,6 +887,11 @@ def main() -> None:
         default=True,
         help="Run each shape's first variant's measured job once, unrecorded, before the measured runs.",
     )
+    parser.add_argument(
+        "--fixed-costs",
+        default="",
+        help="Variants (comma-separated labels) whose set-up and prefills are timed part by part before their measured run.",
+    )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     from harness.generation.fast_engine import FastEngineOptions
@@ -794,6 +938,8 @@ def main() -> None:
             # The fused step with each prompt prefilled in a forward of its own (before batched prefill).
             ("one_prefill", dict(shared_prefix=True, fused_step=True, prefill_batch=1), slots, Quantization.NONE),
             ("fused", dict(shared_prefix=True, fused_step=True), slots, Quantization.NONE),
+            # The fused step with a whole chunk in one CUDA graph (before session 10's one-step graphs).
+            ("fused_chunk_graph", dict(shared_prefix=True, fused_step=True, steps_per_graph=16), slots, Quantization.NONE),
             ("more_slots", dict(shared_prefix=True, fused_step=True), more, Quantization.NONE),
             ("kv_fp8", dict(shared_prefix=True, fused_step=True, kv_cache=KVCacheFormat.FP8), slots, Quantization.NONE),
             ("fp8", dict(shared_prefix=True, fused_step=True), slots, Quantization.FP8),
@@ -835,6 +981,8 @@ def main() -> None:
                     rehearsal = measure(model, tokenizer, chosen, args.n, args.max_new_tokens, options, label, record=False)
                     report("rehearsal", label=f"{shape} {label}", seconds=rehearsal["seconds"],
                            refill_gpu_share=rehearsal.get("refill_gpu_share"))  # fmt: skip
+                if label in args.fixed_costs.split(","):
+                    profile_fixed_costs(model, tokenizer, chosen, args.n, args.max_new_tokens, options, f"{shape} {label}")
                 if label in ("before", "fused", "fp8_kv"):
                     profile_replay(model, tokenizer, chosen[:16], options, f"{shape} {label}")
                 result = measure(model, tokenizer, chosen, args.n, args.max_new_tokens, options, f"{shape} {label}")

@@ -2,8 +2,9 @@
 
 The batch is a fixed set of *slots*, each with its own KV cache row, position and sample.  A decode
 step runs the model on one token per slot (each at its own position), picks the next tokens with the
-hash-seeded sampler, and records them; ``chunk_steps`` steps are captured once as a CUDA graph and
-replayed, so the host launches one graph per chunk instead of ~1,000 kernels per step.  Between
+hash-seeded sampler, and records them; a step (``steps_per_graph`` steps) is captured once as a CUDA
+graph and replayed through a chunk of ``chunk_steps`` steps, so the host launches a graph per step
+instead of hundreds of kernels.  Between
 chunks the host reads the new tokens, ends samples (EOS, budget, an official EOF string), and refills
 the freed slots with waiting samples: the prompt is prefilled once and its KV copied into every slot
 that takes one of its samples.  The host handles chunk c while the GPU already runs chunk c+1, so
@@ -73,6 +74,10 @@ MAX_PREFILL_TOKENS = 8192
 class FastEngineOptions:
     slots: int | None = None  # None: as many as fit in free GPU memory (at most MAX_AUTO_SLOTS)
     chunk_steps: int = 16  # decode steps between two looks at the tokens
+    # Decode steps in one CUDA graph, replayed chunk_steps / steps_per_graph times a chunk.  Capturing
+    # costs the host one eager step per captured step, twice (a graph per bank), in every run's
+    # set-up; replaying a one-step graph costs the GPU a few microseconds a step.
+    steps_per_graph: int = 1
     cuda_graphs: bool = True  # on CUDA devices; the CPU always runs the same steps eagerly
     attention_kernel: str = "auto"  # "auto" (Triton on CUDA when possible), "triton" or "torch"
     # A prompt's K/V stored once and read by all its samples (prefix_attention.py); False copies it
@@ -91,6 +96,8 @@ class FastEngineOptions:
     def __post_init__(self) -> None:
         if self.prefill_batch < 1:
             raise ValueError(f"prefill_batch must be at least 1, not {self.prefill_batch}")
+        if self.steps_per_graph < 1 or self.chunk_steps % self.steps_per_graph:
+            raise ValueError(f"steps_per_graph must divide chunk_steps ({self.chunk_steps}), not be {self.steps_per_graph}")
 
 
 def unsupported_reason(model: Any) -> str | None:
@@ -360,7 +367,7 @@ class _SlotRun:
         model, options = engine.model, engine.options
         self.model = model
         self.device = next(model.parameters()).device
-        self.chunk_steps = options.chunk_steps
+        self.chunk_steps, self.steps_per_graph = options.chunk_steps, options.steps_per_graph
         config = model.config
         heads = config.num_attention_heads
         kv_heads = getattr(config, "num_key_value_heads", None) or heads
@@ -380,9 +387,12 @@ class _SlotRun:
             longest = max(len(p) for p in prompts) - 1
             pool_tokens = _pool_tokens(jobs, prompts, slots)
             layers = range(config.num_hidden_layers)
+            # One position past the prompts' room: where a batched prefill through the decode step's layers
+            # writes its padding tokens' K/V.
+            self.pool_padding = pool_tokens
             self.pool = PrefixPool(
-                [torch.zeros((kv_heads, pool_tokens, head_dim), dtype=model.dtype, **on) for _ in layers],
-                [torch.zeros((kv_heads, pool_tokens, head_dim), dtype=model.dtype, **on) for _ in layers],
+                [torch.zeros((kv_heads, pool_tokens + 1, head_dim), dtype=model.dtype, **on) for _ in layers],
+                [torch.zeros((kv_heads, pool_tokens + 1, head_dim), dtype=model.dtype, **on) for _ in layers],
                 torch.zeros(slots, dtype=torch.int64, **on),
                 torch.zeros(slots, dtype=torch.int64, **on),
                 torch.tensor(group_rows([], self.members, slots), dtype=torch.int64, **on),
@@ -406,6 +416,9 @@ class _SlotRun:
         self.seed_high = torch.zeros(slots, dtype=torch.int64, **on)
         self.seed_low = torch.zeros(slots, dtype=torch.int64, **on)
         self.recent = torch.zeros((slots, self.chunk_steps), dtype=torch.int64, **on)
+        # The column of ``recent`` the next step writes, on the device: a graph replayed for several
+        # steps of a chunk cannot carry it as a constant.
+        self.column = torch.zeros(1, dtype=torch.int64, **on)
         pin = self.device.type == "cuda"
         self.recent_host = [torch.zeros((slots, self.chunk_steps), dtype=torch.int64, pin_memory=pin) for _ in range(2)]
         self.recent_ready = [torch.cuda.Event() if pin else None for _ in range(2)]
@@ -427,7 +440,7 @@ class _SlotRun:
 
     # --- GPU work ---------------------------------------------------------------------------------
 
-    def _decode_step(self, bank: _Bank, column: int) -> None:
+    def _decode_step(self, bank: _Bank) -> None:
         if bank.pool is not None:
             torch.sub(bank.positions, bank.pool.length, out=bank.write_index)
         step = self.engine.decode_step
@@ -448,7 +461,8 @@ class _SlotRun:
                 **{self.cache_argument: bank.cache},
             ).logits[:, -1]
         chosen = choose_tokens(logits, self.engine.sampling, bank.seed_high, bank.seed_low, bank.steps)
-        bank.recent[:, column] = chosen
+        bank.recent.index_copy_(1, self.column, chosen[:, None])
+        torch.remainder(self.column + 1, self.chunk_steps, out=self.column)
         bank.tokens.copy_(chosen)
         # A finished slot runs on until its refill; clamping keeps its writes inside the cache row.
         if bank.pool is not None:
@@ -457,18 +471,17 @@ class _SlotRun:
             bank.positions.add_(1).clamp_(max=self.capacity - 1)
         bank.steps.add_(1)
 
-    def _chunk(self, bank: _Bank) -> None:
-        for column in range(self.chunk_steps):
-            self._decode_step(bank, column)
+    def _steps(self, bank: _Bank, count: int) -> None:
+        for _ in range(count):
+            self._decode_step(bank)
 
     def _capture(self, bank: _Bank) -> None:
         side = torch.cuda.Stream(self.device)
         side.wait_stream(torch.cuda.current_stream(self.device))
         with torch.cuda.stream(side):
             # Warm-up: kernel selection, Triton compilation, workspace allocation.  One step runs every
-            # kernel of the chunk (its steps are alike); a whole chunk here repeated that host work
-            # chunk_steps times, in the set-up every run pays.
-            self._decode_step(bank, 0)
+            # kernel of the graph (its steps are alike).
+            self._decode_step(bank)
         torch.cuda.current_stream(self.device).wait_stream(side)
         bank.graph = torch.cuda.CUDAGraph()
         # Another device's worker thread may run meanwhile (thread_local: its calls do not break this
@@ -476,17 +489,18 @@ class _SlotRun:
         # this device's own: torch.cuda.graph's default one is made once per process, on the device of
         # whichever thread captured first, and another device's kernels cannot be captured on it.
         with CUDA_CACHE_LOCK, torch.cuda.graph(bank.graph, stream=side, capture_error_mode="thread_local"):
-            self._chunk(bank)
-        for state in (self.positions, self.tokens, self.steps):
+            self._steps(bank, self.steps_per_graph)
+        for state in (self.positions, self.tokens, self.steps, self.column):
             state.zero_()
 
     def _launch(self, chunk: int) -> None:
         self.row_steps += self.bank.size * self.chunk_steps
         with self.gpu_times.span("decode"):
             if self.bank.graph is not None:
-                self.bank.graph.replay()
+                for _ in range(self.chunk_steps // self.steps_per_graph):
+                    self.bank.graph.replay()
             else:
-                self._chunk(self.bank)
+                self._steps(self.bank, self.chunk_steps)
         buffer = chunk % 2
         ready = self.recent_ready[buffer]
         self.recent_host[buffer].copy_(self.recent, non_blocking=ready is not None)
@@ -529,7 +543,16 @@ class _SlotRun:
             width = batch[-1][2]
             # Padding repeats the prompt's last prefix token: any token would do, none is ever read.
             rows = [self.prompts[job][:length] + [self.prompts[job][length - 1]] * (width - length) for job, _, length in batch]
-            self._forward_prompts(rows, _PoolWriter(self.pool, [(start, length) for _, start, length in batch]))
+            step = self.engine.decode_step
+            if step is None:
+                self._forward_prompts(rows, _PoolWriter(self.pool, [(start, length) for _, start, length in batch]))
+                continue
+            # The decode step's layers over the whole batch: a few fused kernels a layer where the model's
+            # own forward launches about a hundred (and its host time, not the GPU's, set a prefill's cost).
+            index = [start + t if t < length else self.pool_padding for _, start, length in batch for t in range(width)]
+            step.prefill(
+                _to_device(torch.tensor(rows), self.device), _to_device(torch.tensor(index), self.device), self.pool, self.kernel
+            )
 
     def _shared_entry(self, job_index: int, to_prefill: list[tuple[int, int, int]]) -> tuple[int, int] | None:
         """The pool range holding this job's prompt prefix; on first use it is taken and the job added to

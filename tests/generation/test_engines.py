@@ -10,6 +10,7 @@ import torch
 from harness.data.prompts import truncate_at_eof
 from harness.generation import engine as engine_module
 from harness.generation import fast_engine as fast_module
+from harness.generation.decode_step import DecodeStep
 from harness.generation.engine import (
     EofScanner,
     FinishReason,
@@ -102,27 +103,26 @@ def test_fast_greedy_equals_generate_token_for_token(tiny, frequent_eos, slots, 
     assert FinishReason.EOS in reasons and FinishReason.LENGTH in reasons
 
 
-def test_prompts_taken_together_are_prefilled_in_one_forward(tiny):
-    """A refill prefills its new prompts in one right-padded forward; the samples equal those of one
-    prompt a forward (fp32), and prefill_batch bounds the batch."""
+def test_prompts_taken_together_are_prefilled_in_one_forward(tiny, monkeypatch):
+    """A refill prefills its new prompts in one right-padded batch through the decode step's layers; the
+    samples equal those of one prompt a batch (fp32), and prefill_batch bounds the batch."""
     model, tokenizer = tiny
     jobs = plan_jobs(PROMPTS, GenerationSettings("tiny", n=2, max_new_tokens=24, sampling=SAMPLED))
     with_prefix = sum(len(tokenizer(prompt)["input_ids"]) > 1 for _, prompt in PROMPTS)  # the last token is decoded
     assert with_prefix >= 3
     found, batches = {}, {}
+    prefill = DecodeStep.prefill
     for batch in (16, 2, 1):
         shapes: list[tuple[int, ...]] = []
 
-        def record(_module, _args, kwargs, shapes=shapes):
-            shapes.append(tuple(kwargs["input_ids"].shape))
+        def record(step, tokens, *args, shapes=shapes):
+            shapes.append(tuple(tokens.shape))
+            return prefill(step, tokens, *args)
 
-        hook = model.register_forward_pre_hook(record, with_kwargs=True)
-        try:
-            engine = FastEngine(model, tokenizer, SAMPLED, FastEngineOptions(slots=16, chunk_steps=4, prefill_batch=batch))
-            found[batch] = {key: list(sample.token_ids) for key, sample in _run(engine, jobs).items()}
-        finally:
-            hook.remove()
-        batches[batch] = [shape[0] for shape in shapes]  # prefills (the fused decode step does not call forward)
+        monkeypatch.setattr(DecodeStep, "prefill", record)
+        engine = FastEngine(model, tokenizer, SAMPLED, FastEngineOptions(slots=16, chunk_steps=4, prefill_batch=batch))
+        found[batch] = {key: list(sample.token_ids) for key, sample in _run(engine, jobs).items()}
+        batches[batch] = [shape[0] for shape in shapes]
     # All the prompts are taken in the first refill: all at once, two at a time, or one at a time.
     assert batches[16] == [with_prefix]
     assert sorted(batches[2], reverse=True) == [2] * (with_prefix // 2) + [1] * (with_prefix % 2)

@@ -1,17 +1,28 @@
 """Shared-prefix decode attention (CPU, float32): the torch kernel equals attention over the copied
-layout, the pool allocator reuses freed ranges, and the fast engine gives the same tokens with the
-prompt stored once as with it copied into every slot (greedy and sampled, with refills)."""
+layout, the pool allocator reuses freed ranges, a batched prefill through the decode step's layers
+fills the pool as the model's forward does, and the fast engine gives the same tokens with the prompt
+stored once as with it copied into every slot (greedy and sampled, with refills)."""
 
 from __future__ import annotations
+
+import inspect
 
 import pytest
 import torch
 
+from harness.generation import fast_engine as fast_module
 from harness.generation.attention import torch_decode_attention
+from harness.generation.decode_step import DecodeStep
 from harness.generation.engine import load_model
 from harness.generation.fast_engine import FastEngine, FastEngineOptions
 from harness.generation.plan import GenerationSettings, SamplingSettings, plan_jobs
-from harness.generation.prefix_attention import PrefixSpace, group_members, group_rows, torch_shared_prefix_attention
+from harness.generation.prefix_attention import (
+    PrefixPool,
+    PrefixSpace,
+    group_members,
+    group_rows,
+    torch_shared_prefix_attention,
+)
 from tests.support.tiny_model import build_tiny_model
 
 
@@ -78,3 +89,50 @@ def test_group_rows_put_siblings_together_in_runs_of_at_most_members():
     assert rows[:3] == [[0, 5, 0, 2], [0, 5, 4, -1], [10, 3, 3, -1]]
     assert rows[3:] == [[0, 0, -1, -1]] * 3  # unused rows: length 0, no slots
     assert group_members(3) == 21 and group_members(128) == 1
+
+
+def test_prefill_through_the_decode_steps_layers_writes_the_pool_as_the_model_forward_does(tiny):
+    """A batch of right-padded prompts prefilled by DecodeStep.prefill leaves the pool as the model's own
+    forward does (float32), and its padding tokens write only the padding position."""
+    model, tokenizer = tiny
+    prompts = [ids[:-1] for ids in (tokenizer(p)["input_ids"] for _, p in PROMPTS) if len(ids) > 1]
+    width = max(len(ids) for ids in prompts)
+    assert len({len(ids) for ids in prompts}) > 1  # some rows are padded
+    starts = [sum(len(ids) + 3 for ids in prompts[:i]) for i in range(len(prompts))]  # gaps between the ranges
+    padding = starts[-1] + len(prompts[-1]) + 3
+    rows = [ids + [ids[-1]] * (width - len(ids)) for ids in prompts]
+    config = model.config
+    shape = (config.num_key_value_heads, padding + 1, config.hidden_size // config.num_attention_heads)
+
+    def empty_pool() -> PrefixPool:
+        layers = range(config.num_hidden_layers)
+        none = torch.zeros(1, dtype=torch.int64)
+        return PrefixPool([torch.zeros(shape) for _ in layers], [torch.zeros(shape) for _ in layers], none, none, none, 1)
+
+    expected, got = empty_pool(), empty_pool()
+    fast_module._register_attention()
+    previous = model.config._attn_implementation
+    model.set_attn_implementation(fast_module.ATTENTION_NAME)
+    writer = fast_module._PoolWriter(expected, [(s, len(ids)) for s, ids in zip(starts, prompts)])
+    try:
+        with torch.inference_mode():
+            model(
+                input_ids=torch.tensor(rows),
+                position_ids=torch.arange(width)[None].expand(len(rows), -1),
+                use_cache=True,
+                logits_to_keep=1,
+                # transformers renamed past_key_values to cache (5.2x), as the engine knows.
+                **{"cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values": writer},
+            )
+            index = [s + t if t < len(ids) else padding for s, ids in zip(starts, prompts) for t in range(width)]
+            DecodeStep(model).prefill(torch.tensor(rows), torch.tensor(index), got, "torch")
+    finally:
+        model.set_attn_implementation(previous)
+    for layer in range(config.num_hidden_layers):
+        for mine, theirs in ((got.keys[layer], expected.keys[layer]), (got.values[layer], expected.values[layer])):
+            assert torch.allclose(mine[:, :padding], theirs[:, :padding], atol=1e-5, rtol=1e-4)
+            assert mine[:, padding].abs().sum() > 0  # the padding tokens' K/V went there, and nowhere else
+            written = torch.zeros(padding, dtype=torch.bool)
+            for s, ids in zip(starts, prompts):
+                written[s : s + len(ids)] = True
+            assert mine[:, :padding][:, ~written].abs().sum() == 0
