@@ -550,6 +550,7 @@ def check_topk_time() -> None:
     cluster of large logits, and on rows of one repeated value (both past the kernel's 512 candidate
     places: its exact slow path)."""
     from harness.generation.sampling import top_k
+    from harness.generation.triton_topk import triton_topk
 
     torch.manual_seed(0)
     for shape, (rows, vocab) in TOPK_SHAPES.items():
@@ -558,6 +559,11 @@ def check_topk_time() -> None:
             "torch_us": round(_graph_microseconds(lambda logits=logits: torch.topk(logits, 50, dim=-1)), 1),
             "triton_us": round(_graph_microseconds(lambda logits=logits: top_k(logits, 50)), 1),
         }
+        # The passes' widths (triton_topk.STEP and GATHER are the defaults).
+        for step, gather in ((8192, 8), (8192, 16), (16384, 8), (16384, 16), (32768, 8)):
+            figures[f"triton_us_step{step}_gather{gather}"] = round(
+                _graph_microseconds(lambda logits=logits, s=step, g=gather: triton_topk(logits, 50, s, g)), 1
+            )
         odd = logits.clone()
         odd[: rows // 2, 1000:3000] = 12 + torch.randn(rows // 2, 2000, device="cuda").to(torch.bfloat16)
         odd[rows // 2 :: 2] = 1.5
@@ -568,6 +574,42 @@ def check_topk_time() -> None:
             figures[f"{label}_ids_point_at_values"] = bool(torch.equal(case.gather(1, ids), values))
             figures[f"{label}_ids_distinct"] = bool((ids.sort(dim=1).values.diff(dim=1) > 0).all())
         report("topk_time", shape=shape, rows=rows, vocab=vocab, k=50, **figures)
+
+
+def check_silu_time() -> None:
+    """The fp8 SiLU (silu_times_up_fp8, on an unscaled gate/up product) at each shape's rows x width:
+    microseconds in one pass (one program per row), chunked with the hidden values stored between the
+    passes, and chunked with them computed again; the three's codes and scales compared."""
+    from harness.generation import triton_decode as td
+    from harness.generation.quantization import UnscaledProduct
+
+    torch.manual_seed(0)
+    dev, bf = "cuda", torch.bfloat16
+    chunked_rows, recompute = td.CHUNKED_SILU_ROWS, td.SILU_RECOMPUTE
+    for shape, (rows, width) in (("llama-3.2-3b", (256, 8192)), ("qwen2.5-coder-1.5b", (512, 8960))):
+        product = UnscaledProduct(
+            (torch.randn(rows, 2 * width, device=dev) * 50).to(bf), torch.rand(rows, 1, device=dev) * 0.01 + 0.001,
+            torch.rand(2 * width, device=dev) * 0.01 + 0.001, None,
+        )  # fmt: skip
+        figures, outputs = {}, {}
+        try:
+            for label, chunk_from, again in (
+                ("one_pass", rows, False),
+                ("chunked_stored", 0, False),
+                ("chunked_recomputed", 0, True),
+            ):
+                td.CHUNKED_SILU_ROWS, td.SILU_RECOMPUTE = chunk_from, again
+                figures[f"{label}_us"] = round(_graph_microseconds(lambda p=product, r=rows: td.silu_times_up_fp8(p, r, bf)), 2)
+                outputs[label] = td.silu_times_up_fp8(product, rows, bf)
+        finally:
+            td.CHUNKED_SILU_ROWS, td.SILU_RECOMPUTE = chunked_rows, recompute
+        first = outputs["one_pass"]
+        figures["all_equal"] = all(
+            bool((o.values[:rows].view(torch.uint8) == first.values[:rows].view(torch.uint8)).all())
+            and bool((o.scale[:rows] == first.scale[:rows]).all())
+            for o in outputs.values()
+        )
+        report("silu_fp8_time", shape=shape, rows=rows, width=width, **figures)
 
 
 def check_syncs(prompts) -> None:
@@ -913,6 +955,7 @@ def main() -> None:
         "syncs": lambda: check_syncs(evenly_spaced(all_prompts, 12)),
         "attention_time": check_attention_time,
         "topk_time": check_topk_time,
+        "silu_time": check_silu_time,
         "fp8_kernels": check_fp8_kernels,
         "products_time": check_products_time,
         "attention_configs": check_attention_configs,
