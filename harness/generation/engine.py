@@ -211,7 +211,7 @@ class EofScanner:
                 trackers[i].mark_scanned()  # the next window looks back over these tokens all the same
         found = [False] * len(trackers)
         windows = [trackers[i].scan_window() for i in chosen]
-        texts = self.tokenizer.batch_decode(windows, skip_special_tokens=True) if windows else []
+        texts = decode_texts(self.tokenizer, windows)
         for i, text in zip(chosen, texts):
             found[i] = eof_position(text) is not None
         return found
@@ -224,10 +224,24 @@ class EofScanner:
         ids = np.unique(recent)
         unknown = ids[~self._known[ids]]
         if len(unknown):
-            texts = self.tokenizer.batch_decode([[int(i)] for i in unknown], skip_special_tokens=True)
+            texts = decode_texts(self.tokenizer, [[int(i)] for i in unknown])
             self._can_end[unknown] = [any(c in text for c in self._LAST_CHARACTERS) for text in texts]
             self._known[unknown] = True
         return self._can_end[recent].any(axis=1)
+
+
+def decode_texts(tokenizer: Any, sequences: Sequence[Sequence[int]]) -> list[str]:
+    """The texts of token sequences, special tokens skipped: ``tokenizer.batch_decode``'s.  A Hugging Face
+    fast tokenizer that does not clean up spaces decodes each sequence with its Rust decoder, which is
+    exactly batch_decode's text; its decode_batch does the whole batch at once on all cores instead of one
+    sequence a Python call (a wave of 512 finished 512-token samples: 118 ms against 44 ms on 2 cores), time
+    the host otherwise takes from keeping the GPU fed."""
+    if not sequences:
+        return []
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None and hasattr(backend, "decode_batch") and not getattr(tokenizer, "clean_up_tokenization_spaces", True):
+        return list(backend.decode_batch([list(s) for s in sequences], skip_special_tokens=True))
+    return list(tokenizer.batch_decode([list(s) for s in sequences], skip_special_tokens=True))
 
 
 def finish(
@@ -236,7 +250,7 @@ def finish(
     """Decode finished samples (in one batch) and hand them on."""
     if not done:
         return
-    texts = tokenizer.batch_decode([tracker.tokens for tracker, _ in done], skip_special_tokens=True)
+    texts = decode_texts(tokenizer, [tracker.tokens for tracker, _ in done])
     for (tracker, reason), text in zip(done, texts):
         spec = tracker.spec
         on_sample(FinishedSample(jobs[tracker.job_index].task_id, spec.index, spec.seed, tuple(tracker.tokens), text, reason))

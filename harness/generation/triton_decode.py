@@ -248,28 +248,23 @@ def _silu_times_up_kernel(
 @triton.jit
 def _silu_chunk_kernel(
     GATE_UP, ROW_SCALE, COL_SCALE, HIDDEN, CHUNK_MAX, width, chunks, SCALED: tl.constexpr, DTYPE: tl.constexpr,
-    BLOCK: tl.constexpr, STORE_HIDDEN: tl.constexpr,
+    BLOCK: tl.constexpr,
 ):  # fmt: skip
-    """Pass 1 of the chunked fp8 SiLU: the largest magnitude of a chunk of a row's hidden values (and,
-    with STORE_HIDDEN, the values)."""
+    """Pass 1 of the chunked fp8 SiLU: a chunk of a row's hidden values, and the chunk's largest magnitude."""
     row = tl.program_id(0).to(tl.int64)
     chunk = tl.program_id(1)
     cols = chunk * BLOCK + tl.arange(0, BLOCK)
     inside = cols < width
     hidden = _silu_hidden(GATE_UP, ROW_SCALE, COL_SCALE, row, cols, inside, width, SCALED, DTYPE)
-    if STORE_HIDDEN:
-        tl.store(HIDDEN + row * width + cols, hidden, mask=inside)
+    tl.store(HIDDEN + row * width + cols, hidden, mask=inside)
     tl.store(CHUNK_MAX + row * chunks + chunk, tl.max(tl.abs(hidden.to(tl.float32)), 0))
 
 
 @triton.jit
 def _quantize_chunks_kernel(
-    HIDDEN, GATE_UP, ROW_SCALE, COL_SCALE, CHUNK_MAX, OUT, OUT_SCALE, width, chunks,
-    SCALED: tl.constexpr, DTYPE: tl.constexpr, FP8_MAX: tl.constexpr, CHUNKS_PAD: tl.constexpr, BLOCK: tl.constexpr,
-    RECOMPUTE: tl.constexpr,
+    HIDDEN, CHUNK_MAX, OUT, OUT_SCALE, width, chunks, FP8_MAX: tl.constexpr, CHUNKS_PAD: tl.constexpr, BLOCK: tl.constexpr
 ):  # fmt: skip
-    """Pass 2: a chunk scaled by its row's largest magnitude (the largest of the row's chunk maxima): the
-    hidden values pass 1 stored or, with RECOMPUTE, the same values computed again from the product."""
+    """Pass 2: a chunk scaled by its row's largest magnitude (the largest of the row's chunk maxima)."""
     row = tl.program_id(0).to(tl.int64)
     chunk = tl.program_id(1)
     which = tl.arange(0, CHUNKS_PAD)
@@ -277,10 +272,7 @@ def _quantize_chunks_kernel(
     scale = tl.maximum(top, 1e-12) / FP8_MAX
     cols = chunk * BLOCK + tl.arange(0, BLOCK)
     inside = cols < width
-    if RECOMPUTE:
-        hidden = _silu_hidden(GATE_UP, ROW_SCALE, COL_SCALE, row, cols, inside, width, SCALED, DTYPE).to(tl.float32)
-    else:
-        hidden = tl.load(HIDDEN + row * width + cols, mask=inside, other=0.0).to(tl.float32)
+    hidden = tl.load(HIDDEN + row * width + cols, mask=inside, other=0.0).to(tl.float32)
     tl.store(OUT + row * width + cols, (hidden / scale).to(OUT.dtype.element_ty), mask=inside)
     if chunk == 0:
         tl.store(OUT_SCALE + row, scale)
@@ -340,10 +332,8 @@ def _launch_silu(
 # 256 rows x 8,192, 5.3 us in one pass (32 warps) against 6.4 chunked.
 CHUNKED_SILU_ROWS = 256
 SILU_CHUNK = 1024
-# Pass 2 computes the hidden values again from the product instead of pass 1 storing them in the model's
-# dtype and pass 2 reading them back (the product, just read by pass 1, is still in L2 at decode's sizes):
-# one read of the product in place of a write and a read of half its size.  The same values either way.
-SILU_RECOMPUTE = True
+# Tried in session 10 (silu_time check): pass 2 computing the hidden values again from the product instead
+# of reading them back, 14.97 us against 11.64 at 512 x 8,960.
 
 
 def _chunked_silu_fp8(
@@ -351,17 +341,15 @@ def _chunked_silu_fp8(
     rows: int, width: int, scaled: bool, dtype: torch.dtype,
 ) -> None:  # fmt: skip
     chunks = triton.cdiv(width, SILU_CHUNK)
-    recompute = SILU_RECOMPUTE
-    hidden = out if recompute else torch.empty((rows, width), dtype=dtype, device=raw.device)  # unused when recomputed
+    hidden = torch.empty((rows, width), dtype=dtype, device=raw.device)
     chunk_max = torch.empty((rows, chunks), dtype=torch.float32, device=raw.device)
     _silu_chunk_kernel[(rows, chunks)](
         raw, row_scale, col_scale, hidden, chunk_max, width, chunks,
-        SCALED=scaled, DTYPE=TRITON_DTYPES[dtype], BLOCK=SILU_CHUNK, STORE_HIDDEN=not recompute, num_warps=4,
+        SCALED=scaled, DTYPE=TRITON_DTYPES[dtype], BLOCK=SILU_CHUNK, num_warps=4,
     )  # fmt: skip
     _quantize_chunks_kernel[(rows, chunks)](
-        hidden, raw, row_scale, col_scale, chunk_max, out, scale, width, chunks,
-        SCALED=scaled, DTYPE=TRITON_DTYPES[dtype], FP8_MAX=FP8_MAX, CHUNKS_PAD=triton.next_power_of_2(chunks),
-        BLOCK=SILU_CHUNK, RECOMPUTE=recompute, num_warps=4,
+        hidden, chunk_max, out, scale, width, chunks,
+        FP8_MAX=FP8_MAX, CHUNKS_PAD=triton.next_power_of_2(chunks), BLOCK=SILU_CHUNK, num_warps=4,
     )  # fmt: skip
 
 

@@ -238,7 +238,7 @@ def test_tracker_finds_end_strings_across_chunk_boundaries(filtered):
         assert stopped_at is not None and end <= stopped_at < end + chunk
 
 
-def test_the_scanner_decodes_only_windows_that_can_end_a_string_and_stops_where_a_full_scan_does():
+def test_the_scanner_decodes_only_windows_that_can_end_a_string_and_stops_where_a_full_scan_does(monkeypatch):
     # Multi-character tokens (a byte-level BPE trained on code), many samples, EOF strings of every kind
     # at random places and split across tokens and chunks: skipping the windows with no token that
     # holds an EOF string's last character stops every sample at the same token as decoding them all.
@@ -253,11 +253,11 @@ def test_the_scanner_decodes_only_windows_that_can_end_a_string_and_stops_where_
     ]
     eos = engine_module.np.array([-1])
     decoded: list[int] = []
-    original = tokenizer.batch_decode
+    original = engine_module.decode_texts
 
-    def counting(sequences, **kwargs):
+    def counting(tokenizer, sequences):
         decoded.append(len(sequences))
-        return original(sequences, **kwargs)
+        return original(tokenizer, sequences)
 
     results = {}
     for filtered in (False, True):
@@ -265,7 +265,7 @@ def test_the_scanner_decodes_only_windows_that_can_end_a_string_and_stops_where_
         trackers = [SampleTracker(0, SampleSpec(i, 0, 10_000), eos) for i in range(len(texts))]
         streams = [tokenizer(text)["input_ids"] for text in texts]
         stops: dict[int, int | None] = dict.fromkeys(range(len(texts)))
-        tokenizer.batch_decode = counting
+        monkeypatch.setattr(engine_module, "decode_texts", counting)
         decoded.clear()
         for start in range(0, max(map(len, streams)), 16):
             running = [i for i in range(len(texts)) if stops[i] is None and start < len(streams[i])]
@@ -277,7 +277,7 @@ def test_the_scanner_decodes_only_windows_that_can_end_a_string_and_stops_where_
             for i, hit in zip(running, scanner.hits([trackers[i] for i in running], block if filtered else None)):
                 if hit:
                     stops[i] = len(trackers[i].tokens)
-        tokenizer.batch_decode = original
+        monkeypatch.setattr(engine_module, "decode_texts", original)
         results[filtered] = (stops, sum(decoded))
     assert results[True][0] == results[False][0]
     assert sum(stop is not None for stop in results[True][0].values()) >= 30
@@ -365,3 +365,18 @@ def test_end_of_run_moves_the_last_samples_into_the_small_bank(tiny, monkeypatch
             assert tokens == expected[: len(tokens)] and len(tokens) <= budget
             if found[(task_id, index)].finish_reason is FinishReason.LENGTH:
                 assert len(tokens) == budget
+
+
+@pytest.mark.parametrize("cleans_up", [False, True])
+def test_decode_texts_is_batch_decode(cleans_up):
+    """The texts the engines hand on are batch_decode's (special tokens skipped), whether the tokenizer's
+    Rust decoder takes the batch or batch_decode does (a tokenizer that cleans up spaces)."""
+    from harness.training.tokenizer import byte_level_tokenizer
+
+    code = "def solve(n):\n    return [i * i for i in range(n)] , x . y\nprint(solve(int(input())))\n"
+    tokenizer = byte_level_tokenizer([code * 20, "<|endoftext|>" * 5], vocab_size=400)
+    tokenizer.clean_up_tokenization_spaces = cleans_up
+    sequences = [tokenizer(code[: 10 * i] + "<|endoftext|>" + code)["input_ids"] for i in range(12)] + [[]]
+    assert any(tokenizer.convert_tokens_to_ids("<|endoftext|>") in s for s in sequences)
+    assert engine_module.decode_texts(tokenizer, sequences) == tokenizer.batch_decode(sequences, skip_special_tokens=True)
+    assert engine_module.decode_texts(tokenizer, []) == []
