@@ -1,5 +1,5 @@
 """One decode step of a llama-family model (llama, qwen2, qwen3, mistral) written out with fused
-projections, for the fast engine's CUDA graph.
+projections, for the fast engine's CUDA graph, and a prompt prefill through the same layers.
 
 The Hugging Face forward runs q, k and v (gate and up) as separate products and norms, rotary and
 residual adds as chains of small kernels.  Here every layer runs one q/k/v product and one gate/up
@@ -7,8 +7,9 @@ product on the fused weights of ``quantization.fused_layers`` (quantized there f
 CUDA three Triton kernels (``triton_decode.py``) do residual add + RMSNorm, rotary + the K/V write,
 and SiLU-times-up each in one pass.  Elsewhere the same steps run as torch operations in the order
 the Hugging Face modules use, so on the CPU in float32 the step computes what the model's forward
-computes (the tests compare greedy tokens with ``model.generate``).  Prefill still runs the model's
-own forward.
+computes (the tests compare greedy tokens with ``model.generate``).  The same layers prefill a batch of
+prompts into the shared-prefix pool (``prefill``): causal attention within each prompt in place of the
+decode attention, no logits.
 """
 
 from __future__ import annotations

@@ -4,13 +4,14 @@ The batch is a fixed set of *slots*, each with its own KV cache row, position an
 step runs the model on one token per slot (each at its own position), picks the next tokens with the
 hash-seeded sampler, and records them; a step (``steps_per_graph`` steps) is captured once as a CUDA
 graph and replayed through a chunk of ``chunk_steps`` steps, so the host launches a graph per step
-instead of hundreds of kernels.  Between
-chunks the host reads the new tokens, ends samples (EOS, budget, an official EOF string), and refills
-the freed slots with waiting samples: the prompt is prefilled once and its KV copied into every slot
-that takes one of its samples.  The host handles chunk c while the GPU already runs chunk c+1, so
-the GPU does not wait for it; a finished slot therefore idles one extra chunk before its refill.
-When no sample is waiting any more and the few still running fit in a quarter of the slots, they are
-moved there and the run ends on a second, quarter-size graph.
+instead of hundreds of kernels.  Between chunks the host reads the new tokens, ends samples (EOS,
+budget, an official EOF string), and refills the freed slots with waiting samples: a new prompt is
+prefilled once, and its KV stored once in a pool its samples share (``prefix_attention.py``) or, in
+the reference layout, copied into every slot that takes one of its samples. The host handles chunk c
+while the GPU already runs chunk c+1, so the GPU does not wait for it; a finished slot therefore
+idles one extra chunk before its refill. When no sample is waiting any more and the few still
+running fit in a quarter of the slots, they are moved there and the run ends on a second, quarter-size
+graph.
 
 The model code is used as is: the cache is an object with the ``update`` method the attention layers
 call, and attention is a function registered with transformers' ``AttentionInterface`` (see
@@ -84,13 +85,13 @@ class FastEngineOptions:
     # into every sample's row (the reference layout).
     shared_prefix: bool = True
     # Decode through decode_step.DecodeStep (fused q/k/v and gate/up products, fused small kernels)
-    # instead of the model's own forward (prefill always uses the model's forward).
+    # instead of the model's own forward; with the shared prefix, prefill through its layers too.
     fused_step: bool = True
     quantization: Quantization = Quantization.NONE  # applied to the model's projections (quantization.py)
     kv_cache: KVCacheFormat = KVCacheFormat.MODEL  # fp8: K/V stored as scaled float8 (kv_cache.py)
     # With the shared prefix, the prompts taken in one refill are prefilled together, this many (and
-    # MAX_PREFILL_TOKENS padded tokens) to a forward: the model's eager forward costs the host about
-    # as much for one prompt as for several.  1: one prompt a forward.
+    # MAX_PREFILL_TOKENS padded tokens) to a forward: an eager forward costs the host about as much
+    # for one prompt as for several.  1: one prompt a forward.
     prefill_batch: int = 16
 
     def __post_init__(self) -> None:
