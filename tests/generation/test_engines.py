@@ -132,6 +132,13 @@ def test_prompts_taken_together_are_prefilled_in_one_forward(tiny, monkeypatch):
         FastEngineOptions(prefill_batch=0)
 
 
+def test_steps_per_graph_must_divide_the_chunk():
+    assert FastEngineOptions(chunk_steps=16, steps_per_graph=4).steps_per_graph == 4
+    for wrong in (0, 3, 32):
+        with pytest.raises(ValueError, match="steps_per_graph"):
+            FastEngineOptions(chunk_steps=16, steps_per_graph=wrong)
+
+
 @pytest.mark.parametrize("family", ["qwen3", "mistral"])
 def test_fast_greedy_equals_generate_for_other_supported_families(family, tmp_path):
     model, tokenizer = load_model(str(build_tiny_model(tmp_path / family, family)), "float32", "cpu")
