@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import torch
@@ -296,9 +297,13 @@ class _Destination:
             keys[0][:, self.write_index] = key.transpose(0, 1)
             values[0][:, self.write_index] = value.transpose(0, 1)
         else:
-            rows = torch.arange(key.shape[0], device=key.device)
-            keys[rows, :, self.write_index] = key
-            values[rows, :, self.write_index] = value
+            keys[self.slot_rows, :, self.write_index] = key
+            values[self.slot_rows, :, self.write_index] = value
+
+    @cached_property
+    def slot_rows(self) -> torch.Tensor:
+        """0..S-1, made once a pass (not once a layer), and only by a pass that writes by torch indexing."""
+        return torch.arange(self.write_index.shape[0], device=self.write_index.device)
 
 
 def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:

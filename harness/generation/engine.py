@@ -230,7 +230,7 @@ class EofScanner:
         return self._can_end[recent].any(axis=1)
 
 
-def decode_texts(tokenizer: Any, sequences: Sequence[Sequence[int]]) -> list[str]:
+def decode_texts(tokenizer: Any, sequences: list[list[int]]) -> list[str]:
     """The texts of token sequences, special tokens skipped: ``tokenizer.batch_decode``'s.  A Hugging Face
     fast tokenizer that does not clean up spaces decodes each sequence with its Rust decoder, which is
     exactly batch_decode's text; its decode_batch does the whole batch at once on all cores instead of one
@@ -240,8 +240,8 @@ def decode_texts(tokenizer: Any, sequences: Sequence[Sequence[int]]) -> list[str
         return []
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is not None and hasattr(backend, "decode_batch") and not getattr(tokenizer, "clean_up_tokenization_spaces", True):
-        return list(backend.decode_batch([list(s) for s in sequences], skip_special_tokens=True))
-    return list(tokenizer.batch_decode([list(s) for s in sequences], skip_special_tokens=True))
+        return list(backend.decode_batch(sequences, skip_special_tokens=True))
+    return list(tokenizer.batch_decode(sequences, skip_special_tokens=True))
 
 
 def finish(
