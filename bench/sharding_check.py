@@ -9,7 +9,10 @@ H200s >= 1.9x one).  The several devices run as worker threads in this process (
 threads`, harness generate's default); `--device-workers threads,processes` also runs them as spawned
 processes, for comparison (each process imports torch and the model code before it loads its model).
 The wall time of each run includes loading the model (each worker loads its own; a worker whose model
-is ready starts while the others still load).  On one GPU, `--devices cuda:0,cuda:0` exercises the
+is ready starts while the others still load).  A short rehearsal on the several devices comes first,
+unrecorded (`--no-rehearsal` leaves it out): without it the first measured run, the one-device run, would
+also pay what a process pays once (CUDA libraries' start-up, Triton compiling its kernels or reading them
+from its disk cache), which made its figure swing by 13% between runs on the same machine.  On one GPU, `--devices cuda:0,cuda:0` exercises the
 several-worker paths without measuring scaling.  The slot count is fixed (`--slots`).  Identity: on the
 CPU in fp32 the outputs must be identical (the run fails otherwise, as in
 tests/generation/test_device_threads.py); on a GPU, samples decoded in other slot batches may round
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import tempfile
@@ -80,6 +84,12 @@ def main() -> None:
         help="How the several-device run's workers run: 'threads', 'processes', or both ('threads,processes'), a run each.",
     )
     parser.add_argument("--dtype", default="bfloat16")
+    parser.add_argument(
+        "--rehearsal",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="First run a slot-full of prompts per device on the several devices, unrecorded.",
+    )
     parser.add_argument("--out", type=Path)
     parser.add_argument(
         "--quick", action="store_true", help="Tiny model, 6 problems x 2, 16 tokens, 4 slots, two CPU workers, float32."
@@ -113,6 +123,14 @@ def main() -> None:
         factory = ModelEngineFactory(settings, "fast", args.slots)
         runs = [("one_device", several[:1], DeviceWorkers.THREADS)]
         runs += [(f"several_{mode.value}", several, mode) for mode in modes]
+        if args.rehearsal:
+            # A slot-full of samples and a few more per device: every kernel the measured runs use is
+            # compiled, for full banks and for the small ones at a run's end.
+            rehearsed = prompts[: min(len(prompts), math.ceil(1.1 * args.slots * len(several) / args.n))]
+            started = time.perf_counter()
+            generate(rehearsed, settings, tmp / "rehearsal" / "generations.json", factory, several, device_workers=modes[0])
+            figures["rehearsal"] = {"problems": len(rehearsed), "seconds": round(time.perf_counter() - started, 2)}
+            print(f"sharding_check: rehearsal: {figures['rehearsal']}", file=sys.stderr, flush=True)
         for label, devices, mode in runs:
             started = time.perf_counter()
             summary = generate(prompts, settings, tmp / label / "generations.json", factory, devices, device_workers=mode)

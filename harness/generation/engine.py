@@ -283,6 +283,12 @@ def prompt_token_ids(tokenizer: Any, jobs: Sequence[PromptJob]) -> list[list[int
 DTYPES = ("bfloat16", "float16", "float32")
 
 
+# Held while transformers reads a model: from_pretrained changes process-wide state while it loads (torch's
+# default dtype, torch.nn.init's functions) and puts back what it found, so two loads at once in one
+# process (device workers as threads) could leave it changed.
+FROM_PRETRAINED_LOCK = threading.Lock()
+
+
 def load_model(path: str, dtype: str, device: str) -> tuple[Any, Any]:
     """Model (eval mode, on ``device``) and tokenizer from a local directory or a hub id."""
     import torch
@@ -292,11 +298,13 @@ def load_model(path: str, dtype: str, device: str) -> tuple[Any, Any]:
         raise ModelError(f"unknown dtype {dtype!r} (use one of {', '.join(DTYPES)})")
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
-        # Any: transformers types the result as its own class, whose decorated ``to`` mypy cannot call.
-        model: Any = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype), attn_implementation="sdpa")
+        with FROM_PRETRAINED_LOCK:
+            # Any: transformers types the result as its own class, whose decorated ``to`` mypy cannot call.
+            model: Any = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype), attn_implementation="sdpa")
     except (OSError, ValueError, KeyError) as exc:
         first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise ModelError(f"cannot load model {path!r}: {first_line}") from exc
+    # Outside the lock: the copy to the device is most of a load, and other devices' workers copy theirs at once.
     model.to(device).eval()
     return model, tokenizer
 

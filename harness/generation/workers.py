@@ -20,7 +20,6 @@ import multiprocessing
 import threading
 import traceback
 from collections.abc import Sequence
-from contextlib import AbstractContextManager, nullcontext
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any, Protocol
@@ -81,10 +80,9 @@ def serve(
     channel: Channel,
     take_code: bool,
     where: str = "",
-    building: AbstractContextManager[object] | None = None,
 ) -> None:
-    """Build the engine on ``device`` (holding ``building``, if given), then run it on work from the
-    queue until the queue has none left for it.  ``planned`` holds every job the queue may hand out
+    """Build the engine on ``device``, then run it on work from the queue until the queue has none left
+    for it.  ``planned`` holds every job the queue may hand out
     (the engine sizes itself for them)."""
     if device.startswith("cuda"):
         import torch
@@ -93,8 +91,7 @@ def serve(
             raise DeviceError(f"{device}: no CUDA device is visible here")
         torch.cuda.set_device(device)  # streams, events and graphs use the current device (of this thread)
         torch.cuda.reset_peak_memory_stats(device)
-    with building if building is not None else nullcontext():
-        engine = engine_factory(device, lambda text: channel.send(Said(text)))
+    engine = engine_factory(device, lambda text: channel.send(Said(text)))
     channel.send(Ready(device, where))
     shas = {job.task_id: prompt_sha(job.prompt) for job in planned}
 
@@ -292,14 +289,13 @@ def _run_threads(
     devices: Sequence[str], dispatcher: Dispatcher, planned: Sequence[PromptJob], engine_factory: EngineFactory, take_code: bool
 ) -> None:
     shared = _SharedDispatcher(dispatcher)
-    # One engine is built at a time: transformers' from_pretrained changes process-wide state while it
-    # loads (torch's default dtype, torch.nn.init's functions) and puts back what it found, so two
-    # loads at once can leave it changed.  A worker whose engine is built starts at once.
-    building = threading.Lock()
+    # The workers build their engines at once (what must not run twice at once in one process, reading
+    # a model with transformers, takes a lock of its own: engine.FROM_PRETRAINED_LOCK); each starts
+    # generating as soon as its own is built.
 
     def work(worker: int, device: str) -> None:
         try:
-            serve(device, engine_factory, planned, _ThreadChannel(shared, worker), take_code, building=building)
+            serve(device, engine_factory, planned, _ThreadChannel(shared, worker), take_code)
         except _Stopped:
             pass
         except BaseException as exc:  # the run fails with its reason; the other workers stop

@@ -75,6 +75,53 @@ def test_two_worker_threads_generate_what_one_device_does(tiny_dir, tmp_path, en
     assert set(two.ready_seconds_by_worker) == {"cpu #0", "cpu #1"} and _worker_threads() == []
 
 
+@dataclass(frozen=True)
+class MeetingFactory:
+    """Fake engines whose builds wait for each other: both builds must be under way at once."""
+
+    meeting: threading.Barrier
+
+    def __call__(self, device: str, say: Callable[[str], None]) -> Engine:
+        self.meeting.wait()  # BrokenBarrierError after its timeout if the other build is not under way
+        return FakeEngineFactory()(device, say)
+
+
+def test_worker_threads_build_their_engines_at_once(tmp_path):
+    # A device's model load is mostly its copy to the device: a second GPU's worker must not wait for the
+    # first's (it started ~2 s late on two H200s when the builds took turns).
+    output = tmp_path / "generations.json"
+    generate(PROMPTS, SETTINGS, output, MeetingFactory(threading.Barrier(2, timeout=30)), devices=("cpu:0", "cpu:1"))
+    assert json.loads(output.read_text()) == expected_document(PROMPTS, SETTINGS)
+
+
+def test_transformers_reads_a_model_under_the_process_wide_lock_and_copies_it_outside(tiny_dir, monkeypatch):
+    # from_pretrained changes process-wide state (torch's default dtype) while it reads: one read at a
+    # time in this process.  The copy to the device needs no lock.
+    import transformers
+
+    from harness.generation import engine as engine_module
+
+    held: dict[str, bool] = {}
+    real_read = transformers.AutoModelForCausalLM.from_pretrained
+
+    def read(*args, **kwargs):
+        held["read"] = engine_module.FROM_PRETRAINED_LOCK.locked()
+        model = real_read(*args, **kwargs)
+        real_to = model.to
+
+        def to(*to_args, **to_kwargs):
+            held["copy"] = engine_module.FROM_PRETRAINED_LOCK.locked()
+            return real_to(*to_args, **to_kwargs)
+
+        model.to = to
+        return model
+
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", read)
+    model, _ = engine_module.load_model(str(tiny_dir), "float32", "cpu")
+    assert held == {"read": True, "copy": False} and not engine_module.FROM_PRETRAINED_LOCK.locked()
+    assert next(model.parameters()).dtype.is_floating_point
+
+
 # -- failures and interrupts ------------------------------------------------------------------------
 @dataclass(frozen=True)
 class PacedEngine:

@@ -79,7 +79,7 @@ class PacedEngineFactory:
     delays: tuple[tuple[str, float], ...]  # per device name
     die_after: tuple[tuple[str, int], ...] = ()
     # A directory: every worker's engine, once it has its first prompt, waits there for the others (no
-    # head start).  In its run, not here: worker threads build their engines one at a time.
+    # head start).  In its run: the factory only builds.
     meet_in: str | None = None
 
     def __call__(self, device: str, say: Callable[[str], None]) -> PacedEngine:
