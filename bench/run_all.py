@@ -303,7 +303,8 @@ def sharding_rows(run: dict, name: str) -> list[tuple[str, str, str]]:
             (
                 f"generation, {run['shape']} shape: {len(several['devices'])} GPUs ({workers}) vs one, same job (target ≥ 1.9×)",
                 f"**{several['useful_tok_s'] / one['useful_tok_s']:.2f}×** ({several['useful_tok_s']:,.0f} vs "
-                f"{one['useful_tok_s']:,.0f} useful tok/s, model loads included; {run['problems']} prompts × {run['n']})",
+                f"{one['useful_tok_s']:,.0f} useful tok/s, model loads included"
+                f"{', after a rehearsal' if 'rehearsal' in run else ''}; {run['problems']} prompts × {run['n']})",
                 f"NVIDIA H200 x2, `{name}`",
             )
         )
