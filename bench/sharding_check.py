@@ -13,8 +13,8 @@ is ready starts while the others still load).  A short rehearsal on the several 
 unrecorded (`--no-rehearsal` leaves it out): without it the first measured run, the one-device run, would
 also pay what a process pays once (CUDA libraries' start-up, Triton compiling its kernels or reading them
 from its disk cache), which made its figure swing by 13% between runs on the same machine.  On one GPU,
-`--devices cuda:0,cuda:0` exercises the several-worker paths without measuring scaling.  The slot count is fixed (`--slots`).  Identity: on the
-CPU in fp32 the outputs must be identical (the run fails otherwise, as in
+`--devices cuda:0,cuda:0` exercises the several-worker paths without measuring scaling.  The slot count
+is fixed (`--slots`).  Identity: on the CPU in fp32 the outputs must be identical (the run fails otherwise, as in
 tests/generation/test_device_threads.py); on a GPU, samples decoded in other slot batches may round
 differently (measured earlier: in bf16, 180 of 200 samples identical, the rest diverging late, none at
 the first character), so there it is reported, not required.
