@@ -1,0 +1,36 @@
+"""bench/sharding_check.py, the two-GPU scaling check, runs end to end in its --quick form (tiny model,
+two CPU workers, float32): the unrecorded rehearsal first, then the one-device and the several-device
+runs of the same job, whose outputs must be byte-identical on the CPU (the script fails otherwise)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import shared_file
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_quick_sharding_check_rehearses_then_measures_identical_runs(tmp_path):
+    data = shared_file("taco_test_examples.jsonl").parent
+    out = tmp_path / "sharding.json"
+    done = subprocess.run(
+        [sys.executable, "bench/sharding_check.py", "--quick", "--out", str(out)],
+        cwd=ROOT,
+        env={**os.environ, "TACO_SHARED_DATA": str(data)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    figures = json.loads(out.read_text())
+    assert 1 <= figures["rehearsal"]["problems"] <= figures["problems"] == 6
+    one, several = figures["one_device"], figures["several_threads"]
+    assert sum(one["samples_by_worker"].values()) == sum(several["samples_by_worker"].values()) == 12
+    assert set(several["samples_by_worker"]) == {"cpu #0", "cpu #1"}
+    assert several["identical"] and several["samples_identical"] == several["samples"] == 12
+    assert figures["scaling"] == several["scaling"] > 0
