@@ -82,8 +82,7 @@ def serve(
     where: str = "",
 ) -> None:
     """Build the engine on ``device``, then run it on work from the queue until the queue has none left
-    for it.  ``planned`` holds every job the queue may hand out
-    (the engine sizes itself for them)."""
+    for it.  ``planned`` holds every job the queue may hand out (the engine sizes itself for them)."""
     if device.startswith("cuda"):
         import torch
 
