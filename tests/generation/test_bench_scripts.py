@@ -1,6 +1,7 @@
-"""bench/sharding_check.py, the two-GPU scaling check, runs end to end in its --quick form (tiny model,
-two CPU workers, float32): the unrecorded rehearsal first, then the one-device and the several-device
-runs of the same job, whose outputs must be byte-identical on the CPU (the script fails otherwise)."""
+"""The generation benchmarks that run on a GPU, checked end to end in their CPU forms: the two-GPU
+scaling check (bench/sharding_check.py --quick: tiny model, two CPU workers, float32; the unrecorded
+rehearsal first, then the one-device and the several-device runs of the same job, whose outputs must be
+byte-identical on the CPU, or the script fails) and the model-load timing (bench/load_time.py)."""
 
 from __future__ import annotations
 
@@ -34,3 +35,19 @@ def test_the_quick_sharding_check_rehearses_then_measures_identical_runs(tmp_pat
     assert set(several["samples_by_worker"]) == {"cpu #0", "cpu #1"}
     assert several["identical"] and several["samples_identical"] == several["samples"] == 12
     assert figures["scaling"] == several["scaling"] > 0
+
+
+def test_the_load_timing_loads_every_way_and_reports_each_part(tmp_path):
+    out = tmp_path / "load.json"
+    done = subprocess.run(
+        [sys.executable, "bench/load_time.py", "--shape", "tiny", "--device", "cpu", "--repeats", "1", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    figures = json.loads(out.read_text())
+    # Every way loaded the same weights (the script fails otherwise) and timed its read and its copy.
+    assert set(figures["ways"]) == {"to", "threads", "pinned"}
+    assert all(way["read"] > 0 and way["total"] >= way["read"] for way in figures["ways"].values())
