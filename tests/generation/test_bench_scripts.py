@@ -1,7 +1,8 @@
 """The generation benchmarks that run on a GPU, checked end to end in their CPU forms: the two-GPU
 scaling check (bench/sharding_check.py --quick: tiny model, two CPU workers, float32; the unrecorded
 rehearsal first, then the one-device and the several-device runs of the same job, whose outputs must be
-byte-identical on the CPU, or the script fails) and the model-load timing (bench/load_time.py)."""
+byte-identical on the CPU, or the script fails) and the model-load timing (bench/load_time.py); and
+the simulation of engines on the real queue (bench/dispatch_sim.py) against what the GPUs measured."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from bench.dispatch_sim import Job, Workers, simulate
 from tests.conftest import shared_file
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,3 +53,16 @@ def test_the_load_timing_loads_every_way_and_reports_each_part(tmp_path):
     # Every way loaded the same weights (the script fails otherwise) and timed its read and its copy.
     assert set(figures["ways"]) == {"to", "threads", "pinned"}
     assert all(way["read"] > 0 and way["total"] >= way["read"] for way in figures["ways"].values())
+
+
+def test_the_simulated_queue_splits_the_two_gpu_job_as_the_gpus_did():
+    # Session 11's sharding check on two H200s: 2,060 and 1,940 samples in every run, the first GPU
+    # ending 1.1-1.4 s after the other (every random-weight sample reaches the token limit, so slots free
+    # in rounds, and the first GPU to ask near the end takes a whole round).
+    rounds = simulate(Job(prompts=200, n=20, max_new_tokens=512), Workers())
+    assert [worker["samples"] for worker in rounds] == [2060, 1940]
+    assert rounds[0]["last_sample_s"] - rounds[1]["last_sample_s"] > 1.0
+    # Samples of mixed lengths free slots steadily: the queue, taken as slots free, ends them together.
+    mixed = simulate(Job(prompts=200, n=20, max_new_tokens=512, eos=0.5), Workers())
+    assert abs(mixed[0]["last_sample_s"] - mixed[1]["last_sample_s"]) < 0.2
+    assert sum(worker["samples"] for worker in mixed) == 4000
