@@ -14,7 +14,6 @@ the compile of kernels it happens to be the first to use.
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import shlex
 import sys
@@ -351,8 +350,7 @@ def _check_prefill_paths() -> None:
 
         forward, fused = pool(), pool()
         model.set_attn_implementation(fast_engine.ATTENTION_NAME)
-        # transformers renamed past_key_values to cache (5.2x); the engine asks the same way.
-        argument = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+        argument = fast_engine.cache_argument(model)
         with torch.inference_mode():
             model(input_ids=rows, position_ids=torch.arange(width, device=dev)[None].expand(len(lengths), -1), use_cache=True,
                   logits_to_keep=1, **{argument: fast_engine._PoolWriter(forward, list(zip(starts, lengths)))})  # fmt: skip

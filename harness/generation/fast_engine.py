@@ -429,8 +429,7 @@ class _SlotRun:
         # makes those steps cheaper than dragging all the idle slots along.
         self.small = _Bank(self, slots // 4) if slots >= 8 else None
         self.bank = self.full
-        # transformers renamed the forward argument past_key_values to cache (5.2x).
-        self.cache_argument = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+        self.cache_argument = cache_argument(model)
         self.launched = self.row_steps = 0
         self.setup_seconds = 0.0
         self.active: list[_Active | None] = [None] * slots
@@ -737,6 +736,11 @@ class _SlotRun:
                 ended.append((tracker, FinishReason.STOP))
                 self.active[slot] = None
         return ended
+
+
+def cache_argument(model: Any) -> str:
+    """The name of the model forward's cache argument: transformers renamed past_key_values to cache (5.2x)."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
 def _head_dim(config: Any) -> int:

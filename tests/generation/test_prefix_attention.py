@@ -5,8 +5,6 @@ stored once as with it copied into every slot (greedy and sampled, with refills)
 
 from __future__ import annotations
 
-import inspect
-
 import pytest
 import torch
 
@@ -121,8 +119,7 @@ def test_prefill_through_the_decode_steps_layers_writes_the_pool_as_the_model_fo
                 position_ids=torch.arange(width)[None].expand(len(rows), -1),
                 use_cache=True,
                 logits_to_keep=1,
-                # transformers renamed past_key_values to cache (5.2x), as the engine knows.
-                **{"cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values": writer},
+                **{fast_module.cache_argument(model): writer},
             )
             index = [s + t if t < len(ids) else padding for s, ids in zip(starts, prompts) for t in range(width)]
             DecodeStep(model).prefill(torch.tensor(rows), torch.tensor(index), got, "torch")
