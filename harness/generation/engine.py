@@ -12,13 +12,14 @@ import gc
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import numpy as np
 
 from harness.data.prompts import EOF_STRINGS, LONGEST_EOF, eof_position
 from harness.errors import ModelError
+from harness.generation.end_sharing import SlotState
 from harness.generation.plan import PromptJob, SampleSpec, without_samples
 
 
@@ -51,9 +52,11 @@ class JobSource(Protocol):
         samples): what the engine sizes its buffers and tokenizes for before the first take."""
         ...
 
-    def take(self, samples: int) -> Sequence[PromptJob]:
+    def take(self, samples: int, slots: SlotState | None = None) -> Sequence[PromptJob]:
         """Jobs holding about ``samples`` samples (at least one job; the last may be part of a prompt's
-        samples near the end of a shared queue), or none: then the run finishes what it holds and ends."""
+        samples near the end of a shared queue), or none: then the run finishes what it holds and ends.
+        ``slots``, from an engine that can tell, says what its slots are doing (a shared queue shares
+        the end of a run by it, and may then give fewer, or none)."""
         ...
 
 
@@ -64,7 +67,7 @@ class FixedJobs:
         self.planned: Sequence[PromptJob] = tuple(jobs)
         self._next = 0
 
-    def take(self, samples: int) -> Sequence[PromptJob]:
+    def take(self, samples: int, slots: SlotState | None = None) -> Sequence[PromptJob]:
         taken: list[PromptJob] = []
         count = 0
         while self._next < len(self.planned) and (not taken or count < samples):
@@ -97,8 +100,8 @@ class MappedJobs:
         self._inner, self._change = job_source(jobs), change
         self.planned: Sequence[PromptJob] = [change(job) for job in self._inner.planned]
 
-    def take(self, samples: int) -> Sequence[PromptJob]:
-        return [self._change(job) for job in self._inner.take(samples)]
+    def take(self, samples: int, slots: SlotState | None = None) -> Sequence[PromptJob]:
+        return [self._change(job) for job in self._inner.take(samples, slots)]
 
 
 class SampleFeed:
@@ -113,10 +116,14 @@ class SampleFeed:
         self.pending: deque[tuple[int, SampleSpec]] = deque()
         self.exhausted = False
 
-    def top_up(self, wanted: int) -> None:
-        """Take jobs from the source until ``wanted`` samples are pending (or it is exhausted)."""
+    def top_up(self, wanted: int, slots: Callable[[], SlotState] | None = None) -> None:
+        """Take jobs from the source until ``wanted`` samples are pending (or it is exhausted);
+        ``slots`` says what the engine's slots are doing (asked only when the source is)."""
         while len(self.pending) < wanted and not self.exhausted:
-            arrived = self.source.take(wanted - len(self.pending))
+            state = slots() if slots is not None else None
+            if state is not None:
+                state = replace(state, waiting=len(self.pending))
+            arrived = self.source.take(wanted - len(self.pending), state)
             self.exhausted = not arrived
             for job in arrived:
                 self.pending.extend((len(self.jobs), spec) for spec in job.samples)
@@ -385,8 +392,8 @@ class _Taken:
     def planned(self) -> Sequence[PromptJob]:
         return self.inner.planned
 
-    def take(self, samples: int) -> Sequence[PromptJob]:
-        taken = self.inner.take(samples)
+    def take(self, samples: int, slots: SlotState | None = None) -> Sequence[PromptJob]:
+        taken = self.inner.take(samples, slots)
         self.jobs.extend(taken)
         return taken
 
@@ -401,5 +408,5 @@ class _Again:
     def planned(self) -> Sequence[PromptJob]:
         return self.rest.planned
 
-    def take(self, samples: int) -> Sequence[PromptJob]:
-        return self.first.take(samples) or self.rest.take(samples)
+    def take(self, samples: int, slots: SlotState | None = None) -> Sequence[PromptJob]:
+        return self.first.take(samples) or self.rest.take(samples, slots)

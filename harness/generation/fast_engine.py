@@ -22,7 +22,9 @@ call, and attention is a function registered with transformers' ``AttentionInter
 from __future__ import annotations
 
 import inspect
+import statistics
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -33,6 +35,7 @@ import torch.nn.functional as F
 
 from harness.generation.attention import decode_attention, triton_applies
 from harness.generation.decode_step import DecodeStep
+from harness.generation.end_sharing import SlotState
 from harness.generation.engine import (
     CUDA_CACHE_LOCK,
     EofScanner,
@@ -435,6 +438,11 @@ class _SlotRun:
         self.active: list[_Active | None] = [None] * slots
         # The jobs above (every one the run may get) only size it: the run's own arrive from the feed as slots free up.
         self.feed = feed
+        # Seconds a decode step took lately (from one chunk's tokens ready to the next's), with the
+        # samples running then: what the engine tells a shared queue (``_slot_state``).
+        self.step_seconds: deque[float] = deque(maxlen=8)
+        self.step_running = 0
+        self.chunk_ready_at: float | None = None
         self.jobs, self.prompts, self.pending = feed.jobs, feed.prompts, feed.pending
         self.prefix: tuple[int, _PromptCapture | None] | None = None  # the last prefilled job's K/V
 
@@ -584,7 +592,7 @@ class _SlotRun:
 
     def _refill_slots(self, first_chunk: int) -> None:
         free = [slot for slot, active in enumerate(self.active) if active is None]
-        self.feed.top_up(len(free))
+        self.feed.top_up(len(free), self._slot_state)
         taken: list[int] = []
         values: list[tuple[int, int, int, int]] = []  # token, position, seed high/low per taken slot
         prefixes: list[tuple[int, int]] = []  # pool start and length per taken slot (shared prefix)
@@ -643,6 +651,14 @@ class _SlotRun:
             for slot, prefix in zip(taken, prefixes):
                 self.slot_prefix[slot] = prefix if prefix[1] > 0 else None
             self._upload_groups()
+
+    def _slot_state(self) -> SlotState:
+        """What the slots are doing, for a shared queue: the steps each running sample may still take
+        (as far as the host has seen its tokens), and the median recent step time (robust to the
+        chunks that also ran a refill's prefills)."""
+        left = tuple(a.tracker.spec.max_new_tokens - len(a.tracker.tokens) for a in self.active if a is not None)
+        step = statistics.median(self.step_seconds) if self.step_seconds else 0.0
+        return SlotState(self.bank.size, left, 0, step, self.step_running)
 
     def _upload_groups(self) -> None:
         assert self.pool is not None
@@ -714,6 +730,11 @@ class _SlotRun:
         ready = self.recent_ready[buffer]
         if ready is not None:
             ready.synchronize()
+        now = time.perf_counter()
+        if self.chunk_ready_at is not None:
+            self.step_seconds.append((now - self.chunk_ready_at) / self.chunk_steps)
+            self.step_running = sum(a is not None and a.first_chunk <= chunk for a in self.active)
+        self.chunk_ready_at = now
         block = self.recent_host[buffer].numpy()
         # The whole block at once (EOS positions, Python lists): per slot only list work remains, so
         # the host's look stays well inside the GPU's next chunk at hundreds of slots.

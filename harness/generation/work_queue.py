@@ -23,10 +23,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 from harness.errors import GenerationError
+from harness.generation.end_sharing import SlotState, WorkerView, is_late, share_now
 from harness.generation.journal import JournalEntry
 from harness.generation.plan import PromptJob, SampleSpec
 
 SampleKey = tuple[int, int]  # (task_id, sample index)
+
+# The end of a run is shared (``end_sharing``) only while at least this share of the samples finished
+# so far ran to the token limit.  Then slots free in rounds and the greedy queue leaves a round to one
+# worker; and the prediction, which counts every sample at the limit, holds.  Samples that stop at
+# many lengths free slots steadily: the greedy queue ends the workers together (bench/dispatch_sim.py
+# --eos 0.5: 0.07 s apart), and the prediction would be far off.
+AT_LIMIT_SHARE = 0.8
 
 
 # -- what a worker tells the driver ------------------------------------------------------------------
@@ -44,10 +52,13 @@ class Want:
     """A request for about ``samples`` samples (see ``WorkQueue.take``).  Answered at once, with
     nothing when the queue is empty for now (the engine then ends its run with what it holds); with
     ``wait`` (a worker with nothing to do) answered only when there is work or nothing will come any
-    more, and then with at least one whole prompt (the start of an engine's run)."""
+    more, and then with at least one whole prompt (the start of an engine's run).  ``slots`` says
+    what the engine's slots are doing (engines that can tell): near the end the dispatcher shares the
+    last samples by it (``end_sharing``), and may then answer a worker with fewer, or none."""
 
     samples: int
     wait: bool = False
+    slots: SlotState | None = None
 
 
 @dataclass(frozen=True)
@@ -89,6 +100,8 @@ class WorkQueue:
     def __init__(self, jobs: Sequence[PromptJob]):
         self._pending: deque[PromptJob] = deque(sorted(jobs, key=lambda job: -len(job.prompt)))
         self._pending_samples = sum(len(job.samples) for job in jobs)  # in ``_pending``
+        # The most decode steps a sample may take (its token budget), the same for all in a run.
+        self.steps_per_sample = max((spec.max_new_tokens for job in jobs for spec in job.samples), default=0)
         self._expected = {(job.task_id, spec.index) for job in jobs for spec in job.samples}
         self._finished: set[SampleKey] = set()
         self._held: dict[int, dict[SampleKey, tuple[PromptJob, SampleSpec]]] = {}
@@ -150,6 +163,11 @@ class WorkQueue:
         return len(self._expected) - len(self._finished)
 
     @property
+    def unassigned(self) -> int:
+        """Samples not handed out (or given back), an upper bound: some may have been finished late."""
+        return self._pending_samples
+
+    @property
     def all_finished(self) -> bool:
         return not self.remaining
 
@@ -159,11 +177,14 @@ class _Worker:
     label: str
     ready: bool = False
     waiting: int | None = None  # the samples of a Want(wait=True) not answered yet
+    closed: bool = False  # answered with nothing: its engine asks no more until its run ends
     done: bool = False
     lost: bool = False
     finished: int = 0  # samples it returned first
-    ready_at: float | None = None  # time.monotonic() when its model had loaded
-    last_sample_at: float | None = None  # time.monotonic() when it returned its last sample
+    ready_at: float | None = None  # the dispatcher's clock when its model had loaded
+    last_sample_at: float | None = None  # the dispatcher's clock when it returned its last sample
+    slots: SlotState | None = None  # what its engine's slots were doing at its last request that said
+    slots_at: float = 0.0  # the dispatcher's clock then
 
     @property
     def settled(self) -> bool:
@@ -174,15 +195,18 @@ class _Worker:
 class Dispatcher:
     """The driver's side of the queue: answers each worker's events (``handle``) and losses (``lose``)
     with the replies to send; journals through ``on_entry`` (each sample once) and records the
-    settings through ``on_ready`` when the first model has loaded."""
+    settings through ``on_ready`` when the first model has loaded.  ``clock`` (seconds) times the
+    workers' states, for sharing the end of the run (``end_sharing``)."""
 
     queue: WorkQueue
     on_entry: Callable[[JournalEntry], None]
     on_ready: Callable[[], None] = lambda: None
     say: Callable[[str], None] = lambda text: None
+    clock: Callable[[], float] = time.monotonic
     peaks: dict[str, int] = field(default_factory=dict, init=False)  # per device that reported one
-    first_ready: float | None = field(default=None, init=False)  # time.monotonic() when the first model had loaded
+    first_ready: float | None = field(default=None, init=False)  # the clock when the first model had loaded
     _workers: list[_Worker] = field(default_factory=list, init=False)
+    _at_limit: int = field(default=0, init=False)  # finished samples that ran to the token limit
 
     def add_worker(self, label: str) -> int:
         self._workers.append(_Worker(label))
@@ -192,7 +216,7 @@ class Dispatcher:
         state = self._workers[worker]
         if isinstance(event, Ready):
             state.ready = True
-            state.ready_at = time.monotonic()
+            state.ready_at = self.clock()
             if self.first_ready is None:
                 self.first_ready = state.ready_at
             if event.where:
@@ -204,12 +228,14 @@ class Dispatcher:
             return self._answer(worker, event)
         elif isinstance(event, Finished):
             entry = event.entry
-            state.last_sample_at = time.monotonic()
+            state.last_sample_at = self.clock()
             if self.queue.finish((entry.task_id, entry.index)):
                 state.finished += 1
+                self._at_limit += entry.n_tokens >= self.queue.steps_per_sample
                 self.on_entry(entry)
             if self.queue.all_finished:
                 return self._release()
+            return self._serve_waiting()  # a worker kept waiting for its share may be due one now
         elif isinstance(event, Said):
             self.say(f"{state.label}: {event.text}" if len(self._workers) > 1 else event.text)
         elif isinstance(event, Done):
@@ -264,27 +290,78 @@ class Dispatcher:
         return self._workers[worker].settled
 
     def _answer(self, worker: int, want: Want) -> list[Reply]:
+        state = self._workers[worker]
         if not want.wait:
-            return [(worker, self.queue.take(worker, want.samples))]
+            if want.slots is not None:
+                slots = want.slots
+                if not slots.measured and state.slots is not None and state.slots.measured:
+                    # A new run of the same engine has not timed a step yet: its last run's time stands.
+                    slots = replace(slots, step_seconds=state.slots.step_seconds, step_running=state.slots.step_running)
+                state.slots, state.slots_at = slots, self.clock()
+            share = self._share(worker, want.samples)
+            jobs = self.queue.take(worker, want.samples if share is None else share)
+            state.closed = not jobs
+            self._hold(worker, jobs)
+            return [(worker, jobs)] + (self._serve_waiting() if share is not None else [])
         held = self.queue.holds(worker)
         if held:
-            raise GenerationError(f"{self._workers[worker].label}: its engine ended a run with {held} samples unfinished")
-        jobs = self.queue.take(worker, want.samples, whole_first=True)
-        if jobs or self.queue.all_finished:
-            return [(worker, jobs)]
-        self._workers[worker].waiting = want.samples  # answered when work comes back, or none will
-        return []
+            raise GenerationError(f"{state.label}: its engine ended a run with {held} samples unfinished")
+        if state.slots is not None:  # its run has ended: every slot is free now
+            state.slots, state.slots_at = replace(state.slots, steps_left=(), waiting=0), self.clock()
+        state.waiting, state.closed = want.samples, False
+        replies = self._serve_waiting()
+        if self.queue.all_finished and state.waiting is not None:
+            state.waiting = None
+            replies.append((worker, ()))
+        return replies
+
+    def _share(self, worker: int, wanted: int) -> int | None:
+        """How many samples ``worker`` takes now, when the end of the run is shared (``end_sharing``):
+        the queue holds no more than the slots of the workers whose engines say what their slots are
+        doing (the asker's among them, and another).  None otherwise: it takes what it asks for."""
+        now = self.clock()
+        views: dict[int, WorkerView] = {}
+        for index, other in enumerate(self._workers):
+            if other.slots is None or not other.slots.measured or not other.ready or other.settled:
+                continue
+            view = WorkerView(other.slots, now - other.slots_at)
+            # A worker that has not asked when a slot of its should have freed is not counted on
+            # (a waiting one has asked: it waits for its share).
+            if index == worker or other.waiting is not None or not is_late(view, self.queue.steps_per_sample):
+                views[index] = view
+        unassigned = self.queue.unassigned
+        if worker not in views or len(views) < 2 or unassigned > sum(view.state.slots for view in views.values()):
+            return None
+        finished = sum(w.finished for w in self._workers)
+        if finished and self._at_limit < AT_LIMIT_SHARE * finished:
+            return None
+        wanted = views[worker].state.slots if self._workers[worker].waiting is not None else wanted
+        closed = [index for index in views if self._workers[index].closed]
+        return share_now(worker, wanted, unassigned, views, self.queue.steps_per_sample, closed)
 
     def _serve_waiting(self) -> list[Reply]:
+        """Work for the workers waiting for it: the start of a run (at least one whole prompt), or near
+        the end their share, which may be none yet."""
         replies: list[Reply] = []
         for index, state in enumerate(self._workers):
-            if state.waiting is not None and not state.settled:
+            if state.waiting is None or state.settled or not self.queue.unassigned:
+                continue
+            share = self._share(index, state.waiting)
+            if share is None:
                 jobs = self.queue.take(index, state.waiting, whole_first=True)
-                if not jobs:
-                    break
+            else:
+                jobs = self.queue.take(index, share) if share else ()
+            if jobs:
                 state.waiting = None
+                self._hold(index, jobs)
                 replies.append((index, jobs))
         return replies
+
+    def _hold(self, worker: int, jobs: tuple[PromptJob, ...]) -> None:
+        """The worker's state as it will be once it has ``jobs``: their samples wait for its slots."""
+        state = self._workers[worker]
+        if state.slots is not None and jobs:
+            state.slots = replace(state.slots, waiting=state.slots.waiting + sum(len(job.samples) for job in jobs))
 
     def _release(self) -> list[Reply]:
         """Every sample is finished: the waiting workers are told there is nothing more."""

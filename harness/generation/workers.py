@@ -26,6 +26,7 @@ from typing import Any, Protocol
 
 from harness.data.prompts import extract_code, truncate_at_eof
 from harness.errors import DeviceError, GenerationError
+from harness.generation.end_sharing import SlotState
 from harness.generation.engine import CUDA_CACHE_LOCK, FinishedSample
 from harness.generation.factory import EngineFactory
 from harness.generation.journal import JournalEntry, prompt_sha
@@ -66,11 +67,11 @@ class QueueSource:
     def __init__(self, planned: Sequence[PromptJob], channel: Channel, first: Sequence[PromptJob]):
         self.planned, self._channel, self._first = planned, channel, list(first)
 
-    def take(self, samples: int) -> Sequence[PromptJob]:
+    def take(self, samples: int, slots: SlotState | None = None) -> Sequence[PromptJob]:
         if self._first:
             first, self._first = self._first, []
             return first
-        return self._channel.ask(Want(samples))
+        return self._channel.ask(Want(samples, slots=slots))
 
 
 def serve(

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import pytest
 
 from harness.errors import GenerationError
+from harness.generation.end_sharing import SlotState
 from harness.generation.engine import FinishedSample, FinishReason, JobSource, each_job, load_model
 from harness.generation.factory import ModelEngineFactory
 from harness.generation.fast_engine import FastEngine, FastEngineOptions
@@ -172,9 +173,11 @@ class RecordingSource:
         self.planned, self._left = list(jobs), list(jobs)
         self.finished = 0
         self.takes: list[tuple[int, int]] = []  # (samples finished so far, samples asked for)
+        self.slots: list[SlotState | None] = []  # what the engine said of its slots at each take
 
-    def take(self, samples: int) -> Sequence[PromptJob]:
+    def take(self, samples: int, slots: SlotState | None = None) -> Sequence[PromptJob]:
         self.takes.append((self.finished, samples))
+        self.slots.append(slots)
         if not self._left:
             return []
         job = self._left.pop(0)
@@ -210,6 +213,17 @@ def test_engines_take_prompts_lazily_and_generate_what_a_list_would(tiny_dir, ki
     assert all(asked <= 4 for _, asked in source.takes)
     assert sum(finished > 0 for finished, _ in source.takes) >= 4
     assert source.takes[-1][0] > 0  # the last (empty) take came once the run had room again
+    if kind == "hf":
+        assert set(source.slots) == {None}  # it does not say what its rows are doing
+        return
+    # The fast engine says what its slots are doing at each take: 4 slots, each running sample's
+    # steps left within the budget, room for what it asks, and its step time once it has timed a chunk.
+    states = [state for state in source.slots if state is not None]
+    assert len(states) == len(source.slots)
+    for state, (_, asked) in zip(states, source.takes):
+        assert state.slots == 4 and all(0 <= left <= 12 for left in state.steps_left)
+        assert state.free == asked
+    assert sum(state.measured for state in states) >= len(states) - 2
 
 
 # -- workers on one queue --------------------------------------------------------------------------

@@ -1,0 +1,224 @@
+"""The last samples of a generation shared among its device workers so that they end together (pure).
+
+Until the end, the shared queue hands each worker what it asks for: every device stays busy.  Near the
+end that is not enough.  An engine's slots free in rounds (samples started together end together, all
+at the token limit with a model that rarely stops), and the worker whose round ends first would take
+every sample left while another worker's round ends a moment later: on two H200s the first GPU took
+2,060 of 4,000 samples and ended 1.1-1.4 s after the other (docs/BENCHMARKS.md, session 11).  Split
+instead, each worker's share runs in a smaller batch, whose steps are faster.
+
+So each engine says, when it asks for work, what its slots are doing (``SlotState``: how many, the
+steps its running samples may still take, its recent step time).  From the last state of every worker
+the dispatcher predicts when each would end if given a number of the last samples (``end_seconds``),
+and gives the asker its part of the split whose last worker ends first (``share_now``), possibly none:
+its part may be better run by a worker whose slots free soon.  The prediction counts every sample at
+its token limit (an upper bound: a sample that stops early frees its slot sooner, and that worker asks
+sooner); a worker that has not asked by the time its state said a slot would free is left out (slower
+than it said, or gone), so nothing waits on it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+
+# The part of a decode step's time that does not grow with the number of running samples (reading
+# the weights, launching the step).  Measured: 0.41 of a full step for the Llama-3.2-3B shape on an
+# H200 across slot counts (2.47 of 5.98 ms at 256 slots, session 11's generation-steps run); within one
+# batch of slots more (an idle slot still costs its rows of every matrix product).  The split hardly
+# depends on it: in bench/dispatch_sim.py 0.4 and 0.6 split alike.
+FIXED_SHARE = 0.5
+
+# A worker whose state says a slot would free by now, and which has not asked within this margin
+# (seconds, and a share of the time it predicted), is left out of the split.
+LATE_SECONDS = 0.2
+LATE_SHARE = 0.1
+
+
+@dataclass(frozen=True)
+class SlotState:
+    """What an engine's slots were doing when it asked for work."""
+
+    slots: int  # samples it runs at once
+    steps_left: tuple[int, ...]  # per running sample, the most decode steps it may still take
+    waiting: int = 0  # samples it holds that wait for a slot
+    step_seconds: float = 0.0  # its recent seconds per decode step (0: not measured yet) ...
+    step_running: int = 0  # ... with this many samples running
+
+    @property
+    def measured(self) -> bool:
+        return self.step_seconds > 0 and 0 < self.step_running <= self.slots
+
+    @property
+    def free(self) -> int:
+        """Slots that no sample of its takes."""
+        return max(0, self.slots - len(self.steps_left) - self.waiting)
+
+
+@dataclass(frozen=True)
+class WorkerView:
+    """A worker's last state, and the seconds since the dispatcher received it."""
+
+    state: SlotState
+    age: float
+
+
+def _step_seconds(state: SlotState, running: int, fixed_share: float = FIXED_SHARE) -> float:
+    """Seconds a decode step takes with ``running`` samples, from the step time ``state`` reported,
+    when ``fixed_share`` of a full step's time does not depend on the samples running."""
+
+    def relative(n: int) -> float:
+        return fixed_share + (1 - fixed_share) * n / state.slots
+
+    return state.step_seconds * relative(running) / relative(state.step_running)
+
+
+def _in_slots(view: WorkerView, steps_per_sample: int, fixed_share: float) -> tuple[list[tuple[int, int]], int]:
+    """The samples in the worker's slots now, as (steps left, samples) in increasing steps, and the
+    samples still waiting for a slot (the waiting ones that had a free slot started when the state
+    was reported)."""
+    state = view.state
+    starting = min(state.waiting, max(0, state.slots - len(state.steps_left)))
+    in_slots = (*state.steps_left, *[steps_per_sample] * starting)
+    # Steps run since the state was reported, as many for every sample in a slot.
+    done = int(view.age / _step_seconds(state, max(1, len(in_slots)), fixed_share))
+    return sorted(Counter(max(0, left - done) for left in in_slots).items()), state.waiting - starting
+
+
+def _end(
+    state: SlotState, in_slots: list[tuple[int, int]], waiting: int, extra: int, steps_per_sample: int, fixed_share: float
+) -> float:
+    """``end_seconds`` from the samples in slots (``_in_slots``)."""
+    to_start = waiting + extra
+    busy = sum(count for _, count in in_slots)
+    step_seconds = _step_seconds(state, 1, fixed_share) - _step_seconds(state, 0, fixed_share)  # per sample
+    fixed_seconds = _step_seconds(state, 0, fixed_share)
+    # Samples that end at a step counted from now: those in slots now (in increasing steps), and the
+    # ones that take their freed slots (each later than the one before: a queue).
+    started: deque[tuple[int, int]] = deque()
+    starting = min(to_start, state.slots - busy)
+    if starting > 0:
+        started.append((steps_per_sample, starting))
+        busy, to_start = busy + starting, to_start - starting
+    first, step, seconds = 0, 0, 0.0
+    while first < len(in_slots) or started:
+        if started and (first == len(in_slots) or started[0][0] <= in_slots[first][0]):
+            at, count = started.popleft()
+        else:
+            at, count = in_slots[first]
+            first += 1
+        seconds += (at - step) * (fixed_seconds + step_seconds * busy)
+        step = at
+        busy -= count
+        refill = min(count, to_start)  # freed slots take the samples still to start
+        if refill:
+            started.append((at + steps_per_sample, refill))
+            busy, to_start = busy + refill, to_start - refill
+    return seconds
+
+
+def end_seconds(view: WorkerView, extra: int, steps_per_sample: int, fixed_share: float = FIXED_SHARE) -> float:
+    """Seconds from now until the worker of ``view`` would have finished its running samples, the
+    ones waiting for a slot and ``extra`` more, each new one taking ``steps_per_sample`` steps."""
+    in_slots, waiting = _in_slots(view, steps_per_sample, fixed_share)
+    return _end(view.state, in_slots, waiting, extra, steps_per_sample, fixed_share)
+
+
+def is_late(view: WorkerView, steps_per_sample: int) -> bool:
+    """Whether a slot of the worker should have freed by now (it would have asked for work) by more
+    than the margin."""
+    state = view.state
+    if state.free:
+        due = 0.0
+    else:
+        first = min((*state.steps_left, *([steps_per_sample] if state.waiting else [])), default=0)
+        due = first * _step_seconds(state, state.slots)
+    return view.age > due + max(LATE_SECONDS, LATE_SHARE * due)
+
+
+class _Prediction:
+    """When the workers of ``views`` would end with more samples, under one model of the step time."""
+
+    def __init__(self, views: Mapping[int, WorkerView], steps_per_sample: int, fixed_share: float):
+        self.views, self.steps_per_sample, self.fixed_share = views, steps_per_sample, fixed_share
+        self._slots = {worker: _in_slots(view, steps_per_sample, fixed_share) for worker, view in views.items()}
+        self._ends: dict[tuple[int, int], float] = {}
+
+    def end(self, worker: int, extra: int) -> float:
+        key = (worker, extra)
+        if key not in self._ends:
+            in_slots, waiting = self._slots[worker]
+            state = self.views[worker].state
+            self._ends[key] = _end(state, in_slots, waiting, extra, self.steps_per_sample, self.fixed_share)
+        return self._ends[key]
+
+    def most_by(self, worker: int, deadline: float, cap: int) -> int:
+        """The most samples (up to ``cap``) ``worker`` can take and still end by ``deadline`` (0 if none fits)."""
+        if self.end(worker, 0) > deadline:
+            return 0
+        low, high = 0, cap  # end(worker, low) <= deadline
+        while low < high:
+            middle = (low + high + 1) // 2
+            if self.end(worker, middle) <= deadline:
+                low = middle
+            else:
+                high = middle - 1
+        return low
+
+    def deadline(self, caps: Mapping[int, int], samples: int) -> float | None:
+        """The earliest time (seconds from now, to a millisecond) by which the workers of ``caps``
+        end with ``samples`` more among them, each taking at most its cap; None if the caps are too small."""
+        low = max(self.end(worker, 0) for worker in caps)
+        if sum(caps.values()) < samples:
+            return None
+        high = max(low, *(self.end(worker, min(cap, samples)) for worker, cap in caps.items()))
+        while high - low > 1e-3:
+            middle = (low + high) / 2
+            if sum(self.most_by(worker, middle, cap) for worker, cap in caps.items()) >= samples:
+                high = middle
+            else:
+                low = middle
+        return high
+
+
+def share_now(
+    asker: int,
+    wanted: int,
+    remaining: int,
+    views: Mapping[int, WorkerView],
+    steps_per_sample: int,
+    closed: Collection[int] = (),
+) -> int:
+    """How many of the queue's last ``remaining`` samples the asking worker takes now (at most
+    ``wanted``): its part of the split among the workers in ``views`` (each with a measured state;
+    the asker's own among them) whose last worker is predicted to end first.  The ``closed`` workers
+    take nothing more in the run they are in (an engine answered with nothing asks no more until its
+    run ends), but their end counts.
+
+    The split is kept only if it would end no later than taking all it asked for under both
+    extremes of the step time: as long whatever the samples running (a smaller batch gains nothing),
+    and in proportion to them (the asker's share would cost nothing fixed).  The model in between
+    (``FIXED_SHARE``) is a guess, and where it is wrong the split must not cost."""
+    greedy = min(wanted, remaining)
+    if asker not in views or greedy == 0:
+        return greedy
+    caps = {worker: greedy if worker == asker else 0 if worker in closed else remaining for worker in views}
+    split = _Prediction(views, steps_per_sample, FIXED_SHARE)
+    deadline = split.deadline(caps, remaining)
+    if deadline is None:
+        return greedy  # the others must take the rest whatever the asker takes now
+    share = split.most_by(asker, deadline, greedy)
+    if share == greedy:
+        return greedy
+    others = {worker: cap for worker, cap in caps.items() if worker != asker}
+
+    def end(prediction: _Prediction, taken: int) -> float:
+        rest = prediction.deadline(others, remaining - taken)
+        return max(prediction.end(asker, taken), rest if rest is not None else float("inf"))
+
+    for fixed_share in (0.0, 1.0):
+        prediction = _Prediction(views, steps_per_sample, fixed_share)
+        if end(prediction, share) > end(prediction, greedy):
+            return greedy
+    return share
