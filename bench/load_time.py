@@ -9,6 +9,7 @@ another, and the median is reported with the copy's rate:
   to       transformers reads it on the CPU, then `model.to(device)` (what `engine.load_model` does)
   threads  read on the CPU, then the parameters copied by `--threads` threads at once
   pinned   read on the CPU, then each parameter copied through page-locked memory, without waiting
+  pinned_threads  the same, the copies into page-locked memory made by `--threads` threads at once
 
 (Reading straight onto the device, `from_pretrained(device_map=...)`, needs the accelerate package,
 which the harness does not depend on.)
@@ -34,7 +35,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository, for `python bench/...`
 
-WAYS = ("to", "threads", "pinned")
+WAYS = ("to", "threads", "pinned", "pinned_threads")
 
 
 def _sync(device: str) -> None:
@@ -75,9 +76,13 @@ def load(way: str, path: Path, device: str, threads: int) -> tuple[Any, dict[str
         model.to(device)
     elif way == "threads":
         _copy_each(model, lambda data: data.to(device), threads)
-    elif way == "pinned":
+    elif way in ("pinned", "pinned_threads"):
         pin = device.startswith("cuda")
-        _copy_each(model, lambda data: (data.pin_memory() if pin else data).to(device, non_blocking=pin), 1)
+        _copy_each(
+            model,
+            lambda data: (data.pin_memory() if pin else data).to(device, non_blocking=pin),
+            threads if way == "pinned_threads" else 1,
+        )
     else:
         raise SystemExit(f"load_time: unknown way {way!r} (use {', '.join(WAYS)})")
     model.to(device)  # what is left: buffers (rotary frequencies); the parameters are there already
