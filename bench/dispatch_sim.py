@@ -117,7 +117,8 @@ def simulate(job: Job, workers: Workers) -> list[dict]:
             slots = None
             if job.share_end and engine.step_seconds:
                 left = tuple(item[1] for item in engine.busy)
-                slots = SlotState(workers.slots, left, len(engine.pending), engine.step_seconds, engine.step_running)
+                idle = engine.speed * a / 1000
+                slots = SlotState(workers.slots, left, len(engine.pending), engine.step_seconds, engine.step_running, idle)
             replies = dispatcher.handle(w, Want(free - len(engine.pending), slots=slots))
             arrived = next(jobs for to, jobs in replies if to == w)
             for to, answer in replies:  # a waiting worker's share

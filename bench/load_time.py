@@ -10,6 +10,7 @@ another, and the median is reported with the copy's rate:
   threads  read on the CPU, then the parameters copied by `--threads` threads at once
   pinned   read on the CPU, then each parameter copied through page-locked memory, without waiting
   pinned_threads  the same, the copies into page-locked memory made by `--threads` threads at once
+  harness  what `engine.load_model` does now (`engine.copy_to_device`: page-locked, as `pinned`)
 
 (Reading straight onto the device, `from_pretrained(device_map=...)`, needs the accelerate package,
 which the harness does not depend on.)
@@ -35,7 +36,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository, for `python bench/...`
 
-WAYS = ("to", "threads", "pinned", "pinned_threads")
+WAYS = ("to", "threads", "pinned", "pinned_threads", "harness")
 
 
 def _sync(device: str) -> None:
@@ -76,6 +77,10 @@ def load(way: str, path: Path, device: str, threads: int) -> tuple[Any, dict[str
         model.to(device)
     elif way == "threads":
         _copy_each(model, lambda data: data.to(device), threads)
+    elif way == "harness":
+        from harness.generation.engine import copy_to_device
+
+        copy_to_device(model, device)
     elif way in ("pinned", "pinned_threads"):
         pin = device.startswith("cuda")
         _copy_each(

@@ -8,7 +8,8 @@ every sample left while another worker's round ends a moment later: on two H200s
 instead, each worker's share runs in a smaller batch, whose steps are faster.
 
 So each engine says, when it asks for work, what its slots are doing (``SlotState``: how many, the
-steps its running samples may still take, its recent step time).  From the last state of every worker
+steps its running samples may still take, its recent step time, and the time of a step with no
+sample running, which is what a smaller batch cannot save).  From the last state of every worker
 the dispatcher predicts when each would end if given a number of the last samples (``end_seconds``),
 and gives the asker its part of the split whose last worker ends first (``share_now``), possibly none:
 its part may be better run by a worker whose slots free soon.  The prediction counts every sample at
@@ -24,16 +25,19 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 # The part of a decode step's time that does not grow with the number of running samples (reading
-# the weights, launching the step).  Measured: 0.41 of a full step for the Llama-3.2-3B shape on an
-# H200 across slot counts (2.47 of 5.98 ms at 256 slots, session 11's generation-steps run); within one
-# batch of slots more (an idle slot still costs its rows of every matrix product).  The split hardly
-# depends on it: in bench/dispatch_sim.py 0.4 and 0.6 split alike.
+# the weights, launching the step), where an engine has not measured it.  Measured: 0.41 of a full
+# step for the Llama-3.2-3B shape on an H200 across slot counts (2.47 of 5.98 ms at 256 slots, session
+# 11's generation-steps run); within one batch of slots more (an idle slot still costs its rows of
+# every matrix product).
 FIXED_SHARE = 0.5
+# How far a measured fixed share may be off (an idle step timed once before the run, while the running
+# samples' contexts vary): the split must not cost anywhere in that range.
+FIXED_SHARE_MARGIN = 0.25
 
 # A worker whose state says a slot would free by now, and which has not asked within this margin
 # (seconds, and a share of the time it predicted), is left out of the split.
 LATE_SECONDS = 0.2
-LATE_SHARE = 0.1
+LATE_SHARE = 0.25
 
 
 @dataclass(frozen=True)
@@ -45,10 +49,20 @@ class SlotState:
     waiting: int = 0  # samples it holds that wait for a slot
     step_seconds: float = 0.0  # its recent seconds per decode step (0: not measured yet) ...
     step_running: int = 0  # ... with this many samples running
+    idle_step_seconds: float = 0.0  # a step with no sample running (0: not measured)
 
     @property
     def measured(self) -> bool:
         return self.step_seconds > 0 and 0 < self.step_running <= self.slots
+
+    @property
+    def fixed_share(self) -> float | None:
+        """The part of a step with every slot running that does not depend on the samples running,
+        as measured (None: not measured)."""
+        if not self.measured or self.idle_step_seconds <= 0:
+            return None
+        per_sample = max(0.0, self.step_seconds - self.idle_step_seconds) / self.step_running
+        return self.idle_step_seconds / (self.idle_step_seconds + per_sample * self.slots)
 
     @property
     def free(self) -> int:
@@ -64,7 +78,16 @@ class WorkerView:
     age: float
 
 
-def _step_seconds(state: SlotState, running: int, fixed_share: float = FIXED_SHARE) -> float:
+def fixed_share_of(state: SlotState, bound: int = 0) -> float:
+    """The fixed share of ``state``'s step time: as measured or guessed (``bound`` 0), or the low
+    (-1) or high (+1) end of what it may be."""
+    measured = state.fixed_share
+    if measured is None:
+        return FIXED_SHARE if bound == 0 else max(0.0, float(bound))
+    return min(1.0, max(0.0, measured + bound * FIXED_SHARE_MARGIN))
+
+
+def _step_seconds(state: SlotState, running: int, fixed_share: float) -> float:
     """Seconds a decode step takes with ``running`` samples, from the step time ``state`` reported,
     when ``fixed_share`` of a full step's time does not depend on the samples running."""
 
@@ -118,9 +141,12 @@ def _end(
     return seconds
 
 
-def end_seconds(view: WorkerView, extra: int, steps_per_sample: int, fixed_share: float = FIXED_SHARE) -> float:
+def end_seconds(view: WorkerView, extra: int, steps_per_sample: int, fixed_share: float | None = None) -> float:
     """Seconds from now until the worker of ``view`` would have finished its running samples, the
-    ones waiting for a slot and ``extra`` more, each new one taking ``steps_per_sample`` steps."""
+    ones waiting for a slot and ``extra`` more, each new one taking ``steps_per_sample`` steps (with
+    ``fixed_share`` of a full step's time fixed; None: ``fixed_share_of`` its state)."""
+    if fixed_share is None:
+        fixed_share = fixed_share_of(view.state)
     in_slots, waiting = _in_slots(view, steps_per_sample, fixed_share)
     return _end(view.state, in_slots, waiting, extra, steps_per_sample, fixed_share)
 
@@ -133,16 +159,17 @@ def is_late(view: WorkerView, steps_per_sample: int) -> bool:
         due = 0.0
     else:
         first = min((*state.steps_left, *([steps_per_sample] if state.waiting else [])), default=0)
-        due = first * _step_seconds(state, state.slots)
+        due = first * _step_seconds(state, state.slots, fixed_share_of(state))
     return view.age > due + max(LATE_SECONDS, LATE_SHARE * due)
 
 
 class _Prediction:
     """When the workers of ``views`` would end with more samples, under one model of the step time."""
 
-    def __init__(self, views: Mapping[int, WorkerView], steps_per_sample: int, fixed_share: float):
-        self.views, self.steps_per_sample, self.fixed_share = views, steps_per_sample, fixed_share
-        self._slots = {worker: _in_slots(view, steps_per_sample, fixed_share) for worker, view in views.items()}
+    def __init__(self, views: Mapping[int, WorkerView], steps_per_sample: int, bound: int):
+        self.views, self.steps_per_sample = views, steps_per_sample
+        self._shares = {worker: fixed_share_of(view.state, bound) for worker, view in views.items()}
+        self._slots = {worker: _in_slots(view, steps_per_sample, self._shares[worker]) for worker, view in views.items()}
         self._ends: dict[tuple[int, int], float] = {}
 
     def end(self, worker: int, extra: int) -> float:
@@ -150,7 +177,7 @@ class _Prediction:
         if key not in self._ends:
             in_slots, waiting = self._slots[worker]
             state = self.views[worker].state
-            self._ends[key] = _end(state, in_slots, waiting, extra, self.steps_per_sample, self.fixed_share)
+            self._ends[key] = _end(state, in_slots, waiting, extra, self.steps_per_sample, self._shares[worker])
         return self._ends[key]
 
     def most_by(self, worker: int, deadline: float, cap: int) -> int:
@@ -196,15 +223,15 @@ def share_now(
     take nothing more in the run they are in (an engine answered with nothing asks no more until its
     run ends), but their end counts.
 
-    The split is kept only if it would end no later than taking all it asked for under both
-    extremes of the step time: as long whatever the samples running (a smaller batch gains nothing),
-    and in proportion to them (the asker's share would cost nothing fixed).  The model in between
-    (``FIXED_SHARE``) is a guess, and where it is wrong the split must not cost."""
+    The split is kept only if it would end no later than taking all it asked for at both ends of
+    what the step time's fixed share may be (``fixed_share_of``: the measured share give or take
+    ``FIXED_SHARE_MARGIN``; unmeasured, anything from a step time in proportion to the samples running
+    to one that does not depend on them): where the model is wrong, the split must not cost."""
     greedy = min(wanted, remaining)
     if asker not in views or greedy == 0:
         return greedy
     caps = {worker: greedy if worker == asker else 0 if worker in closed else remaining for worker in views}
-    split = _Prediction(views, steps_per_sample, FIXED_SHARE)
+    split = _Prediction(views, steps_per_sample, 0)
     deadline = split.deadline(caps, remaining)
     if deadline is None:
         return greedy  # the others must take the rest whatever the asker takes now
@@ -217,8 +244,8 @@ def share_now(
         rest = prediction.deadline(others, remaining - taken)
         return max(prediction.end(asker, taken), rest if rest is not None else float("inf"))
 
-    for fixed_share in (0.0, 1.0):
-        prediction = _Prediction(views, steps_per_sample, fixed_share)
+    for bound in (-1, 1):
+        prediction = _Prediction(views, steps_per_sample, bound)
         if end(prediction, share) > end(prediction, greedy):
             return greedy
     return share

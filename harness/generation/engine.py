@@ -312,8 +312,29 @@ def load_model(path: str, dtype: str, device: str) -> tuple[Any, Any]:
         first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise ModelError(f"cannot load model {path!r}: {first_line}") from exc
     # Outside the lock: the copy to the device is most of a load, and other devices' workers copy theirs at once.
-    model.to(device).eval()
+    copy_to_device(model, device)
+    model.eval()
     return model, tokenizer
+
+
+def copy_to_device(model: Any, device: str) -> None:
+    """Move ``model`` to ``device``.  To a CUDA device each parameter goes through page-locked memory,
+    without waiting for the one before: 0.18 s for the 6.4 GB of the Llama-3.2-3B shape on an H200,
+    against 0.76 s for ``model.to`` from pageable memory (bench/load_time.py, docs/BENCHMARKS.md)."""
+    import torch
+
+    if not device.startswith("cuda"):
+        model.to(device)
+        return
+    with torch.no_grad():
+        for parameter in model.parameters():  # each once (tied weights are one parameter)
+            parameter.data = parameter.data.pin_memory().to(device, non_blocking=True)
+    model.to(device)  # the buffers (rotary frequencies)
+    torch.cuda.synchronize(device)
+    # The page-locked copies are free again: give them back rather than keep them cached (GBs).
+    empty_host_cache = getattr(getattr(getattr(torch, "accelerator", None), "memory", None), "empty_host_cache", None)
+    if empty_host_cache is not None:  # torch >= 2.10
+        empty_host_cache()
 
 
 def kv_bytes_per_token(config: Any, dtype: Any) -> int:

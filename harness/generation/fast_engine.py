@@ -438,11 +438,14 @@ class _SlotRun:
         self.active: list[_Active | None] = [None] * slots
         # The jobs above (every one the run may get) only size it: the run's own arrive from the feed as slots free up.
         self.feed = feed
-        # Seconds a decode step took lately (from one chunk's tokens ready to the next's), with the
-        # samples running then: what the engine tells a shared queue (``_slot_state``).
-        self.step_seconds: deque[float] = deque(maxlen=8)
+        # Seconds a decode step took lately (from one chunk's tokens ready to the next's, over about a
+        # sample's life: the refills' prefills included), with the samples running then, and a step of
+        # the full bank with none running (timed before the first chunk): what the engine tells a shared
+        # queue (``_slot_state``).
+        self.step_seconds: deque[float] = deque(maxlen=32)
         self.step_running = 0
         self.chunk_ready_at: float | None = None
+        self.idle_step_seconds = 0.0
         self.jobs, self.prompts, self.pending = feed.jobs, feed.prompts, feed.pending
         self.prefix: tuple[int, _PromptCapture | None] | None = None  # the last prefilled job's K/V
 
@@ -654,11 +657,10 @@ class _SlotRun:
 
     def _slot_state(self) -> SlotState:
         """What the slots are doing, for a shared queue: the steps each running sample may still take
-        (as far as the host has seen its tokens), and the median recent step time (robust to the
-        chunks that also ran a refill's prefills)."""
+        (as far as the host has seen its tokens), and the step times."""
         left = tuple(a.tracker.spec.max_new_tokens - len(a.tracker.tokens) for a in self.active if a is not None)
-        step = statistics.median(self.step_seconds) if self.step_seconds else 0.0
-        return SlotState(self.bank.size, left, 0, step, self.step_running)
+        step = statistics.fmean(self.step_seconds) if self.step_seconds else 0.0
+        return SlotState(self.bank.size, left, 0, step, self.step_running, self.idle_step_seconds)
 
     def _upload_groups(self) -> None:
         assert self.pool is not None
@@ -692,11 +694,29 @@ class _SlotRun:
 
     # --- host loop --------------------------------------------------------------------------------
 
+    def _time_idle_step(self) -> float:
+        """Seconds of a decode step of the full bank with no sample running (the fastest of a few)."""
+        bank = self.full
+        times = []
+        for _ in range(3):
+            _synchronize(self.device)
+            begun = time.perf_counter()
+            if bank.graph is not None:
+                bank.graph.replay()
+            else:
+                self._steps(bank, self.steps_per_graph)
+            _synchronize(self.device)
+            times.append((time.perf_counter() - begun) / self.steps_per_graph)
+        for state in (self.positions, self.tokens, self.steps, self.column):
+            state.zero_()
+        return min(times)
+
     def run(self, on_sample: SampleSink, started: float) -> None:
         if self.use_graphs:
             for bank in filter(None, (self.full, self.small)):
                 self._capture(bank)
             torch.cuda.synchronize(self.device)
+        self.idle_step_seconds = self._time_idle_step()
         self.setup_seconds = time.perf_counter() - started
         self._refill(first_chunk=0)
         self._launch(0)
@@ -784,6 +804,11 @@ def _pool_tokens(jobs: Sequence[PromptJob], prompts: list[list[int]], slots: int
     alive = min(len(jobs), slots, -(-4 * slots // int(per_prompt)))
     mean = sum(lengths) / len(lengths)
     return max(1, min(sum(lengths), max(lengths) + int(alive * mean)))
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def _to_device(values: torch.Tensor, device: torch.device) -> torch.Tensor:

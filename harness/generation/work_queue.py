@@ -107,9 +107,10 @@ class WorkQueue:
         self._held: dict[int, dict[SampleKey, tuple[PromptJob, SampleSpec]]] = {}
         self.requeued = 0  # samples given back by lost workers
 
-    def take(self, worker: int, samples: int, whole_first: bool = False) -> tuple[PromptJob, ...]:
+    def take(self, worker: int, samples: int, whole_first: bool = False, at_most: int | None = None) -> tuple[PromptJob, ...]:
         """Jobs holding ``samples`` samples, or as many as are left; the last one whole (holding more)
-        while the queue keeps at least as many samples as it adds, and always with ``whole_first``."""
+        while the queue keeps at least as many samples as it adds and the whole stays within ``at_most``
+        (a worker's free slots: a sample beyond them would wait a round), and always with ``whole_first``."""
         taken: list[PromptJob] = []
         count = 0
         held = self._held.setdefault(worker, {})
@@ -120,8 +121,9 @@ class WorkQueue:
             job = replace(job, samples=tuple(s for s in job.samples if (job.task_id, s.index) not in self._finished))
             if not job.samples:
                 continue
-            surplus = len(job.samples) - (samples - count)
-            if surplus > 0 and self._pending_samples < surplus and not (whole_first and not taken):
+            keep = self._kept(len(job.samples), samples - count, self._pending_samples, whole_first and not taken, count, at_most)
+            if keep < len(job.samples):
+                surplus = len(job.samples) - keep
                 self._pending.appendleft(replace(job, samples=job.samples[-surplus:]))
                 self._pending_samples += surplus
                 job = replace(job, samples=job.samples[:-surplus])
@@ -130,6 +132,24 @@ class WorkQueue:
             taken.append(job)
             count += len(job.samples)
         return tuple(taken)
+
+    def would_take(self, samples: int) -> int:
+        """How many samples ``take(worker, samples)`` would hand out now (the queue unchanged)."""
+        count, left = 0, self._pending_samples
+        for job in self._pending:
+            if count >= samples:
+                break
+            left -= len(job.samples)
+            count += self._kept(len(job.samples), samples - count, left, False, count, None)
+        return count
+
+    @staticmethod
+    def _kept(size: int, wanted: int, left: int, whole: bool, count: int, at_most: int | None) -> int:
+        """Of a job of ``size`` samples, how many a take that still wants ``wanted`` hands out, with
+        ``left`` samples in the queue after the job (the rule of ``take``)."""
+        surplus = size - wanted
+        too_many = at_most is not None and count + size > at_most
+        return size - surplus if surplus > 0 and (left < surplus or too_many) and not whole else size
 
     def finish(self, key: SampleKey) -> bool:
         """Mark a sample finished; False if it already was (a lost worker's late message, or the
@@ -298,8 +318,12 @@ class Dispatcher:
                     # A new run of the same engine has not timed a step yet: its last run's time stands.
                     slots = replace(slots, step_seconds=state.slots.step_seconds, step_running=state.slots.step_running)
                 state.slots, state.slots_at = slots, self.clock()
-            share = self._share(worker, want.samples)
-            jobs = self.queue.take(worker, want.samples if share is None else share)
+            natural = self.queue.would_take(want.samples)  # whole prompts, maybe more than it has room for
+            share = self._share(worker, natural)
+            if share is None or share == natural:
+                jobs = self.queue.take(worker, want.samples)
+            else:  # its part of the end: within its free slots if it fits, or a sample would wait for a round
+                jobs = self.queue.take(worker, share, at_most=max(share, want.samples))
             state.closed = not jobs
             self._hold(worker, jobs)
             return [(worker, jobs)] + (self._serve_waiting() if share is not None else [])
@@ -316,7 +340,8 @@ class Dispatcher:
         return replies
 
     def _share(self, worker: int, wanted: int) -> int | None:
-        """How many samples ``worker`` takes now, when the end of the run is shared (``end_sharing``):
+        """How many samples ``worker`` takes now (of the ``wanted`` it would take; those beyond its free
+        slots would wait for one), when the end of the run is shared (``end_sharing``):
         the queue holds no more than the slots of the workers whose engines say what their slots are
         doing (the asker's among them, and another).  None otherwise: it takes what it asks for."""
         now = self.clock()
@@ -350,7 +375,8 @@ class Dispatcher:
             if share is None:
                 jobs = self.queue.take(index, state.waiting, whole_first=True)
             else:
-                jobs = self.queue.take(index, share) if share else ()
+                room = state.slots.free if state.slots is not None else share
+                jobs = self.queue.take(index, share, at_most=max(share, room)) if share else ()
             if jobs:
                 state.waiting = None
                 self._hold(index, jobs)

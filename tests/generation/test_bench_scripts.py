@@ -52,7 +52,7 @@ def test_the_load_timing_loads_every_way_and_reports_each_part(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     figures = json.loads(out.read_text())
     # Every way loaded the same weights (the script fails otherwise) and timed its read and its copy.
-    assert set(figures["ways"]) == {"to", "threads", "pinned", "pinned_threads"}
+    assert set(figures["ways"]) == {"to", "threads", "pinned", "pinned_threads", "harness"}
     assert all(way["read"] > 0 and way["total"] >= way["read"] for way in figures["ways"].values())
 
 

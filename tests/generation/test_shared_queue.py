@@ -224,6 +224,7 @@ def test_engines_take_prompts_lazily_and_generate_what_a_list_would(tiny_dir, ki
         assert state.slots == 4 and all(0 <= left <= 12 for left in state.steps_left)
         assert state.free == asked
     assert sum(state.measured for state in states) >= len(states) - 2
+    assert all(state.idle_step_seconds > 0 for state in states)  # timed before the first chunk
 
 
 # -- workers on one queue --------------------------------------------------------------------------
