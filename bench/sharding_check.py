@@ -41,6 +41,7 @@ from harness.data.prompts import build_prompt
 from harness.generation.factory import ModelEngineFactory
 from harness.generation.generate import generate
 from harness.generation.plan import GenerationSettings, SamplingSettings
+from harness.generation.work_queue import Dispatcher
 from harness.generation.workers import DeviceWorkers
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,6 +69,22 @@ def save_random_model(shape: str, texts: list[str], directory: Path) -> None:
         file=sys.stderr,
         flush=True,
     )
+
+
+def record_end_decisions() -> list[list]:
+    """Every decision of the dispatchers about the end of a run, as it is made (the dispatcher's
+    method wrapped: this script's instrument, not the harness's)."""
+    decisions: list[list] = []
+    decide = Dispatcher._share
+
+    def recorded(self: Dispatcher, worker: int, wanted: int) -> int | None:
+        share = decide(self, worker, wanted)
+        if share is not None:
+            decisions.append([time.perf_counter(), worker, wanted, self.queue.unassigned, share])
+        return share
+
+    Dispatcher._share = recorded  # type: ignore[method-assign]
+    return decisions
 
 
 def main() -> None:
@@ -106,6 +123,7 @@ def main() -> None:
     except ValueError as exc:
         raise SystemExit(f"sharding_check: --device-workers: {exc}") from None
     sampling = SamplingSettings(temperature=0.2, top_k=50, top_p=0.95, seed=0)
+    decisions = record_end_decisions()
     figures = {
         "shape": args.shape,
         "problems": len(prompts),
@@ -132,6 +150,7 @@ def main() -> None:
             figures["rehearsal"] = {"problems": len(rehearsed), "seconds": round(time.perf_counter() - started, 2)}
             print(f"sharding_check: rehearsal: {figures['rehearsal']}", file=sys.stderr, flush=True)
         for label, devices, mode in runs:
+            decisions.clear()
             started = time.perf_counter()
             summary = generate(prompts, settings, tmp / label / "generations.json", factory, devices, device_workers=mode)
             seconds = time.perf_counter() - started
@@ -151,6 +170,9 @@ def main() -> None:
                 "ready_seconds_by_worker": summary.ready_seconds_by_worker,
                 "last_sample_seconds_by_worker": summary.last_sample_seconds_by_worker,
                 "gpu_memory_peak_bytes": summary.gpu_memory_peak_bytes,
+                # The dispatcher's decisions at the end of the run (end_sharing): when (seconds from
+                # the start), which worker, what it would have taken, what was left, what it took.
+                "end_decisions": [[round(at - started, 3), *rest] for at, *rest in decisions],
             }
             print(f"sharding_check: {label}: {figures[label]}", file=sys.stderr, flush=True)
         one_bytes = (tmp / "one_device" / "generations.json").read_bytes()
