@@ -38,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository, 
 
 from harness.data.problems import load_problems
 from harness.data.prompts import build_prompt
+from harness.generation.end_sharing import WorkerView, is_late
 from harness.generation.factory import ModelEngineFactory
 from harness.generation.generate import generate
 from harness.generation.plan import GenerationSettings, SamplingSettings
@@ -72,15 +73,38 @@ def save_random_model(shape: str, texts: list[str], directory: Path) -> None:
 
 
 def record_end_decisions() -> list[list]:
-    """Every decision of the dispatchers about the end of a run, as it is made (the dispatcher's
-    method wrapped: this script's instrument, not the harness's)."""
+    """The dispatchers' decisions near the end of a run (the queue holding at most 800 samples), as
+    they are made, with what they saw of each worker (the dispatcher's method wrapped, and its state
+    read: this script's instrument, not the harness's)."""
     decisions: list[list] = []
     decide = Dispatcher._share
 
     def recorded(self: Dispatcher, worker: int, wanted: int) -> int | None:
         share = decide(self, worker, wanted)
-        if share is not None:
-            decisions.append([time.perf_counter(), worker, wanted, self.queue.unassigned, share])
+        if self.queue.unassigned <= 800:
+            now = self.clock()
+            seen = []
+            for state in self._workers:
+                slots = state.slots
+                if slots is None:
+                    seen.append(None)
+                    continue
+                view = WorkerView(slots, now - state.slots_at)
+                seen.append(
+                    {
+                        "age": round(view.age, 3),
+                        "running": len(slots.steps_left),
+                        "min_left": min(slots.steps_left, default=None),
+                        "waiting": slots.waiting,
+                        "step_ms": round(slots.step_seconds * 1000, 3),
+                        "idle_ms": round(slots.idle_step_seconds * 1000, 3),
+                        "late": is_late(view, self.queue.steps_per_sample) if slots.measured else None,
+                        "asks": state.waiting is not None,
+                        "closed": state.closed,
+                    }
+                )
+            finished = sum(w.finished for w in self._workers)
+            decisions.append([time.perf_counter(), worker, wanted, self.queue.unassigned, share, self._at_limit, finished, seen])
         return share
 
     Dispatcher._share = recorded  # type: ignore[method-assign]
@@ -171,7 +195,8 @@ def main() -> None:
                 "last_sample_seconds_by_worker": summary.last_sample_seconds_by_worker,
                 "gpu_memory_peak_bytes": summary.gpu_memory_peak_bytes,
                 # The dispatcher's decisions at the end of the run (end_sharing): when (seconds from
-                # the start), which worker, what it would have taken, what was left, what it took.
+                # the start), which worker, what it would have taken, what was left, what it took (None:
+                # as it asked), samples finished at the token limit and in all, and each worker's state.
                 "end_decisions": [[round(at - started, 3), *rest] for at, *rest in decisions],
             }
             print(f"sharding_check: {label}: {figures[label]}", file=sys.stderr, flush=True)
