@@ -14,8 +14,8 @@ the dispatcher predicts when each would end if given a number of the last sample
 and gives the asker its part of the split whose last worker ends first (``share_now``), possibly none:
 its part may be better run by a worker whose slots free soon.  The prediction counts every sample at
 its token limit (an upper bound: a sample that stops early frees its slot sooner, and that worker asks
-sooner); a worker that has not asked by the time its state said a slot would free is left out (slower
-than it said, or gone), so nothing waits on it.
+sooner); a worker that has not asked by the time its state said it would have finished all it held is
+left out (slower than it said, or gone), so nothing waits on it.
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ FIXED_SHARE = 0.5
 # samples' contexts vary): the split must not cost anywhere in that range.
 FIXED_SHARE_MARGIN = 0.25
 
-# A worker whose state says a slot would free by now, and which has not asked within this margin
-# (seconds, and a share of the time it predicted), is left out of the split.
+# A worker whose state says it would have finished all it held by now, and which has not asked within
+# this margin (a share of the time predicted, and seconds), is left out of the split.
 LATE_SECONDS = 0.2
 LATE_SHARE = 0.25
 
@@ -152,15 +152,13 @@ def end_seconds(view: WorkerView, extra: int, steps_per_sample: int, fixed_share
 
 
 def is_late(view: WorkerView, steps_per_sample: int) -> bool:
-    """Whether a slot of the worker should have freed by now (it would have asked for work) by more
-    than the margin."""
+    """Whether the worker should have finished all it held by now (at the slower end of what its step
+    time may be) by more than the margin: then it would have asked again.  (Not asking before that says
+    nothing: an engine asks only when its free slots outnumber the samples it holds waiting, which
+    may be a whole round.)"""
     state = view.state
-    if state.free:
-        due = 0.0
-    else:
-        first = min((*state.steps_left, *([steps_per_sample] if state.waiting else [])), default=0)
-        due = first * _step_seconds(state, state.slots, fixed_share_of(state))
-    return view.age > due + max(LATE_SECONDS, LATE_SHARE * due)
+    due = end_seconds(WorkerView(state, 0.0), 0, steps_per_sample, fixed_share_of(state, 1))
+    return view.age > due * (1 + LATE_SHARE) + LATE_SECONDS
 
 
 class _Prediction:
