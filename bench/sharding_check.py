@@ -193,6 +193,7 @@ def main() -> None:
                 # returned (when it ran out of work; the spread is the time devices idled at the end).
                 "ready_seconds_by_worker": summary.ready_seconds_by_worker,
                 "last_sample_seconds_by_worker": summary.last_sample_seconds_by_worker,
+                "workers_ended_seconds": summary.workers_ended_seconds,
                 "gpu_memory_peak_bytes": summary.gpu_memory_peak_bytes,
                 # The dispatcher's decisions at the end of the run (end_sharing): when (seconds from
                 # the start), which worker, what it would have taken, what was left, what it took (None:

@@ -67,6 +67,9 @@ class GenerationSummary:
     # sample (when it ran out of work: the spread of these is the time some devices idled at the end).
     ready_seconds_by_worker: dict[str, float] = field(default_factory=dict)
     last_sample_seconds_by_worker: dict[str, float] = field(default_factory=dict)
+    # Seconds from the start until every worker had stopped (its engine freed); the rest of ``seconds``
+    # is writing the output.
+    workers_ended_seconds: float = 0.0
 
 
 def generate(
@@ -118,11 +121,14 @@ def generate(
         progress.begin(sum(len(job.samples) for job in remaining))
     tokens: Counter[str] = Counter()
     dispatcher: Dispatcher | None = None
+    entries = dict(known)  # and each sample of this run as it is journaled
+    workers_ended = 0.0
     if remaining:
         with journal.part(0) as part:
 
             def count(entry: JournalEntry) -> None:
                 part.append(asdict(entry))
+                entries[(entry.task_id, entry.index)] = entry
                 tokens["new"] += entry.n_tokens
                 tokens["samples"] += 1
                 if progress is not None:
@@ -133,8 +139,8 @@ def generate(
             dispatcher = Dispatcher(WorkQueue(remaining), count, journal.record_settings, say)
             pool = workers if workers is not None else LocalDevices(devices, device_workers)
             pool.run(dispatcher, remaining, engine_factory, settings.extract_code)
+            workers_ended = time.monotonic() - started
 
-    entries = journal.entries()
     missing = [(job.task_id, s.index) for job in jobs for s in job.samples if (job.task_id, s.index) not in entries]
     if missing:
         raise GenerationError(
@@ -163,6 +169,7 @@ def generate(
         load_seconds=dispatcher.first_ready - started if dispatcher is not None and dispatcher.first_ready is not None else 0.0,
         ready_seconds_by_worker=_rounded(dispatcher.ready_by_worker(started)) if dispatcher is not None else {},
         last_sample_seconds_by_worker=_rounded(dispatcher.last_sample_by_worker(started)) if dispatcher is not None else {},
+        workers_ended_seconds=round(workers_ended, 3),
     )
 
 
