@@ -27,7 +27,7 @@ from typing import Any, Protocol
 from harness.data.prompts import extract_code, truncate_at_eof
 from harness.errors import DeviceError, GenerationError
 from harness.generation.end_sharing import SlotState
-from harness.generation.engine import CUDA_CACHE_LOCK, FinishedSample
+from harness.generation.engine import FinishedSample
 from harness.generation.factory import EngineFactory
 from harness.generation.journal import JournalEntry, prompt_sha
 from harness.generation.plan import PromptJob
@@ -81,9 +81,12 @@ def serve(
     channel: Channel,
     take_code: bool,
     where: str = "",
+    empty_cache: bool = True,
 ) -> None:
     """Build the engine on ``device``, then run it on work from the queue until the queue has none left
-    for it.  ``planned`` holds every job the queue may hand out (the engine sizes itself for them)."""
+    for it.  ``planned`` holds every job the queue may hand out (the engine sizes itself for them).
+    At the end the device memory its engine held goes back to the driver, unless ``empty_cache`` is
+    False (worker threads: the driver empties every device's cache once they have all stopped)."""
     if device.startswith("cuda"):
         import torch
 
@@ -123,7 +126,7 @@ def serve(
         # (held by a reference cycle).
         if torch.cuda.memory_allocated(device) > before:
             gc.collect()
-        with CUDA_CACHE_LOCK:  # another device's worker thread may be capturing a graph
+        if empty_cache:
             torch.cuda.empty_cache()
     channel.send(Done(peak))
 
@@ -300,7 +303,7 @@ def _run_threads(
 
     def work(worker: int, device: str) -> None:
         try:
-            serve(device, engine_factory, planned, _ThreadChannel(shared, worker), take_code)
+            serve(device, engine_factory, planned, _ThreadChannel(shared, worker), take_code, empty_cache=False)
         except _Stopped:
             pass
         except BaseException as exc:  # the run fails with its reason; the other workers stop
@@ -329,6 +332,12 @@ def _run_threads(
         for thread in threads.values():
             if thread.ident is not None:  # started: it has ended its work, and now ends
                 thread.join()
+        # The engines' device memory back to the driver, every device's at once: in the threads no
+        # emptying may overlap another's graph capture, and one after the other they took twice as long.
+        if any(device.startswith("cuda") for device in devices):
+            import torch
+
+            torch.cuda.empty_cache()
     if shared.failure is not None:
         raise shared.failure
     if not dispatcher.queue.all_finished:
