@@ -194,6 +194,8 @@ def main() -> None:
                 "ready_seconds_by_worker": summary.ready_seconds_by_worker,
                 "last_sample_seconds_by_worker": summary.last_sample_seconds_by_worker,
                 "workers_ended_seconds": summary.workers_ended_seconds,
+                "build_seconds_by_worker": summary.build_seconds_by_worker,
+                "stopped_seconds_by_worker": summary.stopped_seconds_by_worker,
                 "gpu_memory_peak_bytes": summary.gpu_memory_peak_bytes,
                 # The dispatcher's decisions at the end of the run (end_sharing): when (seconds from
                 # the start), which worker, what it would have taken, what was left, what it took (None:

@@ -70,6 +70,10 @@ class GenerationSummary:
     # Seconds from the start until every worker had stopped (its engine freed); the rest of ``seconds``
     # is writing the output.
     workers_ended_seconds: float = 0.0
+    # Per worker: seconds it took to load its model and build its engine (part of its ready seconds),
+    # and seconds from the start until it had stopped.
+    build_seconds_by_worker: dict[str, float] = field(default_factory=dict)
+    stopped_seconds_by_worker: dict[str, float] = field(default_factory=dict)
 
 
 def generate(
@@ -170,6 +174,8 @@ def generate(
         ready_seconds_by_worker=_rounded(dispatcher.ready_by_worker(started)) if dispatcher is not None else {},
         last_sample_seconds_by_worker=_rounded(dispatcher.last_sample_by_worker(started)) if dispatcher is not None else {},
         workers_ended_seconds=round(workers_ended, 3),
+        build_seconds_by_worker=_rounded(dispatcher.build_by_worker()) if dispatcher is not None else {},
+        stopped_seconds_by_worker=_rounded(dispatcher.stopped_by_worker(started)) if dispatcher is not None else {},
     )
 
 

@@ -45,6 +45,7 @@ class Ready:
 
     device: str
     where: str = ""
+    build_seconds: float = 0.0  # loading its model and building its engine
 
 
 @dataclass(frozen=True)
@@ -202,6 +203,8 @@ class _Worker:
     lost: bool = False
     finished: int = 0  # samples it returned first
     ready_at: float | None = None  # the dispatcher's clock when its model had loaded
+    build_seconds: float = 0.0  # of that, the worker's loading its model and building its engine
+    stopped_at: float | None = None  # the dispatcher's clock when it said it had stopped
     last_sample_at: float | None = None  # the dispatcher's clock when it returned its last sample
     slots: SlotState | None = None  # what its engine's slots were doing at its last request that said
     slots_at: float = 0.0  # the dispatcher's clock then
@@ -236,7 +239,7 @@ class Dispatcher:
         state = self._workers[worker]
         if isinstance(event, Ready):
             state.ready = True
-            state.ready_at = self.clock()
+            state.ready_at, state.build_seconds = self.clock(), event.build_seconds
             if self.first_ready is None:
                 self.first_ready = state.ready_at
             if event.where:
@@ -259,7 +262,7 @@ class Dispatcher:
         elif isinstance(event, Said):
             self.say(f"{state.label}: {event.text}" if len(self._workers) > 1 else event.text)
         elif isinstance(event, Done):
-            state.done = True
+            state.done, state.stopped_at = True, self.clock()
             if event.peak_bytes is not None:
                 self.peaks[state.label] = event.peak_bytes
         elif isinstance(event, Failed):
@@ -300,6 +303,14 @@ class Dispatcher:
         """Seconds from ``since`` (a time.monotonic()) until each worker's model had loaded (the
         workers whose model loaded)."""
         return {w.label: w.ready_at - since for w in self._workers if w.ready_at is not None}
+
+    def build_by_worker(self) -> dict[str, float]:
+        """Seconds each worker took to load its model and build its engine (the workers that did)."""
+        return {w.label: w.build_seconds for w in self._workers if w.ready_at is not None}
+
+    def stopped_by_worker(self, since: float) -> dict[str, float]:
+        """Seconds from ``since`` until each worker had stopped, its engine freed (the workers that said so)."""
+        return {w.label: w.stopped_at - since for w in self._workers if w.stopped_at is not None}
 
     def last_sample_by_worker(self, since: float) -> dict[str, float]:
         """Seconds from ``since`` until each worker returned its last sample: when it ran out of work

@@ -18,6 +18,7 @@ import enum
 import gc
 import multiprocessing
 import threading
+import time
 import traceback
 from collections.abc import Sequence
 from multiprocessing.connection import Connection, wait
@@ -95,8 +96,9 @@ def serve(
         torch.cuda.set_device(device)  # streams, events and graphs use the current device (of this thread)
         torch.cuda.reset_peak_memory_stats(device)
         before = torch.cuda.memory_allocated(device)
+    building = time.perf_counter()
     engine = engine_factory(device, lambda text: channel.send(Said(text)))
-    channel.send(Ready(device, where))
+    channel.send(Ready(device, where, time.perf_counter() - building))
     shas = {job.task_id: prompt_sha(job.prompt) for job in planned}
 
     def record(sample: FinishedSample) -> None:

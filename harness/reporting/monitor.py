@@ -117,9 +117,12 @@ class RunMonitor:
                 "gpu_memory_peak_bytes": generation.gpu_memory_peak_bytes,
                 # The shared prompt queue: who generated what, and what lost workers gave back.
                 "samples_by_worker": dict(generation.samples_by_worker),
-                # Seconds from the start of generation: each worker's model loaded, its last sample.
+                # Seconds from the start of generation: each worker's model loaded, its last sample, and
+                # when it had stopped; and the seconds each took to load its model and build its engine.
                 "ready_seconds_by_worker": dict(generation.ready_seconds_by_worker),
                 "last_sample_seconds_by_worker": dict(generation.last_sample_seconds_by_worker),
+                "stopped_seconds_by_worker": dict(generation.stopped_seconds_by_worker),
+                "build_seconds_by_worker": dict(generation.build_seconds_by_worker),
                 "workers_lost": list(generation.workers_lost),
                 "requeued": generation.requeued,
             },

@@ -242,6 +242,10 @@ def test_a_slow_worker_takes_less_and_every_sample_is_journaled_once(tmp_path, m
     ready, last = summary.ready_seconds_by_worker, summary.last_sample_seconds_by_worker
     assert set(ready) == set(last) == {"cpu:0", "cpu:1"}
     assert all(0 <= ready[worker] < last[worker] <= summary.seconds for worker in ready)
+    # How long each took to build its engine (within its ready time), and when it had stopped.
+    built, stopped = summary.build_seconds_by_worker, summary.stopped_seconds_by_worker
+    assert all(0 <= built[worker] <= ready[worker] for worker in ready)
+    assert all(last[worker] <= stopped[worker] <= summary.workers_ended_seconds <= summary.seconds for worker in ready)
 
 
 def test_a_worker_killed_mid_run_gives_its_samples_to_the_other(tmp_path):
