@@ -4,8 +4,10 @@ Until the end, the shared queue hands each worker what it asks for: every device
 end that is not enough.  An engine's slots free in rounds (samples started together end together, all
 at the token limit with a model that rarely stops), and the worker whose round ends first would take
 every sample left while another worker's round ends a moment later: on two H200s the first GPU took
-2,060 of 4,000 samples and ended 1.1-1.4 s after the other (docs/BENCHMARKS.md, session 11).  Split
-instead, each worker's share runs in a smaller batch, whose steps are faster.
+2,060 of 4,000 samples and ended 1.1-1.4 s after the other (docs/BENCHMARKS.md, session 11), some of
+them waiting a whole round for a slot.  Split instead, no sample waits for a round, and each worker's
+share runs in a smaller batch, whose steps are faster (session 12: the GPUs' last samples 0.01-0.27 s
+apart).
 
 So each engine says, when it asks for work, what its slots are doing (``SlotState``: how many, the
 steps its running samples may still take, its recent step time, and the time of a step with no
@@ -25,10 +27,10 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 # The part of a decode step's time that does not grow with the number of running samples (reading
-# the weights, launching the step), where an engine has not measured it.  Measured: 0.41 of a full
-# step for the Llama-3.2-3B shape on an H200 across slot counts (2.47 of 5.98 ms at 256 slots, session
-# 11's generation-steps run); within one batch of slots more (an idle slot still costs its rows of
-# every matrix product).
+# the weights, launching the step), where an engine has not measured it.  For the Llama-3.2-3B shape
+# on an H200: 0.41 of a full step across slot counts (2.47 of 5.98 ms at 256 slots, session 11's
+# generation-steps run), about two thirds within one batch of 256 slots as the fast engine measures it
+# (an idle slot still costs its rows of every matrix product; session 12).
 FIXED_SHARE = 0.5
 # How far a measured fixed share may be off (an idle step timed once before the run, while the running
 # samples' contexts vary): the split must not cost anywhere in that range.
@@ -47,7 +49,7 @@ class SlotState:
     slots: int  # samples it runs at once
     steps_left: tuple[int, ...]  # per running sample, the most decode steps it may still take
     waiting: int = 0  # samples it holds that wait for a slot
-    step_seconds: float = 0.0  # its recent seconds per decode step (0: not measured yet) ...
+    step_seconds: float = 0.0  # its mean seconds per decode step lately, refills included (0: not measured yet) ...
     step_running: int = 0  # ... with this many samples running
     idle_step_seconds: float = 0.0  # a step with no sample running (0: not measured)
 
