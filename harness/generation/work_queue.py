@@ -361,8 +361,8 @@ class Dispatcher:
             if other.slots is None or not other.slots.measured or not other.ready or other.settled:
                 continue
             view = WorkerView(other.slots, now - other.slots_at)
-            # A worker that has not asked when a slot of its should have freed is not counted on
-            # (a waiting one has asked: it waits for its share).
+            # A worker that has not asked by the time it should have finished all it held is not
+            # counted on (a waiting one has asked: it waits for its share).
             if index == worker or other.waiting is not None or not is_late(view, self.queue.steps_per_sample):
                 views[index] = view
         unassigned = self.queue.unassigned
