@@ -114,6 +114,20 @@ def test_the_queue_hands_out_whole_prompts_longest_first_and_near_the_end_exactl
     assert _handed(queue.take(1, 4)) == [(3, [0, 1, 2]), (0, [0])]
 
 
+def test_the_queue_says_what_a_take_would_hand_out_and_can_keep_within_free_slots():
+    for asked in range(0, 14):
+        queue = WorkQueue(_jobs())
+        queue.take(0, 1)  # task 3 out: 9 samples left in three prompts
+        would = queue.would_take(asked)
+        assert would == sum(len(job.samples) for job in queue.take(1, asked))
+        assert queue.unassigned == 9 - would  # would_take changed nothing
+    # Near the end a worker's share stays within its free slots: a whole prompt would put a sample
+    # beyond them, to wait for a slot.
+    queue = WorkQueue(_jobs())
+    queue.take(0, 1)
+    assert _handed(queue.take(1, 2, at_most=2)) == [(2, [0, 1])]
+
+
 def test_a_lost_workers_unfinished_samples_go_first_and_each_sample_counts_once():
     queue = WorkQueue(_jobs())
     held = queue.take(0, 1)[0]  # task 3, samples 0..2
