@@ -290,12 +290,9 @@ def prompt_token_ids(tokenizer: Any, jobs: Sequence[PromptJob]) -> list[list[int
 DTYPES = ("bfloat16", "float16", "float32")
 
 
-# Held while transformers reads a model and its tokenizer.  from_pretrained changes process-wide state
-# while it loads (torch's default dtype, torch.nn.init's functions) and puts back what it found, so two
-# loads at once in one process (device workers as threads) could leave it changed.  And both reads are
-# work for the interpreter, which runs one thread at a time: two workers' reads at once would each end
-# as late as both one after the other, while in turn the first worker's model is ready as soon as it
-# would be alone, and its device starts generating meanwhile.
+# Held while transformers reads a model: from_pretrained changes process-wide state while it loads (torch's
+# default dtype, torch.nn.init's functions) and puts back what it found, so two loads at once in one
+# process (device workers as threads) could leave it changed.
 FROM_PRETRAINED_LOCK = threading.Lock()
 
 
@@ -307,8 +304,8 @@ def load_model(path: str, dtype: str, device: str) -> tuple[Any, Any]:
     if dtype not in DTYPES:
         raise ModelError(f"unknown dtype {dtype!r} (use one of {', '.join(DTYPES)})")
     try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
         with FROM_PRETRAINED_LOCK:
-            tokenizer = AutoTokenizer.from_pretrained(path)
             # Any: transformers types the result as its own class, whose decorated ``to`` mypy cannot call.
             model: Any = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype), attn_implementation="sdpa")
     except (OSError, ValueError, KeyError) as exc:

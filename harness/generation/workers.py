@@ -299,9 +299,9 @@ def _run_threads(
     devices: Sequence[str], dispatcher: Dispatcher, planned: Sequence[PromptJob], engine_factory: EngineFactory, take_code: bool
 ) -> None:
     shared = _SharedDispatcher(dispatcher)
-    # The workers build their engines at once (but for reading a model and its tokenizer with
-    # transformers, one worker at a time: engine.FROM_PRETRAINED_LOCK); each starts generating as soon
-    # as its own is built.
+    # The workers build their engines at once (what must not run twice at once in one process, reading
+    # a model with transformers, takes a lock of its own: engine.FROM_PRETRAINED_LOCK); each starts
+    # generating as soon as its own is built.
 
     def work(worker: int, device: str) -> None:
         try:
