@@ -135,7 +135,8 @@ class WorkQueue:
         return tuple(taken)
 
     def would_take(self, samples: int) -> int:
-        """How many samples ``take(worker, samples)`` would hand out now (the queue unchanged)."""
+        """How many samples ``take(worker, samples)`` would hand out now (the queue unchanged; counting
+        the samples a lost worker may have finished after all, which the take would skip)."""
         count, left = 0, self._pending_samples
         for job in self._pending:
             if count >= samples:
@@ -329,8 +330,10 @@ class Dispatcher:
                     # A new run of the same engine has not timed a step yet: its last run's time stands.
                     slots = replace(slots, step_seconds=state.slots.step_seconds, step_running=state.slots.step_running)
                 state.slots, state.slots_at = slots, self.clock()
-            natural = self.queue.would_take(want.samples)  # whole prompts, maybe more than it has room for
-            share = self._share(worker, natural)
+            natural, share = want.samples, None
+            if self._near_end():
+                natural = self.queue.would_take(want.samples)  # whole prompts, maybe more than it has room for
+                share = self._share(worker, natural)
             if share is None or share == natural:
                 jobs = self.queue.take(worker, want.samples)
             else:  # its part of the end: within its free slots if it fits, or a sample would wait for a round
@@ -355,6 +358,8 @@ class Dispatcher:
         slots would wait for one), when the end of the run is shared (``end_sharing``):
         the queue holds no more than the slots of the workers whose engines say what their slots are
         doing (the asker's among them, and another).  None otherwise: it takes what it asks for."""
+        if not self._near_end():
+            return None
         now = self.clock()
         views: dict[int, WorkerView] = {}
         for index, other in enumerate(self._workers):
@@ -374,6 +379,15 @@ class Dispatcher:
         wanted = views[worker].state.slots if self._workers[worker].waiting is not None else wanted
         closed = [index for index in views if self._workers[index].closed]
         return share_now(worker, wanted, unassigned, views, self.queue.steps_per_sample, closed)
+
+    def _near_end(self) -> bool:
+        """Whether the end of the run may be shared at all: two workers or more say what their slots
+        are doing, and the queue holds no more than their slots.  (The cheap part of ``_share``'s
+        test, asked first: a request before the end costs no prediction.)"""
+        measured = [
+            w.slots.slots for w in self._workers if w.slots is not None and w.slots.measured and w.ready and not w.settled
+        ]
+        return len(measured) >= 2 and self.queue.unassigned <= sum(measured)
 
     def _serve_waiting(self) -> list[Reply]:
         """Work for the workers waiting for it: the start of a run (at least one whole prompt), or near

@@ -334,8 +334,8 @@ def _run_threads(
         for thread in threads.values():
             if thread.ident is not None:  # started: it has ended its work, and now ends
                 thread.join()
-        # The engines' device memory back to the driver, every device's at once: in the threads no
-        # emptying may overlap another's graph capture, and one after the other they took twice as long.
+        # The engines' device memory back to the driver, every device's in one call, once no worker
+        # thread can be capturing a graph (an emptying must not overlap a capture).
         if any(device.startswith("cuda") for device in devices):
             import torch
 
