@@ -26,11 +26,13 @@ the first character), so there it is reported, not required.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -111,6 +113,103 @@ def record_end_decisions() -> list[list]:
     return decisions
 
 
+class PhaseTimeline:
+    """When each worker thread spent its time in the phases of a run that are not decoding (loading,
+    building, capturing graphs, tearing down), as [thread, phase, start, end] in seconds from the run's
+    start: the harness's functions wrapped (this script's instrument, not the harness's).  A phase
+    named "... wait" is the time spent waiting for a lock."""
+
+    def __init__(self) -> None:
+        self.rows: list[list] = []
+        self.summed: dict[tuple[str, str], list] = {}
+        self.origin = time.perf_counter()
+
+    def restart(self) -> None:
+        self.rows, self.summed, self.origin = [], {}, time.perf_counter()
+
+    def _add(self, phase: str, begun: float, summed: bool = False) -> None:
+        now = time.perf_counter()
+        thread = threading.current_thread().name
+        if summed:  # one row for all calls of a thread: [thread, phase, first start, last end, seconds in all, calls]
+            row = self.summed.get((thread, phase))
+            if row is None:
+                row = self.summed[(thread, phase)] = [thread, phase, round(begun - self.origin, 3), 0.0, 0.0, 0]
+                self.rows.append(row)
+            row[3], row[4], row[5] = round(now - self.origin, 3), round(row[4] + now - begun, 4), row[5] + 1
+            return
+        self.rows.append([thread, phase, round(begun - self.origin, 3), round(now - self.origin, 3)])
+
+    def wrap(self, owner: object, name: str, phase: str, summed: bool = False) -> None:
+        original = getattr(owner, name)
+        timeline = self
+
+        @functools.wraps(original)
+        def timed(*args, **kwargs):
+            begun = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                timeline._add(phase, begun, summed)
+
+        setattr(owner, name, timed)
+
+    def lock(self, owner: object, name: str, phase: str) -> None:
+        """Replace the lock ``owner.name`` with one that records the wait for it and the time held."""
+        inner = getattr(owner, name)
+        timeline = self
+
+        class TimedLock:
+            def __enter__(self):
+                begun = time.perf_counter()
+                inner.acquire()
+                timeline._add(f"{phase} wait", begun)
+                self.held = time.perf_counter()
+
+            def __exit__(self, *exc):
+                inner.release()
+                timeline._add(f"{phase} held", self.held)
+
+        setattr(owner, name, TimedLock())
+
+
+def record_phases() -> PhaseTimeline:
+    import gc
+
+    import torch
+    import transformers
+
+    from harness.generation import decode_step, engine, fast_engine, workers
+    from harness.generation import generate as generate_module
+
+    timeline = PhaseTimeline()
+    timeline.wrap(transformers.AutoTokenizer, "from_pretrained", "tokenizer")
+    timeline.wrap(transformers.AutoModelForCausalLM, "from_pretrained", "from_pretrained")
+    timeline.lock(engine, "FROM_PRETRAINED_LOCK", "from_pretrained lock")
+    timeline.lock(fast_engine, "CUDA_CACHE_LOCK", "cuda cache lock")
+    timeline.wrap(engine, "copy_to_device", "copy_to_device")
+    timeline.wrap(engine, "load_model", "load_model")
+    timeline.wrap(torch.Tensor, "pin_memory", "pin_memory", summed=True)
+    timeline.wrap(torch.Tensor, "to", "Tensor.to", summed=True)
+    timeline.wrap(torch.cuda, "synchronize", "synchronize", summed=True)
+    memory = getattr(getattr(torch, "accelerator", None), "memory", None)
+    if getattr(memory, "empty_host_cache", None) is not None:
+        timeline.wrap(memory, "empty_host_cache", "empty_host_cache")
+    timeline.wrap(decode_step.DecodeStep, "__init__", "DecodeStep")
+    timeline.wrap(fast_engine.FastEngine, "__init__", "FastEngine")
+    timeline.wrap(fast_engine, "prompt_token_ids", "tokenize prompts")
+    timeline.wrap(fast_engine._SlotRun, "__init__", "slot run alloc")
+    timeline.wrap(fast_engine._SlotRun, "_capture", "capture")
+    timeline.wrap(fast_engine._SlotRun, "_time_idle_step", "idle steps")
+    timeline.wrap(fast_engine._SlotRun, "run", "slot run")
+    timeline.wrap(fast_engine.FastEngine, "run", "engine run")
+    timeline.wrap(workers, "serve", "serve")
+    timeline.wrap(gc, "collect", "gc.collect")
+    timeline.wrap(torch.cuda, "empty_cache", "empty_cache")
+    timeline.wrap(generate_module, "write_json_atomic", "write generations.json")
+    timeline.wrap(generate_module, "_warn_about_fences", "fence check")
+    return timeline
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shape", default="llama-3.2-3b")
@@ -148,6 +247,7 @@ def main() -> None:
         raise SystemExit(f"sharding_check: --device-workers: {exc}") from None
     sampling = SamplingSettings(temperature=0.2, top_k=50, top_p=0.95, seed=0)
     decisions = record_end_decisions()
+    timeline = record_phases()
     figures = {
         "shape": args.shape,
         "problems": len(prompts),
@@ -175,6 +275,7 @@ def main() -> None:
             print(f"sharding_check: rehearsal: {figures['rehearsal']}", file=sys.stderr, flush=True)
         for label, devices, mode in runs:
             decisions.clear()
+            timeline.restart()
             started = time.perf_counter()
             summary = generate(prompts, settings, tmp / label / "generations.json", factory, devices, device_workers=mode)
             seconds = time.perf_counter() - started
@@ -201,6 +302,8 @@ def main() -> None:
                 # the start), which worker, what it would have taken, what was left, what it took (None:
                 # as it asked), samples finished at the token limit and in all, and each worker's state.
                 "end_decisions": [[round(at - started, 3), *rest] for at, *rest in decisions],
+                # Each thread's phases other than decoding: [thread, phase, start s, end s] (record_phases).
+                "phases": list(timeline.rows),
             }
             print(f"sharding_check: {label}: {figures[label]}", file=sys.stderr, flush=True)
         one_bytes = (tmp / "one_device" / "generations.json").read_bytes()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 import gc
 import threading
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -277,14 +278,19 @@ def eos_token_ids(model: Any) -> np.ndarray:
 
 
 def prompt_token_ids(tokenizer: Any, jobs: Sequence[PromptJob]) -> list[list[int]]:
-    # As generation.py: the tokenizer's defaults (BOS added where the tokenizer adds one), no truncation.
-    # A chat-templated prompt already holds its special tokens as text: none are added to it.
-    return [
-        tokenizer(job.prompt)["input_ids"]
-        if job.add_special_tokens
-        else tokenizer(job.prompt, add_special_tokens=False)["input_ids"]
-        for job in jobs
-    ]
+    """Each job's prompt as token ids.  As generation.py: the tokenizer's defaults (BOS added where the
+    tokenizer adds one), no truncation; a chat-templated prompt already holds its special tokens as
+    text, and none are added to it.  The prompts go to the tokenizer in one call per kind, the same ids
+    as one call each: a fast tokenizer encodes a batch on all cores (200 TACO prompts in 0.018 s
+    against 0.239 s one call each on the H200 machine's CPU)."""
+    ids: list[list[int]] = [[] for _ in jobs]
+    for special in (True, False):
+        chosen = [index for index, job in enumerate(jobs) if job.add_special_tokens is special]
+        if chosen:
+            encoded = tokenizer([jobs[index].prompt for index in chosen], add_special_tokens=special)["input_ids"]
+            for index, token_ids in zip(chosen, encoded):
+                ids[index] = list(token_ids)
+    return ids
 
 
 DTYPES = ("bfloat16", "float16", "float32")
@@ -295,16 +301,39 @@ DTYPES = ("bfloat16", "float16", "float32")
 # process (device workers as threads) could leave it changed.
 FROM_PRETRAINED_LOCK = threading.Lock()
 
+# The tokenizers read in this process, while an engine still holds one: device workers as threads of
+# one process share one instead of each reading its own (0.27 s alone on the H200 machine's CPU, 0.61 s
+# each for two read at once: the reading holds the interpreter).  Weak: once no engine holds it, the
+# next load reads the files again.
+_TOKENIZERS: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
+_TOKENIZERS_LOCK = threading.Lock()
+
+
+def load_tokenizer(path: str) -> Any:
+    """The tokenizer of ``path``: the one this process already holds for it, else read now.  Shared
+    between threads, it is only read: the harness encodes without padding or truncation, and one
+    encoding here, before it is shared, sets those as every later call wants them (a fast tokenizer
+    changes its settings only where a call asks for others)."""
+    from transformers import AutoTokenizer
+
+    with _TOKENIZERS_LOCK:
+        tokenizer = _TOKENIZERS.get(path)
+        if tokenizer is None:
+            tokenizer = AutoTokenizer.from_pretrained(path)
+            tokenizer([""])
+            _TOKENIZERS[path] = tokenizer
+        return tokenizer
+
 
 def load_model(path: str, dtype: str, device: str) -> tuple[Any, Any]:
     """Model (eval mode, on ``device``) and tokenizer from a local directory or a hub id."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     if dtype not in DTYPES:
         raise ModelError(f"unknown dtype {dtype!r} (use one of {', '.join(DTYPES)})")
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path)
+        tokenizer = load_tokenizer(path)
         with FROM_PRETRAINED_LOCK:
             # Any: transformers types the result as its own class, whose decorated ``to`` mypy cannot call.
             model: Any = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype), attn_implementation="sdpa")

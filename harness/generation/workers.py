@@ -20,6 +20,7 @@ import multiprocessing
 import threading
 import time
 import traceback
+import weakref
 from collections.abc import Sequence
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
@@ -28,7 +29,7 @@ from typing import Any, Protocol
 from harness.data.prompts import extract_code, truncate_at_eof
 from harness.errors import DeviceError, GenerationError
 from harness.generation.end_sharing import SlotState
-from harness.generation.engine import FinishedSample
+from harness.generation.engine import Engine, FinishedSample
 from harness.generation.factory import EngineFactory
 from harness.generation.journal import JournalEntry, prompt_sha
 from harness.generation.plan import PromptJob
@@ -95,7 +96,6 @@ def serve(
             raise DeviceError(f"{device}: no CUDA device is visible here")
         torch.cuda.set_device(device)  # streams, events and graphs use the current device (of this thread)
         torch.cuda.reset_peak_memory_stats(device)
-        before = torch.cuda.memory_allocated(device)
     building = time.perf_counter()
     engine = engine_factory(device, lambda text: channel.send(Said(text)))
     channel.send(Ready(device, where, time.perf_counter() - building))
@@ -120,17 +120,31 @@ def serve(
     peak = None
     if device.startswith("cuda"):
         peak = int(torch.cuda.max_memory_allocated(device))
-        # The model and its KV slots go back to the driver now, not when the process ends: a caller
-        # that generates again in this process (a benchmark, a notebook) gets the whole GPU.
-        del engine
-        # A full collection costs 0.2-0.3 s with torch and transformers loaded, and with worker threads
-        # it holds every other worker's thread meanwhile: only when something of the engine is left
-        # (held by a reference cycle).
-        if torch.cuda.memory_allocated(device) > before:
-            gc.collect()
-        if empty_cache:
-            torch.cuda.empty_cache()
+    # The model and its KV slots go back now, not when the process ends: a caller that generates again
+    # in this process (a benchmark, a notebook) gets the whole GPU.
+    held = _references(engine)
+    del engine
+    # A full collection costs 0.2 s with torch and transformers loaded, and with worker threads it holds
+    # every other worker's thread meanwhile (on the H200 machine the other GPU's last samples waited for
+    # it): only when a reference cycle keeps the engine or its model.  (The device memory still
+    # allocated says nothing: cuBLAS keeps its workspaces there, 64-96 MB after every run.)
+    if any(reference() is not None for reference in held):
+        gc.collect()
+    if device.startswith("cuda") and empty_cache:
+        torch.cuda.empty_cache()
     channel.send(Done(peak))
+
+
+def _references(engine: Engine) -> list[weakref.ref]:
+    """Weak references to ``engine`` and its model: alive after the last strong one is dropped only if
+    a reference cycle holds them."""
+    references = []
+    for held in (engine, getattr(engine, "model", None)):
+        try:
+            references.append(weakref.ref(held))
+        except TypeError:  # None, or an object without weak references (a test's stand-in): nothing to watch
+            pass
+    return references
 
 
 def describe_failure(exc: BaseException) -> str:
