@@ -38,6 +38,10 @@ def test_the_quick_sharding_check_rehearses_then_measures_identical_runs(tmp_pat
     assert set(several["samples_by_worker"]) == {"cpu #0", "cpu #1"}
     assert several["identical"] and several["samples_identical"] == several["samples"] == 12
     assert figures["scaling"] == several["scaling"] > 0
+    # Each thread's phases: both workers served; the tokenizer was read once for the two (shared).
+    phases = [(thread, phase) for thread, phase, *_ in several["phases"]]
+    assert {("generate-cpu #0", "serve"), ("generate-cpu #1", "serve")} <= set(phases)
+    assert [phase for _, phase in phases].count("tokenizer") == 1
 
 
 def test_the_load_timing_loads_every_way_and_reports_each_part(tmp_path):
