@@ -349,7 +349,9 @@ def load_model(path: str, dtype: str, device: str) -> tuple[Any, Any]:
 def copy_to_device(model: Any, device: str) -> None:
     """Move ``model`` to ``device``.  To a CUDA device each parameter goes through page-locked memory,
     without waiting for the one before: 0.18 s for the 6.4 GB of the Llama-3.2-3B shape on an H200,
-    against 0.76 s for ``model.to`` from pageable memory (bench/load_time.py, docs/BENCHMARKS.md)."""
+    against 0.76 s for ``model.to`` from pageable memory (bench/load_time.py, docs/BENCHMARKS.md).  In
+    a generate run it took 0.55-0.60 s (the weights read from their file as they are page-locked;
+    not split further, session 13)."""
     import torch
 
     if not device.startswith("cuda"):
